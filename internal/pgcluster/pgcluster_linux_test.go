@@ -1,0 +1,140 @@
+package pgcluster
+
+// Tests of the parent-death signal, which only Linux has.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperDirEnv, when set, makes the test binary a helper process that
+// starts a cluster in the folder it names and then waits to be killed.
+const helperDirEnv = "PGCLUSTER_TEST_HELPER_DIR"
+
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv(helperDirEnv)
+	if dir == "" {
+		t.Skip("helper process for TestOwnerDeathStopsServer")
+	}
+	c, err := Start(context.Background(), Options{DataDir: dir})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready", c.Port())
+	select {} // until killed
+}
+
+func TestOwnerDeathStopsServer(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testDir(t), "data")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	c := &Cluster{dataDir: dir}
+	if pids, _ := serverPIDs(dir); len(pids) == 0 {
+		t.Fatal("no server processes while the helper runs")
+	}
+
+	// SIGKILL gives the helper no chance to stop the server itself.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	gone := func() bool {
+		pids, err := serverPIDs(dir)
+		return err == nil && len(pids) == 0
+	}
+	if !waitFor(t.Context(), 30*time.Second, gone) {
+		pids, _ := serverPIDs(dir)
+		t.Fatalf("server processes %v outlived their owner", pids)
+	}
+	assertGone(t, c)
+
+	// What was left behind starts again.
+	startCluster(t, dir, false)
+}
+
+func TestServerOutlivesStartingThread(t *testing.T) {
+	t.Parallel()
+	// Start from a goroutine locked to its thread that exits without
+	// unlocking: the runtime then ends that thread. The server must not
+	// take it for the death of its parent.
+	type result struct {
+		c          *Cluster
+		tid        int
+		err        error
+		mainThread bool
+	}
+	dir := filepath.Join(testDir(t), "data")
+	var r result
+	for {
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			if syscall.Gettid() == os.Getpid() {
+				// The runtime never ends the main thread; try another.
+				runtime.UnlockOSThread()
+				ch <- result{mainThread: true}
+				return
+			}
+			c, err := Start(t.Context(), Options{DataDir: dir})
+			ch <- result{c: c, tid: syscall.Gettid(), err: err}
+		}()
+		if r = <-ch; !r.mainThread {
+			break
+		}
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	c := r.c
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	task := fmt.Sprintf("/proc/self/task/%d", r.tid)
+	threadGone := func() bool {
+		_, err := os.Stat(task)
+		return errors.Is(err, os.ErrNotExist)
+	}
+	if !waitFor(t.Context(), 30*time.Second, threadGone) {
+		t.Fatalf("thread %d did not end", r.tid)
+	}
+
+	// The kernel has sent any parent-death signal by now; give the server
+	// a moment to act on it.
+	c.mu.Lock()
+	s := c.proc
+	c.mu.Unlock()
+	if waitClosed(s.done, 2*time.Second) {
+		t.Fatalf("the server exited (%s) when the thread that started it ended", s.exitStatus())
+	}
+	if got := queryString(t, open(t, c, "postgres"), "SELECT 'alive'"); got != "alive" {
+		t.Errorf("got %q", got)
+	}
+}

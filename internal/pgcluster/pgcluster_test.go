@@ -1,0 +1,504 @@
+package pgcluster
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testDir returns a fresh folder that the postgres user can enter (the test
+// may run as root, and t.TempDir's folders are private to their owner).
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgcluster-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startCluster starts a cluster in dataDir (a fresh one when "") and stops
+// it at the end of the test.
+func startCluster(t *testing.T, dataDir string, durable bool) *Cluster {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = filepath.Join(testDir(t), "data")
+	}
+	c, err := Start(t.Context(), Options{
+		DataDir: dataDir,
+		Durable: durable,
+		Logger:  slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// open connects to database dbname of c.
+func open(t *testing.T, c *Cluster, dbname string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("postgres", c.URL(dbname))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// queryString runs a query returning one text value.
+func queryString(t *testing.T, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := db.QueryRowContext(t.Context(), query, args...).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return s
+}
+
+// mustExec runs statements on db.
+func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
+
+// postmasterPID returns the pid in c's postmaster.pid.
+func postmasterPID(t *testing.T, c *Cluster) int {
+	t.Helper()
+	pid := c.pidFromFile()
+	if pid == 0 {
+		t.Fatal("no pid in postmaster.pid")
+	}
+	return pid
+}
+
+// assertGone fails unless none of pids is a postgres process of c's data
+// dir, and no process of that data dir is left.
+func assertGone(t *testing.T, c *Cluster, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		if k := classify(pid, c.dataDir); k == procServer {
+			t.Errorf("pid %d still serves %s", pid, c.dataDir)
+		}
+	}
+	left, err := serverPIDs(c.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("postgres processes left on %s: %v", c.dataDir, left)
+	}
+}
+
+func TestStartSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		durable bool
+		onOff   string
+	}{
+		{durable: false, onOff: "off"},
+		{durable: true, onOff: "on"},
+	} {
+		t.Run(fmt.Sprintf("durable=%v", tc.durable), func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, "", tc.durable)
+			if want := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/app?sslmode=disable", c.Port()); c.URL("app") != want {
+				t.Errorf("URL(app) = %s, want %s", c.URL("app"), want)
+			}
+			db := open(t, c, "postgres")
+			for setting, want := range map[string]string{
+				"wal_level":               "logical",
+				"max_replication_slots":   "32",
+				"max_wal_senders":         "32",
+				"max_connections":         "300",
+				"wal_sender_timeout":      "1min",
+				"listen_addresses":        "127.0.0.1",
+				"unix_socket_directories": "",
+				"fsync":                   tc.onOff,
+				"synchronous_commit":      "on", // see Options.Durable
+				"full_page_writes":        tc.onOff,
+				"server_encoding":         "UTF8",
+				"lc_collate":              "C",
+			} {
+				if got := queryString(t, db, "SHOW "+setting); got != want {
+					t.Errorf("%s = %q, want %q", setting, got, want)
+				}
+			}
+			rules := queryString(t, db, `SELECT count(*) FROM pg_hba_file_rules
+				WHERE type = 'host' AND 'replication' = ANY(database) AND address = '127.0.0.1' AND auth_method = 'trust'`)
+			if rules == "0" {
+				t.Error("pg_hba.conf has no trust rule for replication from 127.0.0.1")
+			}
+
+			// A commit reaches logical decoding at once.
+			mustExec(t, db,
+				"CREATE TABLE t (v int)",
+				"SELECT pg_create_logical_replication_slot('s', 'test_decoding')",
+				"INSERT INTO t VALUES (1)")
+			if n := queryString(t, db, "SELECT count(*) FROM pg_logical_slot_peek_changes('s', NULL, NULL)"); n == "0" {
+				t.Error("logical decoding does not see the last commit")
+			}
+			mustExec(t, db, "SELECT pg_drop_replication_slot('s')")
+		})
+	}
+}
+
+func TestRestartKeepsDataAndPort(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, "", false)
+	port := c.Port()
+	mustExec(t, open(t, c, "postgres"),
+		"CREATE TABLE t (v text)",
+		"INSERT INTO t VALUES ('kept')")
+
+	if err := c.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c.Port() != port {
+		t.Errorf("port changed from %d to %d", port, c.Port())
+	}
+	if got := queryString(t, open(t, c, "postgres"), "SELECT v FROM t"); got != "kept" {
+		t.Errorf("after restart, v = %q", got)
+	}
+}
+
+func TestStopThenStartDurable(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testDir(t), "data")
+	c := startCluster(t, dir, false)
+	mustExec(t, open(t, c, "postgres"), "CREATE TABLE t (v text)", "INSERT INTO t VALUES ('kept')")
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same data dir, created non-durable, starts durable.
+	c = startCluster(t, dir, true)
+	db := open(t, c, "postgres")
+	if got := queryString(t, db, "SHOW fsync"); got != "on" {
+		t.Errorf("fsync = %q, want on", got)
+	}
+	if got := queryString(t, db, "SELECT v FROM t"); got != "kept" {
+		t.Errorf("v = %q, want kept", got)
+	}
+}
+
+func TestKillThenRestartRecovers(t *testing.T) {
+	t.Parallel()
+	for _, durable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, "", durable)
+			db := open(t, c, "postgres")
+			mustExec(t, db, "CREATE TABLE t (v text)", "INSERT INTO t VALUES ('committed')")
+			db.Close()
+
+			pid := postmasterPID(t, c)
+			if err := c.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			assertGone(t, c, pid)
+			if err := c.Kill(); err == nil {
+				t.Error("second Kill succeeded, want an error: not running")
+			}
+
+			if err := c.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if got := queryString(t, open(t, c, "postgres"), "SELECT v FROM t"); got != "committed" {
+				t.Errorf("after crash recovery, v = %q", got)
+			}
+		})
+	}
+}
+
+func TestStartTakesOverRunningInstance(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testDir(t), "data")
+	// The first cluster stands for a server left behind by an earlier run
+	// of the program that was killed hard.
+	stale := startCluster(t, dir, false)
+	mustExec(t, open(t, stale, "postgres"), "CREATE TABLE t (v text)", "INSERT INTO t VALUES ('kept')")
+	stalePID := postmasterPID(t, stale)
+
+	c := startCluster(t, dir, false)
+	assertNotServing(t, stale, stalePID)
+	if pid := postmasterPID(t, c); pid == stalePID {
+		t.Fatalf("postmaster.pid still names the stale pid %d", pid)
+	}
+	if got := queryString(t, open(t, c, "postgres"), "SELECT v FROM t"); got != "kept" {
+		t.Errorf("v = %q, want kept", got)
+	}
+	// The stale cluster's Stop is a no-op that leaves the new server alone.
+	if err := stale.Stop(t.Context()); err != nil {
+		t.Errorf("Stop of the replaced cluster: %v", err)
+	}
+	if got := queryString(t, open(t, c, "postgres"), "SELECT 'alive'"); got != "alive" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// assertNotServing fails if pid still serves the data dir of c.
+func assertNotServing(t *testing.T, c *Cluster, pid int) {
+	t.Helper()
+	if k := classify(pid, c.dataDir); k == procServer {
+		t.Errorf("pid %d still serves %s", pid, c.dataDir)
+	}
+}
+
+func TestStopLeavesNoProcess(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, "", false)
+	pid := postmasterPID(t, c)
+	pids, err := serverPIDs(c.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) < 2 {
+		t.Fatalf("server processes = %v, want the postmaster and its children", pids)
+	}
+
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, c, pids...)
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("kill(%d, 0) = %v, want ESRCH: the postmaster is not reaped", pid, err)
+	}
+	if _, err := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("postmaster.pid after a clean shutdown: %v", err)
+	}
+	if err := c.Stop(t.Context()); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestCreateDropDatabase(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, "", false)
+	const tmpl, name = `tmpl "quoted"`, `Weird name; DROP`
+	if err := c.CreateDatabase(t.Context(), tmpl, ""); err != nil {
+		t.Fatal(err)
+	}
+	db := open(t, c, tmpl)
+	mustExec(t, db, "CREATE TABLE t (v text)", "INSERT INTO t VALUES ('from template')")
+	db.Close()
+
+	if err := c.CreateDatabase(t.Context(), name, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	copyDB := open(t, c, name)
+	if got := queryString(t, copyDB, "SELECT v FROM t"); got != "from template" {
+		t.Errorf("v = %q", got)
+	}
+	// DropDatabase ends the sessions still connected.
+	if err := c.DropDatabase(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, open(t, c, "postgres"),
+		"SELECT count(*) FROM pg_database WHERE datname = $1", name); got != "0" {
+		t.Errorf("database %q still exists", name)
+	}
+	if err := c.DropDatabase(t.Context(), name); err == nil {
+		t.Error("dropping a missing database succeeded")
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		rootOnly bool
+		// setup returns the options to start with and the texts the error
+		// must contain.
+		setup func(t *testing.T) (Options, []string)
+	}{
+		{
+			name: "port in use",
+			setup: func(t *testing.T) (Options, []string) {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				dir := filepath.Join(testDir(t), "data")
+				return Options{DataDir: dir, Port: l.Addr().(*net.TCPAddr).Port},
+					[]string{"exited during startup", "already in use", filepath.Join(dir, "log", "postgres.log")}
+			},
+		},
+		{
+			name: "data dir not empty",
+			setup: func(t *testing.T) (Options, []string) {
+				dir := filepath.Join(testDir(t), "data")
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "stray"), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return Options{DataDir: dir}, []string{"initdb", "not empty"}
+			},
+		},
+		{
+			name:     "ancestor closed to the postgres user",
+			rootOnly: true,
+			setup: func(t *testing.T) (Options, []string) {
+				closed := filepath.Join(testDir(t), "closed")
+				if err := os.Mkdir(closed, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				return Options{DataDir: filepath.Join(closed, "sub", "data")}, []string{"cannot enter " + closed + " "}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.rootOnly && os.Geteuid() != 0 {
+				t.Skip("runs only as root")
+			}
+			opts, want := tc.setup(t)
+			c, err := Start(t.Context(), opts)
+			if err == nil {
+				c.Stop(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			for _, w := range want {
+				if !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(w)) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if left, _ := serverPIDs(opts.DataDir); len(left) > 0 {
+				t.Errorf("failed start left processes %v", left)
+			}
+		})
+	}
+}
+
+func TestFindBinaries(t *testing.T) {
+	t.Parallel()
+	notFound := func(string) (string, error) { return "", errors.New("not found") }
+	onPath := func(file string) (string, error) { return "/opt/pg/bin/" + file, nil }
+
+	// makeLib builds a fake /usr/lib/postgresql holding the given
+	// VERSION/bin/PROGRAM files.
+	makeLib := func(t *testing.T, files ...string) string {
+		lib := t.TempDir()
+		for _, f := range files {
+			path := filepath.Join(lib, f)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return lib
+	}
+
+	for _, tc := range []struct {
+		name     string
+		lookPath func(string) (string, error)
+		files    []string
+		want     string // folder of the binaries found, relative to the fake lib unless absolute
+		wantErr  string
+	}{
+		{
+			name:     "PATH wins",
+			lookPath: onPath,
+			files:    []string{"15/bin/initdb", "15/bin/postgres"},
+			want:     "/opt/pg/bin",
+		},
+		{
+			name:     "highest complete version",
+			lookPath: notFound,
+			files: []string{
+				"9.6/bin/initdb", "9.6/bin/postgres",
+				"10/bin/initdb", "10/bin/postgres",
+				"15/bin/initdb", "15/bin/postgres",
+				"16/bin/postgres", // no initdb
+				"common/bin/initdb", "common/bin/postgres",
+			},
+			want: "15/bin",
+		},
+		{
+			name:     "numeric not lexical order",
+			lookPath: notFound,
+			files:    []string{"9.6/bin/initdb", "9.6/bin/postgres", "10/bin/initdb", "10/bin/postgres"},
+			want:     "10/bin",
+		},
+		{
+			name: "only postgres on PATH",
+			lookPath: func(f string) (string, error) {
+				if f == "postgres" {
+					return onPath(f)
+				}
+				return notFound(f)
+			},
+			files: []string{"14/bin/initdb", "14/bin/postgres"},
+			want:  "14/bin",
+		},
+		{
+			name:     "none",
+			lookPath: notFound,
+			files:    []string{"16/bin/postgres"},
+			wantErr:  "apt-get install -y postgresql",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lib := makeLib(t, tc.files...)
+			got, err := findBinaries(tc.lookPath, lib)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			if !filepath.IsAbs(want) {
+				want = filepath.Join(lib, want)
+			}
+			if got.initdb != filepath.Join(want, "initdb") || got.postgres != filepath.Join(want, "postgres") {
+				t.Errorf("got %+v, want binaries in %s", got, want)
+			}
+		})
+	}
+
+	t.Run("missing lib dir", func(t *testing.T) {
+		t.Parallel()
+		_, err := findBinaries(notFound, filepath.Join(t.TempDir(), "absent"))
+		if err == nil || !strings.Contains(err.Error(), "install the postgresql package") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
