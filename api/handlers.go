@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/outboxpay/outboxpay/internal/shop"
+)
+
+type handlers struct {
+	shop  *shop.Service
+	ready func(context.Context) error
+}
+
+func (h *handlers) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handlers) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return &requestError{status: http.StatusServiceUnavailable, kind: "not-ready", detail: "database unreachable: " + err.Error()}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (h *handlers) balance(c echo.Context) error {
+	userID, err := pathID(c, "userId")
+	if err != nil {
+		return err
+	}
+	b, err := h.shop.Balance(c.Request().Context(), userID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, b)
+}
+
+type chargeRequest struct {
+	Amount *int64 `json:"amount"`
+}
+
+func (h *handlers) charge(c echo.Context) error {
+	userID, err := pathID(c, "userId")
+	if err != nil {
+		return err
+	}
+	var req chargeRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	amount, err := positive(req.Amount, "amount")
+	if err != nil {
+		return err
+	}
+	b, err := h.shop.Charge(c.Request().Context(), userID, amount)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, b)
+}
+
+func (h *handlers) products(c echo.Context) error {
+	ps, err := h.shop.Products(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ps)
+}
+
+func (h *handlers) product(c echo.Context) error {
+	id, err := pathID(c, "productId")
+	if err != nil {
+		return err
+	}
+	p, err := h.shop.Product(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+type orderRequest struct {
+	UserID *int64             `json:"userId"`
+	Items  []orderItemRequest `json:"items"`
+}
+
+type orderItemRequest struct {
+	ProductDetailID *int64 `json:"productDetailId"`
+	Quantity        *int64 `json:"quantity"`
+}
+
+func (h *handlers) placeOrder(c echo.Context) error {
+	var req orderRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	userID, err := positive(req.UserID, "userId")
+	if err != nil {
+		return err
+	}
+	if req.Items == nil {
+		return badRequest("field %q is required", "items")
+	}
+	if len(req.Items) == 0 || len(req.Items) > shop.MaxOrderLines {
+		return badRequest("field %q must hold 1 to %d items", "items", shop.MaxOrderLines)
+	}
+	lines := make([]shop.OrderLine, len(req.Items))
+	for i, it := range req.Items {
+		id, err := positive(it.ProductDetailID, "items[].productDetailId")
+		if err != nil {
+			return err
+		}
+		q, err := positive(it.Quantity, "items[].quantity")
+		if err != nil {
+			return err
+		}
+		if q > shop.MaxQuantity {
+			return badRequest("field %q must be at most %d, not %d", "items[].quantity", shop.MaxQuantity, q)
+		}
+		lines[i] = shop.OrderLine{ProductDetailID: id, Quantity: int(q)}
+	}
+	o, err := h.shop.PlaceOrder(c.Request().Context(), userID, lines)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, c.Echo().Reverse("order", o.OrderID))
+	return c.JSON(http.StatusCreated, o)
+}
+
+func (h *handlers) order(c echo.Context) error {
+	id, err := pathID(c, "orderId")
+	if err != nil {
+		return err
+	}
+	o, err := h.shop.Order(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, o)
+}
+
+type paymentRequest struct {
+	UserID *int64 `json:"userId"`
+}
+
+func (h *handlers) pay(c echo.Context) error {
+	orderID, err := pathID(c, "orderId")
+	if err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c, shop.MaxIdempotencyKeyLen)
+	if err != nil {
+		return err
+	}
+	var req paymentRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	userID, err := positive(req.UserID, "userId")
+	if err != nil {
+		return err
+	}
+	p, replayed, err := h.shop.Pay(c.Request().Context(), shop.PayRequest{
+		OrderID: orderID, UserID: userID, IdempotencyKey: key,
+	})
+	if err != nil {
+		return err
+	}
+	if replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return c.JSON(http.StatusCreated, p)
+}

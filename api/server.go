@@ -1,0 +1,101 @@
+// Package api is the HTTP API of the payments service, on Echo: balances,
+// products, orders and payments, JSON in and out, errors as RFC 7807
+// application/problem+json. Its contract is openapi.yaml beside this file.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo-contrib/echoprometheus"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/internal/shop"
+)
+
+// OpenAPI is the OpenAPI 3 document of this API, served at /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Config is what New needs besides the domain service.
+type Config struct {
+	// MaxBodyBytes bounds request bodies; larger ones get 413.
+	MaxBodyBytes int64
+	// RequestTimeout bounds the work of one request.
+	RequestTimeout time.Duration
+	// Ready reports whether the service can serve (the database is reachable).
+	Ready func(context.Context) error
+	// Registerer takes the HTTP metrics; Gatherer is served at /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	Logger     *slog.Logger
+}
+
+// New returns the API's HTTP handler.
+func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+
+	metrics, err := echoprometheus.MiddlewareConfig{
+		Subsystem:                 "http",
+		Registerer:                cfg.Registerer,
+		DoNotUseRequestPathFor404: true,
+		Skipper:                   func(c echo.Context) bool { return c.Path() == "/metrics" },
+	}.ToMiddleware()
+	if err != nil {
+		return nil, fmt.Errorf("http metrics: %w", err)
+	}
+	e.Use(
+		middleware.Recover(),
+		middleware.RequestID(),
+		requestLogger(cfg.Logger),
+		metrics,
+		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
+		middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}),
+	)
+
+	h := &handlers{shop: svc, ready: cfg.Ready}
+	e.GET("/healthz", h.healthz)
+	e.GET("/readyz", h.readyz)
+	e.GET("/metrics", echoprometheus.NewHandlerWithConfig(echoprometheus.HandlerConfig{Gatherer: cfg.Gatherer}))
+	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", OpenAPI) })
+
+	e.GET("/users/:userId/balance", h.balance)
+	e.POST("/users/:userId/balance/charge", h.charge)
+	e.GET("/products", h.products)
+	e.GET("/products/:productId", h.product)
+	e.POST("/orders", h.placeOrder)
+	e.GET("/orders/:orderId", h.order).Name = "order"
+	e.POST("/orders/:orderId/payment", h.pay)
+	return e, nil
+}
+
+// requestLogger logs one line per request; server errors are logged by the
+// error handler with their cause.
+func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		Skipper:      func(c echo.Context) bool { return c.Path() == "/metrics" || c.Path() == "/healthz" },
+		LogMethod:    true,
+		LogURI:       true,
+		LogStatus:    true,
+		LogLatency:   true,
+		LogRequestID: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "http request",
+				slog.String("method", v.Method), slog.String("uri", v.URI), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID))
+			return nil
+		},
+	})
+}

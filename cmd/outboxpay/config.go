@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// config is every setting, read once from the environment at start-up.
+// README.md lists them with their defaults.
+type config struct {
+	// DatabaseURL is the Postgres to use. Unset in `dev`: a private cluster
+	// is created under DataDir. Required by the other subcommands.
+	DatabaseURL string `env:"DATABASE_URL"`
+	// DataDir holds what `dev` keeps between runs (the private Postgres).
+	DataDir string `env:"DATA_DIR" envDefault:".data"`
+	// SeedDemoData makes `dev` fill an empty database with demo users and products.
+	SeedDemoData bool `env:"SEED_DEMO_DATA" envDefault:"true"`
+	// DBMaxConns bounds the connection pool.
+	DBMaxConns int `env:"DB_MAX_CONNS" envDefault:"20"`
+	// DBConnectTimeout bounds how long start-up waits for the database.
+	DBConnectTimeout time.Duration `env:"DB_CONNECT_TIMEOUT" envDefault:"30s"`
+
+	// APIAddr is where the HTTP API listens.
+	APIAddr string `env:"API_ADDR" envDefault:":8080"`
+	// APIMaxBodyBytes bounds request bodies.
+	APIMaxBodyBytes int64 `env:"API_MAX_BODY_BYTES" envDefault:"65536"`
+	// APIRequestTimeout bounds the work of one request.
+	APIRequestTimeout time.Duration `env:"API_REQUEST_TIMEOUT" envDefault:"10s"`
+
+	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string     `env:"LOG_FORMAT" envDefault:"text"`
+}
+
+func loadConfig() (config, error) {
+	cfg, err := env.ParseAs[config]()
+	if err != nil {
+		return config{}, fmt.Errorf("read configuration: %w", err)
+	}
+	switch {
+	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
+		return config{}, fmt.Errorf("read configuration: LOG_FORMAT must be text or json, not %q", cfg.LogFormat)
+	case cfg.DBMaxConns < 1:
+		return config{}, fmt.Errorf("read configuration: DB_MAX_CONNS must be at least 1")
+	case cfg.APIMaxBodyBytes < 1:
+		return config{}, fmt.Errorf("read configuration: API_MAX_BODY_BYTES must be at least 1")
+	}
+	return cfg, nil
+}
+
+func (c config) logger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,66 @@
+// Command outboxpay runs the payments backend: its HTTP API, its migrations,
+// and `dev`, the whole system on one machine.
+//
+// Usage:
+//
+//	outboxpay dev       # private Postgres (unless DATABASE_URL), migrate, seed, serve the API
+//	outboxpay api       # serve the HTTP API (DATABASE_URL required)
+//	outboxpay migrate   # apply the database migrations (DATABASE_URL required)
+//
+// Configuration comes from environment variables; see README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: outboxpay <command>
+
+commands:
+  dev      run the whole system on this machine (make run)
+  api      serve the HTTP API
+  migrate  apply the database migrations
+
+Configuration is read from environment variables; see README.md.
+`
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	logger := cfg.logger()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var run func(context.Context, config) error
+	switch os.Args[1] {
+	case "dev":
+		run = func(ctx context.Context, cfg config) error { return runDev(ctx, cfg, logger) }
+	case "api":
+		run = func(ctx context.Context, cfg config) error { return runAPI(ctx, cfg, logger) }
+	case "migrate":
+		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("outboxpay "+os.Args[1]+" failed", "err", err)
+		os.Exit(1)
+	}
+}

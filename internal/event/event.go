@@ -1,0 +1,122 @@
+// Package event defines the event contract shared by every part of the
+// system: the outbox row an event is written as, the Kafka topic it is routed
+// to, its types and their payloads (shared/design/EVENT-CONTRACT.md).
+//
+// It imports nothing of the project, so the API, the CDC engines and the
+// consumers can all depend on it.
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TopicPrefix is Debezium's default route.topic.replacement prefix: an event
+// of aggregate type T goes to topic TopicPrefix+T.
+const TopicPrefix = "outbox.event."
+
+// Aggregate types, which route events to topics.
+const (
+	AggregatePayment = "payment"
+	AggregateOrder   = "order"
+)
+
+// Event types (the outbox "type" column, the Kafka header "eventType").
+const (
+	TypePaymentCompleted = "PaymentCompleted"
+	TypeOrderPaid        = "OrderPaid"
+	TypePaymentRefunded  = "PaymentRefunded"
+)
+
+// Kafka header names carried by every record.
+const (
+	HeaderID        = "id"
+	HeaderEventType = "eventType"
+)
+
+// Topic returns the Kafka topic of an aggregate type.
+func Topic(aggregateType string) string { return TopicPrefix + aggregateType }
+
+// Message is one outbox row: what the API writes in its transaction and what
+// a CDC engine turns into exactly one Kafka record.
+type Message struct {
+	ID            uuid.UUID
+	AggregateType string
+	AggregateID   string
+	Type          string
+	Payload       json.RawMessage
+}
+
+// Topic returns the Kafka topic the message is routed to.
+func (m Message) Topic() string { return Topic(m.AggregateType) }
+
+// PaymentCompleted is published when an order is paid. Key: userId.
+type PaymentCompleted struct {
+	PaymentID    int64     `json:"paymentId"`
+	OrderID      int64     `json:"orderId"`
+	UserID       int64     `json:"userId"`
+	Amount       int64     `json:"amount"`
+	BalanceAfter int64     `json:"balanceAfter"`
+	PaidAt       time.Time `json:"paidAt"`
+}
+
+// OrderPaid is published with PaymentCompleted, for the stock handler. Key: orderId.
+type OrderPaid struct {
+	OrderID int64  `json:"orderId"`
+	UserID  int64  `json:"userId"`
+	Items   []Item `json:"items"`
+}
+
+// Item is one line of a paid order.
+type Item struct {
+	ProductDetailID int64 `json:"productDetailId"`
+	Quantity        int   `json:"quantity"`
+}
+
+// PaymentRefunded is published when a paid order cannot be fulfilled. Key: userId.
+type PaymentRefunded struct {
+	PaymentID  int64     `json:"paymentId"`
+	OrderID    int64     `json:"orderId"`
+	UserID     int64     `json:"userId"`
+	Amount     int64     `json:"amount"`
+	Reason     string    `json:"reason"`
+	RefundedAt time.Time `json:"refundedAt"`
+}
+
+// NewPaymentCompleted builds the outbox message of a completed payment.
+func NewPaymentCompleted(p PaymentCompleted) (Message, error) {
+	p.PaidAt = p.PaidAt.UTC()
+	return newMessage(AggregatePayment, p.UserID, TypePaymentCompleted, p)
+}
+
+// NewOrderPaid builds the outbox message of a paid order.
+func NewOrderPaid(p OrderPaid) (Message, error) {
+	return newMessage(AggregateOrder, p.OrderID, TypeOrderPaid, p)
+}
+
+// NewPaymentRefunded builds the outbox message of a refund.
+func NewPaymentRefunded(p PaymentRefunded) (Message, error) {
+	p.RefundedAt = p.RefundedAt.UTC()
+	return newMessage(AggregatePayment, p.UserID, TypePaymentRefunded, p)
+}
+
+func newMessage(aggregateType string, aggregateID int64, typ string, payload any) (Message, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return Message{}, fmt.Errorf("encode %s payload: %w", typ, err)
+	}
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return Message{}, fmt.Errorf("new %s event id: %w", typ, err)
+	}
+	return Message{
+		ID:            id,
+		AggregateType: aggregateType,
+		AggregateID:   fmt.Sprint(aggregateID),
+		Type:          typ,
+		Payload:       b,
+	}, nil
+}

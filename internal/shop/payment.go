@@ -1,0 +1,201 @@
+package shop
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/outbox"
+)
+
+// Payment statuses.
+const (
+	PaymentPaid     = "PAID"
+	PaymentRefunded = "REFUNDED"
+)
+
+// PayRequest asks to pay an order from its user's balance. A non-empty
+// IdempotencyKey makes a retry of the same request return the first result.
+type PayRequest struct {
+	OrderID        int64
+	UserID         int64
+	IdempotencyKey string
+}
+
+// Payment is a captured payment.
+type Payment struct {
+	PaymentID    int64     `json:"paymentId"`
+	OrderID      int64     `json:"orderId"`
+	UserID       int64     `json:"userId"`
+	Amount       int64     `json:"amount"`
+	BalanceAfter int64     `json:"balanceAfter"`
+	Status       string    `json:"status"`
+	PaidAt       time.Time `json:"paidAt"`
+}
+
+// Pay pays an order from the user's balance. In one transaction it locks the
+// order, debits the balance, records the payment, marks the order PAID and
+// writes the PaymentCompleted and OrderPaid outbox rows; if any step fails,
+// nothing of it remains.
+//
+// With an idempotency key, the first request to commit stores its response;
+// a request with the same key returns that response (replayed is true) and
+// charges nothing, also when both run at once.
+func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed bool, err error) {
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
+		return Payment{}, false, invalid("an idempotency key may be at most %d characters", MaxIdempotencyKeyLen)
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if req.IdempotencyKey != "" {
+			claimed, err := claimKey(ctx, tx, req)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				replayed = true
+				p, err = storedPayment(ctx, tx, req)
+				return err
+			}
+		}
+		if p, err = pay(ctx, tx, req); err != nil {
+			return err
+		}
+		if req.IdempotencyKey != "" {
+			return storeResponse(ctx, tx, req.IdempotencyKey, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return Payment{}, false, err
+	}
+	return p, replayed, nil
+}
+
+func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
+	p := Payment{OrderID: req.OrderID, UserID: req.UserID, Status: PaymentPaid}
+	var owner int64
+	var status string
+	err := tx.QueryRowContext(ctx,
+		`SELECT user_id, status, total_price FROM orders WHERE id = $1 FOR UPDATE`, req.OrderID).
+		Scan(&owner, &status, &p.Amount)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Payment{}, fmt.Errorf("order %d: %w", req.OrderID, ErrNotFound)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("lock order %d: %w", req.OrderID, err)
+	}
+	if owner != req.UserID {
+		return Payment{}, fmt.Errorf("order %d is not user %d's: %w", req.OrderID, req.UserID, ErrNotOrderOwner)
+	}
+	if status != OrderOrdered {
+		return Payment{}, fmt.Errorf("order %d is %s: %w", req.OrderID, status, ErrOrderNotPayable)
+	}
+
+	err = tx.QueryRowContext(ctx,
+		`UPDATE users SET balance = balance - $2, updated_at = now()
+		 WHERE id = $1 AND balance >= $2 RETURNING balance`, req.UserID, p.Amount).Scan(&p.BalanceAfter)
+	if errors.Is(err, sql.ErrNoRows) {
+		var balance int64
+		err := tx.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, req.UserID).Scan(&balance)
+		if err != nil {
+			return Payment{}, fmt.Errorf("read balance of user %d: %w", req.UserID, err)
+		}
+		return Payment{}, fmt.Errorf("balance %d is less than the order total %d: %w",
+			balance, p.Amount, ErrInsufficientBalance)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("debit user %d: %w", req.UserID, err)
+	}
+
+	err = tx.QueryRowContext(ctx,
+		`INSERT INTO payments (order_id, user_id, amount, status) VALUES ($1, $2, $3, $4)
+		 RETURNING id, paid_at`, req.OrderID, req.UserID, p.Amount, PaymentPaid).Scan(&p.PaymentID, &p.PaidAt)
+	if err != nil {
+		return Payment{}, fmt.Errorf("insert payment of order %d: %w", req.OrderID, err)
+	}
+	p.PaidAt = p.PaidAt.UTC()
+
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, req.OrderID, OrderPaid); err != nil {
+		return Payment{}, fmt.Errorf("mark order %d paid: %w", req.OrderID, err)
+	}
+
+	lines, err := orderLines(ctx, tx, req.OrderID)
+	if err != nil {
+		return Payment{}, err
+	}
+	items := make([]event.Item, len(lines))
+	for i, l := range lines {
+		items[i] = event.Item{ProductDetailID: l.ProductDetailID, Quantity: l.Quantity}
+	}
+	completed, err := event.NewPaymentCompleted(event.PaymentCompleted{
+		PaymentID: p.PaymentID, OrderID: p.OrderID, UserID: p.UserID,
+		Amount: p.Amount, BalanceAfter: p.BalanceAfter, PaidAt: p.PaidAt,
+	})
+	if err != nil {
+		return Payment{}, err
+	}
+	orderPaid, err := event.NewOrderPaid(event.OrderPaid{OrderID: p.OrderID, UserID: p.UserID, Items: items})
+	if err != nil {
+		return Payment{}, err
+	}
+	if err := outbox.Insert(ctx, tx, completed, orderPaid); err != nil {
+		return Payment{}, err
+	}
+	return p, nil
+}
+
+// claimKey inserts the idempotency key for this request. It reports false when
+// the key is already taken; if the request holding it has not committed yet,
+// the insert waits for it, so concurrent duplicates see its outcome.
+func claimKey(ctx context.Context, tx *sql.Tx, req PayRequest) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response)
+		 VALUES ($1, $2, $3, 0, '{}') ON CONFLICT (key) DO NOTHING`,
+		req.IdempotencyKey, req.UserID, req.OrderID)
+	if err != nil {
+		return false, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	return n == 1, nil
+}
+
+// storedPayment returns the response stored under the request's key, if the
+// key was used for the same order and user.
+func storedPayment(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
+	var userID, orderID int64
+	var response []byte
+	err := tx.QueryRowContext(ctx,
+		`SELECT user_id, order_id, response FROM idempotency_keys WHERE key = $1`, req.IdempotencyKey).
+		Scan(&userID, &orderID, &response)
+	if err != nil {
+		return Payment{}, fmt.Errorf("read idempotency key: %w", err)
+	}
+	if userID != req.UserID || orderID != req.OrderID {
+		return Payment{}, fmt.Errorf("idempotency key %q: %w", req.IdempotencyKey, ErrIdempotencyKeyReuse)
+	}
+	var p Payment
+	if err := json.Unmarshal(response, &p); err != nil {
+		return Payment{}, fmt.Errorf("decode stored response: %w", err)
+	}
+	return p, nil
+}
+
+func storeResponse(ctx context.Context, tx *sql.Tx, key string, p Payment) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE idempotency_keys SET status_code = 201, response = $2 WHERE key = $1`, key, b); err != nil {
+		return fmt.Errorf("store response for idempotency key: %w", err)
+	}
+	return nil
+}
