@@ -1,0 +1,347 @@
+// Package connect is what both CDC engines share: the Debezium connector
+// configuration (outbox-connector.json) as the embedded engine understands
+// it, the Outbox Event Router that turns an outbox row into a Kafka record,
+// and the Kafka Connect REST API's shapes.
+//
+// The embedded engine accepts only the options it implements, with the
+// values it implements: anything else is refused with an error naming the
+// key, so a config that runs here behaves the same on Debezium.
+package connect
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Class names the embedded engine stands in for.
+const (
+	PostgresConnectorClass = "io.debezium.connector.postgresql.PostgresConnector"
+	EventRouterType        = "io.debezium.transforms.outbox.EventRouter"
+	StringConverter        = "org.apache.kafka.connect.storage.StringConverter"
+)
+
+// Config is a validated connector configuration.
+type Config struct {
+	Database           Database
+	SlotName           string
+	PublicationName    string
+	CreatePublication  bool // publication.autocreate.mode=filtered: create it for the table if missing
+	Table              Table
+	TopicPrefix        string
+	HeartbeatInterval  time.Duration // 0: no heartbeats
+	HeartbeatQuery     string        // run every HeartbeatInterval, if set
+	MessagePrefixSkip  []string      // logical decoding message prefixes to ignore (all are ignored; these silently)
+	Router             Router
+	MaxRetries         int // -1: retry retriable errors forever
+	RetryDelayInitial  time.Duration
+	RetryDelayMax      time.Duration
+	StatusUpdatePeriod time.Duration // status.update.interval.ms: standby status to the server
+}
+
+// Database is where the outbox lives.
+type Database struct {
+	Host, User, Password, Name, SSLMode string
+	Port                                int
+}
+
+// URL returns a libpq connection URL for the database.
+func (d Database) URL() string {
+	u := url.URL{
+		Scheme: "postgres",
+		User:   url.UserPassword(d.User, d.Password),
+		Host:   fmt.Sprintf("%s:%d", d.Host, d.Port),
+		Path:   "/" + d.Name,
+	}
+	if d.Password == "" {
+		u.User = url.User(d.User)
+	}
+	u.RawQuery = url.Values{"sslmode": {d.SSLMode}}.Encode()
+	return u.String()
+}
+
+// Table is a schema-qualified table name.
+type Table struct{ Schema, Name string }
+
+func (t Table) String() string { return t.Schema + "." + t.Name }
+
+// FieldError is one invalid configuration key.
+type FieldError struct {
+	Key     string
+	Message string
+}
+
+// ConfigError lists every invalid key of a configuration, as Kafka Connect
+// reports a failed validation.
+type ConfigError []FieldError
+
+func (e ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Connector configuration is invalid and contains the following %d error(s):", len(e))
+	for _, f := range e {
+		fmt.Fprintf(&b, "\n%s: %s", f.Key, f.Message)
+	}
+	return b.String()
+}
+
+// Keys returns the invalid keys.
+func (e ConfigError) Keys() []string {
+	keys := make([]string, len(e))
+	for i, f := range e {
+		keys[i] = f.Key
+	}
+	return keys
+}
+
+// ErrInvalidConfig is wrapped by ParseConfig's errors.
+var ErrInvalidConfig = errors.New("invalid connector configuration")
+
+func (e ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// option is a key the embedded engine accepts.
+type option struct {
+	def   string // default value; "" with required means no default
+	req   bool
+	check func(string) string // returns a message for a wrong value, "" if fine
+}
+
+func oneOf(values ...string) func(string) string {
+	return func(v string) string {
+		if slices.Contains(values, v) {
+			return ""
+		}
+		return fmt.Sprintf("the embedded engine supports %s, not %q", strings.Join(quoteAll(values), " or "), v)
+	}
+}
+
+func quoteAll(vs []string) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = strconv.Quote(v)
+	}
+	return out
+}
+
+func intBetween(lo, hi int64) func(string) string {
+	return func(v string) string {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < lo || n > hi {
+			return fmt.Sprintf("must be an integer from %d to %d, not %q", lo, hi, v)
+		}
+		return ""
+	}
+}
+
+var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func pgIdentifier(v string) string {
+	if !identifier.MatchString(v) {
+		return fmt.Sprintf("must be a lowercase Postgres identifier (letters, digits, _), not %q", v)
+	}
+	return ""
+}
+
+func nonEmpty(v string) string {
+	if strings.TrimSpace(v) == "" {
+		return "must not be empty"
+	}
+	return ""
+}
+
+const transformPrefix = "transforms.outbox."
+
+// options is every key the embedded engine implements. Keys are Debezium's
+// and Kafka Connect's; defaults are theirs where the engine has the same
+// behaviour.
+var options = map[string]option{
+	"name":                          {},
+	"connector.class":               {req: true, check: oneOf(PostgresConnectorClass)},
+	"tasks.max":                     {def: "1", check: oneOf("1")},
+	"plugin.name":                   {def: "decoderbufs", check: oneOf("pgoutput")},
+	"database.hostname":             {req: true, check: nonEmpty},
+	"database.port":                 {def: "5432", check: intBetween(1, 65535)},
+	"database.user":                 {req: true, check: nonEmpty},
+	"database.password":             {},
+	"database.dbname":               {req: true, check: nonEmpty},
+	"database.sslmode":              {def: "disable", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
+	"topic.prefix":                  {req: true, check: nonEmpty},
+	"slot.name":                     {def: "debezium", check: pgIdentifier},
+	"publication.name":              {def: "dbz_publication", check: pgIdentifier},
+	"publication.autocreate.mode":   {def: "all_tables", check: oneOf("disabled", "filtered")},
+	"table.include.list":            {req: true, check: nonEmpty},
+	"snapshot.mode":                 {def: "initial", check: oneOf("no_data", "never")},
+	"tombstones.on.delete":          {def: "true", check: oneOf("false")},
+	"heartbeat.interval.ms":         {def: "0", check: intBetween(0, 24*3600*1000)},
+	"heartbeat.action.query":        {},
+	"message.prefix.exclude.list":   {},
+	"status.update.interval.ms":     {def: "10000", check: intBetween(100, 3600*1000)},
+	"errors.max.retries":            {def: "-1", check: intBetween(-1, 1<<31-1)},
+	"errors.retry.delay.initial.ms": {def: "300", check: intBetween(1, 3600*1000)},
+	"errors.retry.delay.max.ms":     {def: "10000", check: intBetween(1, 24*3600*1000)},
+	"errors.tolerance":              {def: "none", check: oneOf("none")},
+	"key.converter":                 {req: true, check: oneOf(StringConverter)},
+	"value.converter":               {req: true, check: oneOf(StringConverter)},
+	"transforms":                    {req: true, check: oneOf("outbox")},
+
+	transformPrefix + "type":                              {req: true, check: oneOf(EventRouterType)},
+	transformPrefix + "route.by.field":                    {def: "aggregatetype", check: pgIdentifier},
+	transformPrefix + "route.topic.replacement":           {def: "outbox.event.${routedByValue}", check: topicReplacement},
+	transformPrefix + "table.field.event.id":              {def: "id", check: pgIdentifier},
+	transformPrefix + "table.field.event.key":             {def: "aggregateid", check: pgIdentifier},
+	transformPrefix + "table.field.event.payload":         {def: "payload", check: pgIdentifier},
+	transformPrefix + "table.fields.additional.placement": {},
+	transformPrefix + "table.op.invalid.behavior":         {def: "warn", check: oneOf("warn")},
+	transformPrefix + "table.expand.json.payload":         {def: "false", check: oneOf("false")},
+}
+
+func topicReplacement(v string) string {
+	if !strings.Contains(v, "${routedByValue}") {
+		return fmt.Sprintf("must contain ${routedByValue}, not %q", v)
+	}
+	return ""
+}
+
+// ParseConfig validates a connector configuration and returns it typed. A
+// *ConfigError lists every key that is unknown to the embedded engine,
+// missing, or has a value it does not implement.
+func ParseConfig(raw map[string]string) (Config, error) {
+	var errs ConfigError
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, FieldError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	v := make(map[string]string, len(options))
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := options[k]; !ok {
+			bad(k, "the embedded engine does not implement this option")
+		}
+	}
+	optionKeys := make([]string, 0, len(options))
+	for k := range options {
+		optionKeys = append(optionKeys, k)
+	}
+	sort.Strings(optionKeys)
+	for _, k := range optionKeys {
+		o := options[k]
+		val, ok := raw[k]
+		if !ok {
+			if o.req {
+				bad(k, "missing required configuration %q which has no default value", k)
+				continue
+			}
+			val = o.def
+			if val == "" {
+				v[k] = ""
+				continue
+			}
+		}
+		if o.check != nil {
+			if msg := o.check(val); msg != "" {
+				if !ok {
+					msg = fmt.Sprintf("%s (the default); set it explicitly", msg)
+				}
+				bad(k, "%s", msg)
+				continue
+			}
+		}
+		v[k] = val
+	}
+
+	c := Config{
+		Database: Database{
+			Host: v["database.hostname"], User: v["database.user"], Password: v["database.password"],
+			Name: v["database.dbname"], SSLMode: v["database.sslmode"],
+		},
+		SlotName:          v["slot.name"],
+		PublicationName:   v["publication.name"],
+		CreatePublication: v["publication.autocreate.mode"] == "filtered",
+		TopicPrefix:       v["topic.prefix"],
+		HeartbeatQuery:    strings.TrimSpace(v["heartbeat.action.query"]),
+	}
+	c.Database.Port, _ = strconv.Atoi(v["database.port"])
+	c.HeartbeatInterval = millis(v["heartbeat.interval.ms"])
+	c.StatusUpdatePeriod = millis(v["status.update.interval.ms"])
+	c.RetryDelayInitial = millis(v["errors.retry.delay.initial.ms"])
+	c.RetryDelayMax = millis(v["errors.retry.delay.max.ms"])
+	c.MaxRetries, _ = strconv.Atoi(v["errors.max.retries"])
+	for _, p := range strings.Split(v["message.prefix.exclude.list"], ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.MessagePrefixSkip = append(c.MessagePrefixSkip, p)
+		}
+	}
+
+	if tables := splitList(v["table.include.list"]); len(tables) != 1 {
+		if v["table.include.list"] != "" {
+			bad("table.include.list", "the embedded engine streams exactly one outbox table, not %q", v["table.include.list"])
+		}
+	} else if schema, name, ok := strings.Cut(tables[0], "."); !ok || pgIdentifier(schema) != "" || pgIdentifier(name) != "" {
+		bad("table.include.list", "must name the outbox table as schema.table (a plain name, not a pattern), not %q", tables[0])
+	} else {
+		c.Table = Table{Schema: schema, Name: name}
+	}
+	if c.HeartbeatQuery != "" && c.HeartbeatInterval == 0 {
+		bad("heartbeat.action.query", "needs heartbeat.interval.ms > 0 to run")
+	}
+	if c.RetryDelayMax < c.RetryDelayInitial && v["errors.retry.delay.max.ms"] != "" {
+		bad("errors.retry.delay.max.ms", "must not be less than errors.retry.delay.initial.ms")
+	}
+
+	router, routerErrs := newRouter(v)
+	errs = append(errs, routerErrs...)
+	c.Router = router
+
+	if len(errs) > 0 {
+		return Config{}, errs
+	}
+	return c, nil
+}
+
+func millis(v string) time.Duration {
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return time.Duration(n) * time.Millisecond
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// ResolveEnv replaces ${env:NAME} references in the values of raw, as Kafka
+// Connect's EnvVarConfigProvider does, looking names up with lookup. It
+// returns a new map; a reference to an unset name is an error naming the key.
+func ResolveEnv(raw map[string]string, lookup func(string) (string, bool)) (map[string]string, error) {
+	out := make(map[string]string, len(raw))
+	var errs ConfigError
+	for k, v := range raw {
+		out[k] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			val, ok := lookup(name)
+			if !ok {
+				errs = append(errs, FieldError{Key: k, Message: fmt.Sprintf("environment variable %s is not set", name)})
+			}
+			return val
+		})
+	}
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Key < errs[j].Key })
+		return nil, errs
+	}
+	return out, nil
+}

@@ -1,0 +1,169 @@
+package connect
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+// testEnv fills the ${env:...} placeholders of outbox-connector.json.
+var testEnv = map[string]string{
+	"OUTBOX_DB_HOST": "127.0.0.1", "OUTBOX_DB_PORT": "5432", "OUTBOX_DB_USER": "postgres",
+	"OUTBOX_DB_PASSWORD": "", "OUTBOX_DB_NAME": "outboxpay",
+}
+
+func lookup(k string) (string, bool) { v, ok := testEnv[k]; return v, ok }
+
+func shippedConfig(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("outbox-connector.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req CreateRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatalf("outbox-connector.json: %v", err)
+	}
+	if req.Name != "outbox" {
+		t.Fatalf("connector name %q", req.Name)
+	}
+	return req.Config
+}
+
+// The shipped connector config is accepted and carries the Debezium keys
+// that EVENT-CONTRACT.md requires.
+func TestShippedConfig(t *testing.T) {
+	raw := shippedConfig(t)
+	required := map[string]string{
+		"connector.class":             PostgresConnectorClass,
+		"plugin.name":                 "pgoutput",
+		"publication.autocreate.mode": "disabled",
+		"tombstones.on.delete":        "false",
+		"transforms":                  "outbox",
+		"transforms.outbox.type":      EventRouterType,
+		"transforms.outbox.table.fields.additional.placement": "type:header:eventType",
+		"transforms.outbox.table.op.invalid.behavior":         "warn",
+		"key.converter":   StringConverter,
+		"value.converter": StringConverter,
+	}
+	for k, want := range required {
+		if raw[k] != want {
+			t.Errorf("%s = %q, want %q", k, raw[k], want)
+		}
+	}
+	for _, k := range []string{"slot.name", "publication.name", "table.include.list", "heartbeat.interval.ms", "heartbeat.action.query"} {
+		if raw[k] == "" {
+			t.Errorf("%s is not set", k)
+		}
+	}
+	resolved, err := ResolveEnv(raw, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(resolved)
+	if err != nil {
+		t.Fatalf("the embedded engine rejects outbox-connector.json: %v", err)
+	}
+	if cfg.Table != (Table{"public", "outbox"}) || cfg.SlotName != "outbox_slot" || cfg.PublicationName != "outbox_publication" ||
+		cfg.CreatePublication || cfg.HeartbeatInterval != 10*time.Second || cfg.Database.Port != 5432 {
+		t.Errorf("parsed config: %+v", cfg)
+	}
+	if got := cfg.Router; got.TopicTemplate != DefaultRouter.TopicTemplate || !slices.Equal(got.Headers, DefaultRouter.Headers) {
+		t.Errorf("router %+v, want %+v", got, DefaultRouter)
+	}
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	cases := []struct {
+		name   string
+		change map[string]string // "" deletes the key
+		key    string            // the key the error must name
+	}{
+		{"unknown option", map[string]string{"snapshot.select.statement.overrides": "x"}, "snapshot.select.statement.overrides"},
+		{"other connector", map[string]string{"connector.class": "io.debezium.connector.mysql.MySqlConnector"}, "connector.class"},
+		{"missing connector class", map[string]string{"connector.class": ""}, "connector.class"},
+		{"two tasks", map[string]string{"tasks.max": "2"}, "tasks.max"},
+		{"decoderbufs", map[string]string{"plugin.name": "decoderbufs"}, "plugin.name"},
+		{"plugin left to its default", map[string]string{"plugin.name": ""}, "plugin.name"},
+		{"port not a number", map[string]string{"database.port": "fivefour"}, "database.port"},
+		{"initial snapshot", map[string]string{"snapshot.mode": "initial"}, "snapshot.mode"},
+		{"tombstones", map[string]string{"tombstones.on.delete": "true"}, "tombstones.on.delete"},
+		{"all-tables publication", map[string]string{"publication.autocreate.mode": "all_tables"}, "publication.autocreate.mode"},
+		{"two tables", map[string]string{"table.include.list": "public.outbox,public.users"}, "table.include.list"},
+		{"table pattern", map[string]string{"table.include.list": "public.out.*"}, "table.include.list"},
+		{"json value converter", map[string]string{"value.converter": "org.apache.kafka.connect.json.JsonConverter"}, "value.converter"},
+		{"other transform", map[string]string{"transforms.outbox.type": "org.apache.kafka.connect.transforms.InsertField$Value"}, "transforms.outbox.type"},
+		{"envelope placement", map[string]string{"transforms.outbox.table.fields.additional.placement": "type:envelope:eventType"}, "transforms.outbox.table.fields.additional.placement"},
+		{"fatal on update", map[string]string{"transforms.outbox.table.op.invalid.behavior": "fatal"}, "transforms.outbox.table.op.invalid.behavior"},
+		{"topic without routing", map[string]string{"transforms.outbox.route.topic.replacement": "events"}, "transforms.outbox.route.topic.replacement"},
+		{"negative heartbeat", map[string]string{"heartbeat.interval.ms": "-1"}, "heartbeat.interval.ms"},
+		{"heartbeat query without interval", map[string]string{"heartbeat.interval.ms": "0"}, "heartbeat.action.query"},
+		{"bad slot name", map[string]string{"slot.name": "Outbox-Slot"}, "slot.name"},
+		{"missing topic prefix", map[string]string{"topic.prefix": ""}, "topic.prefix"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw, err := ResolveEnv(shippedConfig(t), lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range c.change {
+				if v == "" {
+					delete(raw, k)
+				} else {
+					raw[k] = v
+				}
+			}
+			_, err = ParseConfig(raw)
+			var ce ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("got %v, want a ConfigError", err)
+			}
+			if !slices.Contains(ce.Keys(), c.key) {
+				t.Fatalf("error names %v, want %s: %v", ce.Keys(), c.key, err)
+			}
+		})
+	}
+}
+
+func TestResolveEnv(t *testing.T) {
+	got, err := ResolveEnv(map[string]string{"a": "x${env:OUTBOX_DB_HOST}y", "b": "plain"}, lookup)
+	if err != nil || got["a"] != "x127.0.0.1y" || got["b"] != "plain" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	_, err = ResolveEnv(map[string]string{"database.password": "${env:NOPE}"}, lookup)
+	var ce ConfigError
+	if !errors.As(err, &ce) || ce[0].Key != "database.password" {
+		t.Fatalf("unset variable: %v", err)
+	}
+}
+
+// An outbox row becomes the record of EVENT-CONTRACT.md.
+func TestRoute(t *testing.T) {
+	commit := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	row := Columns{
+		"id": "5F0C7E0A-1D2B-4C3D-9E8F-0A1B2C3D4E5F", "aggregatetype": "order", "aggregateid": "42",
+		"type": "OrderPaid", "payload": `{"orderId": 42, "items": [{"quantity": 1, "productDetailId": 7}]}`,
+		"created_at": "2026-11-25 10:00:00+00", "status": "INIT",
+	}
+	rec, err := DefaultRouter.Route(row, commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Topic != "outbox.event.order" || string(rec.Key) != "42" || string(rec.Value) != row["payload"] ||
+		!rec.Timestamp.Equal(commit.Truncate(time.Millisecond)) {
+		t.Fatalf("record %+v", rec)
+	}
+	want := []Header{{"id", []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {"eventType", []byte("OrderPaid")}}
+	if len(rec.Headers) != 2 || rec.Headers[0].Key != want[0].Key || string(rec.Headers[0].Value) != string(want[0].Value) ||
+		rec.Headers[1].Key != want[1].Key || string(rec.Headers[1].Value) != string(want[1].Value) {
+		t.Fatalf("headers %q", rec.Headers)
+	}
+	delete(row, "payload")
+	if _, err := DefaultRouter.Route(row, commit); err == nil {
+		t.Fatal("a row without payload was routed")
+	}
+}

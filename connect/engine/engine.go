@@ -1,0 +1,109 @@
+// Package engine is the embedded CDC engine: it does Debezium's job for the
+// outbox (PostgreSQL connector with pgoutput + Outbox Event Router). It reads
+// committed outbox inserts from a logical replication slot, produces one
+// Kafka record per row with acks=all and idempotence, and confirms the slot
+// only up to the last transaction whose records Kafka has all acknowledged.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/outboxpay/outboxpay/connect"
+)
+
+// Options are the engine's settings that are not part of the connector config.
+type Options struct {
+	// Bootstrap is the Kafka bootstrap server list.
+	Bootstrap string
+	// ProducerConfig overrides librdkafka producer properties (tests, tuning).
+	ProducerConfig map[string]any
+	Metrics        *Metrics
+	Logger         *slog.Logger
+}
+
+// Engine streams one connector's outbox to Kafka. It implements the
+// Kafka Connect worker's task: Run until the context ends or it fails.
+type Engine struct {
+	name   string
+	cfg    connect.Config
+	opts   Options
+	logger *slog.Logger
+}
+
+// New returns an engine for the named connector.
+func New(name string, cfg connect.Config, opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{name: name, cfg: cfg, opts: opts, logger: opts.Logger.With("connector", name)}
+}
+
+// errPermanent marks errors that retrying cannot fix (a missing publication,
+// wal_level not logical): the task fails and waits for an operator.
+var errPermanent = errors.New("not retriable")
+
+func permanent(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errPermanent)
+}
+
+// Run streams until ctx is done (returning nil) or a permanent error, or
+// retriable errors beyond errors.max.retries, stop it. Retriable errors
+// (Postgres restarts, Kafka outages, a slot still held by a dead session)
+// restart streaming from the slot's confirmed position, with exponential
+// backoff between errors.retry.delay.initial.ms and errors.retry.delay.max.ms.
+func (e *Engine) Run(ctx context.Context) error {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     e.cfg.RetryDelayInitial,
+		RandomizationFactor: 0.2,
+		Multiplier:          2,
+		MaxInterval:         e.cfg.RetryDelayMax,
+	}
+	b.Reset()
+	retries := 0
+	for {
+		e.setState(stateStarting)
+		progressed, err := e.stream(ctx)
+		if ctx.Err() != nil {
+			e.setState(stateStopped)
+			return nil
+		}
+		if errors.Is(err, errPermanent) {
+			e.setState(stateFailed)
+			return err
+		}
+		if progressed {
+			b.Reset()
+			retries = 0
+		}
+		retries++
+		if e.cfg.MaxRetries >= 0 && retries > e.cfg.MaxRetries {
+			e.setState(stateFailed)
+			return fmt.Errorf("gave up after %d retries: %w", e.cfg.MaxRetries, err)
+		}
+		delay := b.NextBackOff()
+		e.setState(stateRetrying)
+		if e.opts.Metrics != nil {
+			e.opts.Metrics.retries.WithLabelValues(e.name).Inc()
+		}
+		e.logger.Warn("cdc streaming interrupted; retrying from the slot's confirmed position",
+			"err", err, "retry", retries, "in", delay)
+		select {
+		case <-ctx.Done():
+			e.setState(stateStopped)
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (e *Engine) setState(s string) {
+	if e.opts.Metrics != nil {
+		e.opts.Metrics.setState(e.name, s)
+	}
+}

@@ -1,0 +1,176 @@
+package engine_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/connect/engine"
+	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// rig is a fresh database, an embedded Kafka and a connector config for them.
+type rig struct {
+	t     *testing.T
+	db    *sql.DB
+	kafka *kafkacluster.Cluster
+	raw   map[string]string
+	slot  string
+}
+
+func newRig(t *testing.T, overrides map[string]string) *rig {
+	t.Helper()
+	db, dbURL := pgtest.NewDB(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kc.Close() })
+
+	b, err := os.ReadFile("../outbox-connector.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req connect.CreateRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"OUTBOX_DB_HOST": u.Hostname(), "OUTBOX_DB_PORT": u.Port(), "OUTBOX_DB_USER": u.User.Username(),
+		"OUTBOX_DB_PASSWORD": "", "OUTBOX_DB_NAME": strings.TrimPrefix(u.Path, "/"),
+	}
+	raw, err := connect.ResolveEnv(req.Config, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replication slots belong to the cluster: one per test database.
+	raw["slot.name"] = "slot_" + env["OUTBOX_DB_NAME"]
+	raw["status.update.interval.ms"] = "1000"
+	raw["errors.retry.delay.initial.ms"] = "100"
+	raw["errors.retry.delay.max.ms"] = "1000"
+	for k, v := range overrides {
+		raw[k] = v
+	}
+	r := &rig{t: t, db: db, kafka: kc, raw: raw, slot: raw["slot.name"]}
+	t.Cleanup(r.dropSlot)
+	return r
+}
+
+// dropSlot removes the test's slot once its engine has stopped, so the
+// database can be dropped.
+func (r *rig) dropSlot() {
+	eventually.True(r.t, 30*time.Second, "drop slot "+r.slot, func() (bool, error) {
+		_, err := r.db.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, r.slot)
+		return err == nil, err
+	})
+}
+
+// start runs an engine until the test ends (or the returned stop is called).
+func (r *rig) start(reg prometheus.Registerer) (stop func() error) {
+	r.t.Helper()
+	cfg, err := connect.ParseConfig(r.raw)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	opts := engine.Options{Bootstrap: r.kafka.Bootstrap(), ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: testLogger(r.t)}
+	if reg != nil {
+		opts.Metrics = engine.NewMetrics(reg)
+	}
+	e := engine.New("outbox", cfg, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	r.t.Cleanup(func() { _ = stop() })
+	r.waitStreaming()
+	return stop
+}
+
+// waitStreaming waits until the engine holds its slot: only what commits
+// after the slot exists is streamed (snapshot.mode=no_data).
+func (r *rig) waitStreaming() {
+	r.t.Helper()
+	eventually.True(r.t, time.Minute, "engine streaming from slot "+r.slot, func() (bool, error) {
+		var active bool
+		err := r.db.QueryRow(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, r.slot).Scan(&active)
+		return err == nil && active, err
+	})
+}
+
+// insert commits one outbox row per event in its own transaction and
+// returns their ids.
+func (r *rig) insert(aggType, key string, n int) []string {
+	r.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		_, err := r.db.Exec(`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, 'TestEvent', $4)`,
+			ids[i], aggType, key, fmt.Sprintf(`{"seq": %d, "key": %q}`, i, key))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// waitIDs reads the topics until every id is there and returns the records
+// by id (the first of any duplicates) and the number of duplicates.
+func (r *rig) waitIDs(topics []string, ids []string, timeout time.Duration) (map[string]*kafka.Message, int) {
+	r.t.Helper()
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		msgs := kafkatest.ReadAll(r.t, r.kafka.Bootstrap(), topics, len(ids), time.Until(deadline))
+		byID, dups := map[string]*kafka.Message{}, 0
+		for _, m := range msgs {
+			id := kafkatest.Header(m, "id")
+			if _, seen := byID[id]; seen {
+				dups++
+				continue
+			}
+			byID[id] = m
+		}
+		missing := 0
+		for id := range want {
+			if byID[id] == nil {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return byID, dups
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d of %d events missing on %v after %v", missing, len(ids), topics, timeout)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package engine
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the engine's Prometheus metrics, labelled by connector name.
+type Metrics struct {
+	captured      *prometheus.CounterVec
+	produced      *prometheus.CounterVec
+	produceErrors *prometheus.CounterVec
+	retries       *prometheus.CounterVec
+	behindSource  *prometheus.GaugeVec
+	slotLag       *prometheus.GaugeVec
+	lastEvent     *prometheus.GaugeVec
+	state         *prometheus.GaugeVec
+	commitToAck   *prometheus.HistogramVec
+}
+
+// Engine states reported by the state metric.
+const (
+	stateStarting  = "starting"
+	stateStreaming = "streaming"
+	stateRetrying  = "retrying"
+	stateStopped   = "stopped"
+	stateFailed    = "failed"
+)
+
+var engineStates = []string{stateStarting, stateStreaming, stateRetrying, stateStopped, stateFailed}
+
+// NewMetrics creates the engine's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "outboxpay", "cdc"
+	l := []string{"connector"}
+	m := &Metrics{
+		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_captured_total", Help: "Outbox inserts read from the replication slot."}, l),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_produced_total", Help: "Records acknowledged by Kafka (acks=all)."}, l),
+		produceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "produce_errors_total", Help: "Records Kafka failed to acknowledge."}, l),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "retries_total", Help: "Streaming sessions restarted after a retriable error."}, l),
+		behindSource: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "milliseconds_behind_source", Help: "Commit time to Kafka acknowledgement of the last record."}, l),
+		slotLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "slot_lag_bytes", Help: "WAL between the server's current position and the slot's confirmed position."}, l),
+		lastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "last_event_timestamp_seconds", Help: "Commit time of the last record acknowledged by Kafka."}, l),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "state", Help: "1 for the engine's current state."}, []string{"connector", "state"}),
+		commitToAck: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "commit_to_ack_seconds", Help: "Commit time to Kafka acknowledgement, per record.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, l),
+	}
+	reg.MustRegister(m.captured, m.produced, m.produceErrors, m.retries, m.behindSource, m.slotLag,
+		m.lastEvent, m.state, m.commitToAck)
+	return m
+}
+
+func (m *Metrics) setState(connector, state string) {
+	for _, s := range engineStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.state.WithLabelValues(connector, s).Set(v)
+	}
+}

@@ -1,0 +1,537 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/lib/pq"
+
+	"github.com/outboxpay/outboxpay/connect"
+)
+
+// How often the session wakes up when the server is quiet, to notice
+// acknowledgements and failures; and the least time between two status
+// updates sent because the confirmed position advanced.
+const (
+	pollInterval     = 200 * time.Millisecond
+	minStatusSpacing = time.Second
+	lagPollInterval  = 5 * time.Second
+	flushOnStop      = 5 * time.Second
+)
+
+// session is one streaming connection: a replication connection, a Kafka
+// producer and the tracker of what Kafka has acknowledged. It ends at the
+// first error; the engine then starts a new one from the slot.
+type session struct {
+	e         *Engine
+	db        *sql.DB
+	conn      *pgconn.PgConn
+	producer  *kafka.Producer
+	track     *tracker
+	relations map[uint32]*pglogrepl.RelationMessage
+	tx        *txn      // the transaction being received, between Begin and Commit
+	txTime    time.Time // its commit time
+	inTable   map[uint32]bool
+
+	failed     chan error // first failure reported by a helper goroutine
+	lastStatus time.Time
+	lastSent   pglogrepl.LSN
+	start      pglogrepl.LSN // the slot's confirmed position when the session began
+}
+
+// stream runs one session. It reports whether the session made progress
+// (confirmed the slot further), so the engine can reset its backoff.
+func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
+	s := &session{
+		e:         e,
+		relations: make(map[uint32]*pglogrepl.RelationMessage),
+		inTable:   make(map[uint32]bool),
+		failed:    make(chan error, 1),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	defer func() {
+		cancel()
+		s.close()
+		helpers.Wait()
+	}()
+
+	start, err := s.prepare(ctx)
+	if err != nil {
+		return false, err
+	}
+	s.track = newTracker(start)
+	s.start, s.lastSent = start, start
+	if s.producer, err = e.newProducer(); err != nil {
+		return false, err
+	}
+	helpers.Go(func() { s.deliveries() })
+	helpers.Go(func() { s.housekeeping(ctx) })
+
+	if err := s.startReplication(ctx); err != nil {
+		return false, err
+	}
+	e.setState(stateStreaming)
+	e.logger.Info("cdc streaming", "slot", e.cfg.SlotName, "publication", e.cfg.PublicationName,
+		"from", start.String())
+	err = s.receive(ctx)
+	confirmed, _ := s.track.position()
+	return confirmed > s.start, err
+}
+
+// prepare checks the database, creates the publication (if the config asks)
+// and the slot (if missing), and returns the slot's confirmed position.
+func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
+	cfg := s.e.cfg
+	db, err := sql.Open("postgres", cfg.Database.URL())
+	if err != nil {
+		return 0, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(2)
+	s.db = db
+
+	var walLevel string
+	if err := db.QueryRowContext(ctx, `SHOW wal_level`).Scan(&walLevel); err != nil {
+		return 0, fmt.Errorf("connect to %s: %w", cfg.Database.Name, err)
+	}
+	if walLevel != "logical" {
+		return 0, permanent("wal_level is %q; logical decoding needs wal_level=logical", walLevel)
+	}
+	if err := s.ensurePublication(ctx); err != nil {
+		return 0, err
+	}
+
+	s.conn, err = pgconn.Connect(ctx, cfg.Database.URL()+"&replication=database")
+	if err != nil {
+		return 0, fmt.Errorf("open replication connection: %w", err)
+	}
+	var confirmed sql.NullString
+	err = db.QueryRowContext(ctx,
+		`SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, cfg.SlotName).Scan(&confirmed)
+	if errors.Is(err, sql.ErrNoRows) {
+		_, err = pglogrepl.CreateReplicationSlot(ctx, s.conn, cfg.SlotName, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile by another session
+			err = nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("create replication slot %s: %w", cfg.SlotName, err)
+		}
+		s.e.logger.Info("replication slot created", "slot", cfg.SlotName)
+		err = db.QueryRowContext(ctx,
+			`SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, cfg.SlotName).Scan(&confirmed)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read replication slot %s: %w", cfg.SlotName, err)
+	}
+	if !confirmed.Valid {
+		return 0, permanent("replication slot %s is not a logical slot", cfg.SlotName)
+	}
+	lsn, err := pglogrepl.ParseLSN(confirmed.String)
+	if err != nil {
+		return 0, fmt.Errorf("read replication slot %s: %w", cfg.SlotName, err)
+	}
+	return lsn, nil
+}
+
+// ensurePublication checks that the publication exists and covers the outbox
+// table, creating it (inserts only) when publication.autocreate.mode=filtered.
+func (s *session) ensurePublication(ctx context.Context) error {
+	cfg := s.e.cfg
+	var covers bool
+	err := s.db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
+		cfg.PublicationName, cfg.Table.Schema, cfg.Table.Name).Scan(&covers)
+	if err != nil {
+		return fmt.Errorf("check publication %s: %w", cfg.PublicationName, err)
+	}
+	if covers {
+		return nil
+	}
+	var exists bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
+		cfg.PublicationName).Scan(&exists); err != nil {
+		return fmt.Errorf("check publication %s: %w", cfg.PublicationName, err)
+	}
+	switch {
+	case exists:
+		return permanent("publication %s does not cover table %s", cfg.PublicationName, cfg.Table)
+	case !cfg.CreatePublication:
+		return permanent("publication %s does not exist and publication.autocreate.mode is disabled", cfg.PublicationName)
+	}
+	_, err = s.db.ExecContext(ctx, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s.%s WITH (publish = 'insert')`,
+		pq.QuoteIdentifier(cfg.PublicationName), pq.QuoteIdentifier(cfg.Table.Schema), pq.QuoteIdentifier(cfg.Table.Name)))
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "42710" { // created meanwhile
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("create publication %s: %w", cfg.PublicationName, err)
+	}
+	s.e.logger.Info("publication created", "publication", cfg.PublicationName, "table", cfg.Table.String())
+	return nil
+}
+
+func (s *session) startReplication(ctx context.Context) error {
+	cfg := s.e.cfg
+	err := pglogrepl.StartReplication(ctx, s.conn, cfg.SlotName, 0, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names " + quoteLiteral(cfg.PublicationName),
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication from slot %s: %w", cfg.SlotName, err)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// receive reads the replication stream until ctx is done or an error.
+func (s *session) receive(ctx context.Context) error {
+	for {
+		if err := s.check(ctx); err != nil {
+			return err
+		}
+		recvCtx, cancel := context.WithTimeout(ctx, pollInterval)
+		msg, err := s.conn.ReceiveMessage(recvCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from slot %s: %w", s.e.cfg.SlotName, err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := s.handleCopyData(ctx, msg.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		default:
+			return fmt.Errorf("replication stream: unexpected message %T", msg)
+		}
+	}
+}
+
+// check reports a helper's failure, and sends a status update when due.
+func (s *session) check(ctx context.Context) error {
+	select {
+	case err := <-s.failed:
+		return err
+	default:
+	}
+	return s.sendStatus(ctx, false)
+}
+
+// sendStatus tells the server how far the slot may be confirmed: when forced
+// (the server asked), when the position advanced (at most once a second),
+// or every status.update.interval.ms to keep the connection alive.
+func (s *session) sendStatus(ctx context.Context, force bool) error {
+	confirmed, _ := s.track.position()
+	since := time.Since(s.lastStatus)
+	if !force && since < s.e.cfg.StatusUpdatePeriod && !(confirmed > s.lastSent && since >= minStatusSpacing) {
+		return nil
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed})
+	if err != nil {
+		return fmt.Errorf("send status to slot %s: %w", s.e.cfg.SlotName, err)
+	}
+	s.lastStatus, s.lastSent = time.Now(), confirmed
+	return nil
+}
+
+func (s *session) handleCopyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		// Outside a transaction, everything committed before ServerWALEnd has
+		// been received: once Kafka has the rest, the slot may move past it,
+		// so WAL of other tables' writes is not pinned.
+		if s.tx == nil {
+			s.track.add(k.ServerWALEnd)
+		}
+		return s.sendStatus(ctx, k.ReplyRequested)
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse xlog data: %w", err)
+		}
+		return s.handleWAL(ctx, x)
+	}
+	return nil
+}
+
+func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
+	m, err := pglogrepl.Parse(x.WALData)
+	if err != nil {
+		return fmt.Errorf("parse pgoutput message at %s: %w", x.WALStart, err)
+	}
+	switch m := m.(type) {
+	case *pglogrepl.BeginMessage:
+		s.tx, s.txTime = s.track.begin(), m.CommitTime
+	case *pglogrepl.RelationMessage:
+		s.relations[m.RelationID] = m
+		s.inTable[m.RelationID] = m.Namespace == s.e.cfg.Table.Schema && m.RelationName == s.e.cfg.Table.Name
+	case *pglogrepl.InsertMessage:
+		return s.handleInsert(ctx, m)
+	case *pglogrepl.CommitMessage:
+		if s.tx == nil {
+			return fmt.Errorf("commit at %s without begin", m.CommitLSN)
+		}
+		s.track.commit(s.tx, m.TransactionEndLSN)
+		s.tx = nil
+	case *pglogrepl.LogicalDecodingMessage:
+		// Heartbeats (pg_logical_emit_message) and other messages carry no
+		// events; outside a transaction they are a position to confirm.
+		if !m.Transactional && s.tx == nil {
+			s.track.add(m.LSN)
+		}
+	case *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
+		// The outbox publication carries inserts only; were it to carry more,
+		// updates and deletes are dropped, as the EventRouter does with
+		// table.op.invalid.behavior=warn.
+		s.e.logger.Warn("ignoring a non-insert change of the outbox", "type", m.Type().String())
+	}
+	return nil
+}
+
+func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) error {
+	if !s.inTable[m.RelationID] {
+		return nil
+	}
+	if s.tx == nil {
+		return errors.New("insert outside a transaction")
+	}
+	rel := s.relations[m.RelationID]
+	row := make(connect.Columns, len(rel.Columns))
+	for i, col := range m.Tuple.Columns {
+		if i >= len(rel.Columns) {
+			break
+		}
+		switch col.DataType {
+		case 't':
+			row[rel.Columns[i].Name] = string(col.Data)
+		case 'n':
+		default:
+			return fmt.Errorf("outbox column %s: unexpected tuple data type %q", rel.Columns[i].Name, col.DataType)
+		}
+	}
+	rec, err := s.e.cfg.Router.Route(row, s.txTime)
+	if err != nil {
+		// As the EventRouter with table.op.invalid.behavior=warn: skip it.
+		s.e.logger.Warn("skipping an outbox row the router cannot route", "err", err)
+		return nil
+	}
+	if s.e.opts.Metrics != nil {
+		s.e.opts.Metrics.captured.WithLabelValues(s.e.name).Inc()
+	}
+	return s.produce(ctx, rec, s.tx)
+}
+
+// delivery is what travels with a record through the producer.
+type delivery struct {
+	tx         *txn
+	commitTime time.Time
+}
+
+func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error {
+	topic := rec.Topic
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Key:            rec.Key,
+		Value:          rec.Value,
+		Timestamp:      rec.Timestamp,
+		TimestampType:  kafka.TimestampCreateTime,
+		Opaque:         delivery{tx: x, commitTime: s.txTime},
+	}
+	for _, h := range rec.Headers {
+		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	s.track.produced(x)
+	for {
+		err := s.producer.Produce(msg, nil)
+		if err == nil {
+			return nil
+		}
+		var kerr kafka.Error
+		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
+			return produceError(topic, err)
+		}
+		// Backpressure: wait for acknowledgements to free the queue, and keep
+		// the replication connection alive meanwhile.
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-s.failed:
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+		if err := s.sendStatus(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+// deliveries turns the producer's delivery reports into acknowledgements.
+// A record Kafka failed to take ends the session: the slot is not confirmed
+// past it, so the next session sends it again.
+func (s *session) deliveries() {
+	m := s.e.opts.Metrics
+	for ev := range s.producer.Events() {
+		switch ev := ev.(type) {
+		case *kafka.Message:
+			d := ev.Opaque.(delivery)
+			if err := ev.TopicPartition.Error; err != nil {
+				if m != nil {
+					m.produceErrors.WithLabelValues(s.e.name).Inc()
+				}
+				s.fail(produceError(*ev.TopicPartition.Topic, err))
+				continue
+			}
+			s.track.ack(d.tx)
+			if m != nil {
+				behind := time.Since(d.commitTime)
+				m.produced.WithLabelValues(s.e.name).Inc()
+				m.behindSource.WithLabelValues(s.e.name).Set(float64(behind.Milliseconds()))
+				m.commitToAck.WithLabelValues(s.e.name).Observe(behind.Seconds())
+				m.lastEvent.WithLabelValues(s.e.name).Set(float64(d.commitTime.UnixMilli()) / 1000)
+			}
+		case kafka.Error:
+			if ev.IsFatal() {
+				s.fail(fmt.Errorf("kafka producer: %w", ev))
+			} else {
+				s.e.logger.Debug("kafka producer", "err", ev)
+			}
+		}
+	}
+}
+
+// produceError wraps a record Kafka refused. A record too large for Kafka
+// fails the task, as Kafka Connect's RecordTooLargeException does: sending it
+// again cannot help, and skipping it would lose an event.
+func produceError(topic string, err error) error {
+	var kerr kafka.Error
+	if errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgSizeTooLarge {
+		return permanent("a record for %s is larger than Kafka accepts (message.max.bytes): %v", topic, err)
+	}
+	return fmt.Errorf("kafka did not take a record for %s: %w", topic, err)
+}
+
+func (s *session) fail(err error) {
+	select {
+	case s.failed <- err:
+	default:
+	}
+}
+
+// housekeeping runs the heartbeat action query every heartbeat.interval.ms
+// and measures the slot's lag.
+func (s *session) housekeeping(ctx context.Context) {
+	lagTick := time.NewTicker(lagPollInterval)
+	defer lagTick.Stop()
+	var heartbeat <-chan time.Time
+	if s.e.cfg.HeartbeatInterval > 0 && s.e.cfg.HeartbeatQuery != "" {
+		t := time.NewTicker(s.e.cfg.HeartbeatInterval)
+		defer t.Stop()
+		heartbeat = t.C
+	}
+	s.measureLag(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-heartbeat:
+			if _, err := s.db.ExecContext(ctx, s.e.cfg.HeartbeatQuery); err != nil && ctx.Err() == nil {
+				s.e.logger.Warn("heartbeat action query failed", "err", err)
+			}
+		case <-lagTick.C:
+			s.measureLag(ctx)
+		}
+	}
+}
+
+func (s *session) measureLag(ctx context.Context) {
+	if s.e.opts.Metrics == nil {
+		return
+	}
+	var lag sql.NullFloat64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = $1`,
+		s.e.cfg.SlotName).Scan(&lag)
+	if err == nil && lag.Valid {
+		s.e.opts.Metrics.slotLag.WithLabelValues(s.e.name).Set(lag.Float64)
+	}
+}
+
+// close ends the session: it gives Kafka a moment to acknowledge what is in
+// flight, confirms what it can, and closes the connections.
+func (s *session) close() {
+	if s.producer != nil {
+		s.producer.Flush(int(flushOnStop.Milliseconds()))
+		if s.conn != nil && !s.conn.IsClosed() && s.track != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.sendStatus(ctx, true)
+			cancel()
+		}
+		s.producer.Close()
+	}
+	if s.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.conn.Close(ctx)
+		cancel()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+}
+
+// newProducer returns an idempotent acks=all producer that places keys where
+// Kafka's Java producer does (murmur2).
+func (e *Engine) newProducer() (*kafka.Producer, error) {
+	cm := kafka.ConfigMap{
+		"bootstrap.servers":            e.opts.Bootstrap,
+		"enable.idempotence":           true,
+		"acks":                         "all",
+		"partitioner":                  "murmur2_random",
+		"linger.ms":                    5,
+		"message.max.bytes":            1048576, // Kafka's max.request.size
+		"log.connection.close":         false,
+		"queue.buffering.max.messages": 20000,
+		"queue.buffering.max.kbytes":   65536,
+		"go.delivery.report.fields":    "key,headers",
+		"client.id":                    "outboxpay-cdc-" + e.name,
+		"enable.metrics.push":          false,
+	}
+	for k, v := range e.opts.ProducerConfig {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		return nil, fmt.Errorf("create kafka producer: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,126 @@
+package connect
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Router is the Outbox Event Router (Debezium's EventRouter transform) as
+// configured: it turns an inserted outbox row into the Kafka record of
+// EVENT-CONTRACT.md. Both the embedded engine and the reconciler's direct
+// publishing use it, so their records are the same.
+type Router struct {
+	RouteBy       string // column whose value routes the topic (aggregatetype)
+	TopicTemplate string // with ${routedByValue}
+	IDField       string // column -> header "id"
+	KeyField      string // column -> record key
+	PayloadField  string // column -> record value
+	Headers       []HeaderPlacement
+}
+
+// HeaderPlacement copies a column into a record header.
+type HeaderPlacement struct {
+	Column string
+	Header string
+}
+
+// Record is one Kafka record.
+type Record struct {
+	Topic     string
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// DefaultRouter is the router of the default EventRouter settings plus the
+// eventType header of outbox-connector.json.
+var DefaultRouter = Router{
+	RouteBy:       "aggregatetype",
+	TopicTemplate: "outbox.event.${routedByValue}",
+	IDField:       "id",
+	KeyField:      "aggregateid",
+	PayloadField:  "payload",
+	Headers:       []HeaderPlacement{{Column: "type", Header: "eventType"}},
+}
+
+func newRouter(v map[string]string) (Router, ConfigError) {
+	r := Router{
+		RouteBy:       v[transformPrefix+"route.by.field"],
+		TopicTemplate: v[transformPrefix+"route.topic.replacement"],
+		IDField:       v[transformPrefix+"table.field.event.id"],
+		KeyField:      v[transformPrefix+"table.field.event.key"],
+		PayloadField:  v[transformPrefix+"table.field.event.payload"],
+	}
+	var errs ConfigError
+	key := transformPrefix + "table.fields.additional.placement"
+	for _, p := range splitList(v[key]) {
+		parts := strings.Split(p, ":")
+		// column:header[:alias]; Debezium also has envelope placement, which
+		// changes the value and is not implemented here.
+		if len(parts) < 2 || len(parts) > 3 || parts[1] != "header" || pgIdentifier(parts[0]) != "" {
+			errs = append(errs, FieldError{Key: key,
+				Message: fmt.Sprintf("the embedded engine supports column:header[:name] placements, not %q", p)})
+			continue
+		}
+		h := HeaderPlacement{Column: parts[0], Header: parts[0]}
+		if len(parts) == 3 && parts[2] != "" {
+			h.Header = parts[2]
+		}
+		r.Headers = append(r.Headers, h)
+	}
+	return r, errs
+}
+
+// Columns are the text values of an outbox row by column name, as Postgres
+// outputs them (pgoutput's text format, or ::text in SQL). A NULL is absent.
+type Columns map[string]string
+
+// Route builds the record of a row committed at commitTime: topic from the
+// routing column, key from the key column, value the payload text as is
+// (never re-encoded), header id from the id column, additional headers, and
+// the commit time as timestamp (Debezium's source ts_ms).
+func (r Router) Route(row Columns, commitTime time.Time) (Record, error) {
+	get := func(col string) (string, error) {
+		v, ok := row[col]
+		if !ok {
+			return "", fmt.Errorf("outbox row has no value in column %q", col)
+		}
+		return v, nil
+	}
+	routeBy, err := get(r.RouteBy)
+	if err != nil {
+		return Record{}, err
+	}
+	id, err := get(r.IDField)
+	if err != nil {
+		return Record{}, err
+	}
+	payload, err := get(r.PayloadField)
+	if err != nil {
+		return Record{}, err
+	}
+	rec := Record{
+		Topic:     strings.ReplaceAll(r.TopicTemplate, "${routedByValue}", routeBy),
+		Value:     []byte(payload),
+		Timestamp: commitTime.Truncate(time.Millisecond),
+		Headers:   make([]Header, 0, 1+len(r.Headers)),
+	}
+	if key, ok := row[r.KeyField]; ok {
+		rec.Key = []byte(key)
+	}
+	rec.Headers = append(rec.Headers, Header{Key: "id", Value: []byte(strings.ToLower(id))})
+	for _, h := range r.Headers {
+		if v, ok := row[h.Column]; ok {
+			rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: []byte(v)})
+		}
+	}
+	return rec, nil
+}
