@@ -225,6 +225,8 @@ func (s *session) receive(ctx context.Context) error {
 			}
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyDone, *pgproto3.CommandComplete:
+			return errors.New("replication stream ended by the server (shutting down?)")
 		default:
 			return fmt.Errorf("replication stream: unexpected message %T", msg)
 		}

@@ -3,7 +3,6 @@
 package kafkatest
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"testing"
@@ -54,27 +53,28 @@ func Partition(key []byte, n int) int32 {
 	return (Murmur2(key) & 0x7fffffff) % int32(n)
 }
 
-// ReadAll reads every topic from the beginning, with a consumer that is in
-// no group, until it has at least want records or timeout passes. The
+// ReadAll reads every record of the topics, from the beginning to their
+// end, with a consumer that is in no group. It waits, up to timeout, until
+// the topics hold at least want records; then it reads all they hold. The
 // records of each partition are in offset order.
 func ReadAll(t testing.TB, bootstrap string, topics []string, want int, timeout time.Duration) []*kafka.Message {
 	t.Helper()
-	got, err := Read(context.Background(), bootstrap, topics, want, timeout)
+	got, err := Read(bootstrap, topics, want, timeout)
 	if err != nil {
 		t.Fatalf("read %v: %v", topics, err)
 	}
 	return got
 }
 
-// Read is ReadAll returning its error. It returns what it has read, without
-// error, when timeout passes first.
-func Read(ctx context.Context, bootstrap string, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
+// Read is ReadAll returning its error. Topics that do not exist (yet) are
+// empty.
+func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":     bootstrap,
-		"group.id":              "kafkatest-unused",
-		"enable.auto.commit":    false,
-		"broker.address.family": "v4",
-		"enable.metrics.push":   false,
+		"bootstrap.servers":    bootstrap,
+		"group.id":             "kafkatest-unused",
+		"enable.auto.commit":   false,
+		"enable.metrics.push":  false,
+		"log.connection.close": false,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new consumer: %w", err)
@@ -82,39 +82,49 @@ func Read(ctx context.Context, bootstrap string, topics []string, want int, time
 	defer c.Close()
 
 	deadline := time.Now().Add(timeout)
+	var ends map[partition]int64
+	for {
+		var total int64
+		if ends, total, err = highWatermarks(c, topics); err != nil {
+			return nil, err
+		}
+		if total >= int64(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var parts []kafka.TopicPartition
-	for _, topic := range topics {
-		for {
-			md, err := c.GetMetadata(&topic, false, 5000)
-			if err == nil && len(md.Topics[topic].Partitions) > 0 && md.Topics[topic].Error.Code() == kafka.ErrNoError {
-				for _, p := range md.Topics[topic].Partitions {
-					tp := topic
-					parts = append(parts, kafka.TopicPartition{Topic: &tp, Partition: p.ID, Offset: kafka.OffsetBeginning})
-				}
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return nil, nil // the topic never appeared: nothing to read
-			}
-			time.Sleep(100 * time.Millisecond)
+	for p, end := range ends {
+		if end > 0 {
+			topic := p.topic
+			parts = append(parts, kafka.TopicPartition{Topic: &topic, Partition: p.id, Offset: kafka.OffsetBeginning})
 		}
 	}
 	if err := c.Assign(parts); err != nil {
 		return nil, fmt.Errorf("assign: %w", err)
 	}
 	var got []*kafka.Message
-	for len(got) < want && time.Now().Before(deadline) && ctx.Err() == nil {
-		ev := c.Poll(100)
-		switch e := ev.(type) {
+	remaining := len(parts)
+	readTo := deadline.Add(30 * time.Second) // reading what is there must not take long
+	for remaining > 0 && time.Now().Before(readTo) {
+		switch e := c.Poll(100).(type) {
 		case *kafka.Message:
-			if e.TopicPartition.Error == nil {
-				got = append(got, e)
+			if e.TopicPartition.Error != nil {
+				continue
+			}
+			got = append(got, e)
+			p := partition{*e.TopicPartition.Topic, e.TopicPartition.Partition}
+			if int64(e.TopicPartition.Offset)+1 == ends[p] {
+				remaining--
 			}
 		case kafka.Error:
 			if e.IsFatal() {
 				return got, e
 			}
 		}
+	}
+	if remaining > 0 {
+		return got, fmt.Errorf("%d partitions not read to their end in time", remaining)
 	}
 	sort.SliceStable(got, func(i, j int) bool {
 		a, b := got[i].TopicPartition, got[j].TopicPartition
@@ -127,6 +137,37 @@ func Read(ctx context.Context, bootstrap string, topics []string, want int, time
 		return a.Offset < b.Offset
 	})
 	return got, nil
+}
+
+type partition struct {
+	topic string
+	id    int32
+}
+
+// highWatermarks returns the end offset of every partition of the topics
+// and their sum.
+func highWatermarks(c *kafka.Consumer, topics []string) (map[partition]int64, int64, error) {
+	ends := map[partition]int64{}
+	var total int64
+	for _, topic := range topics {
+		md, err := c.GetMetadata(&topic, false, 5000)
+		if err != nil {
+			return nil, 0, fmt.Errorf("metadata of %s: %w", topic, err)
+		}
+		tm := md.Topics[topic]
+		if tm.Error.Code() != kafka.ErrNoError {
+			continue // not created yet
+		}
+		for _, p := range tm.Partitions {
+			low, high, err := c.QueryWatermarkOffsets(topic, p.ID, 5000)
+			if err != nil {
+				return nil, 0, fmt.Errorf("watermarks of %s/%d: %w", topic, p.ID, err)
+			}
+			ends[partition{topic, p.ID}] = high
+			total += high - low
+		}
+	}
+	return ends, total, nil
 }
 
 // Header returns the value of a record's header, or "".
