@@ -207,7 +207,8 @@ func (c *Cluster) Restart(ctx context.Context) error {
 
 // Kill simulates a crash: it sends SIGKILL to the postmaster, without any
 // shutdown, and waits until it and the server processes it had started are
-// gone. A later [Cluster.Restart] recovers the cluster from its WAL.
+// gone, and have released the server's shared memory. A later
+// [Cluster.Restart] recovers the cluster from its WAL.
 func (c *Cluster) Kill() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -227,8 +228,8 @@ func (c *Cluster) Kill() error {
 		return fmt.Errorf("kill postgres: pid %d still running %v after SIGKILL", s.pid, killTimeout)
 	}
 	// The children of the postmaster notice its death and exit by
-	// themselves; until they have, a new postmaster would refuse to start
-	// because they still use the old shared memory.
+	// themselves; until they have, and have detached from the old shared
+	// memory, a new postmaster would refuse to start.
 	if err := c.reapLeftovers(s.pid); err != nil {
 		return fmt.Errorf("kill postgres: %w", err)
 	}
@@ -278,6 +279,11 @@ func (c *Cluster) exec(ctx context.Context, stmt string) error {
 // connections. The caller holds c.mu (or owns c alone), and c.proc is nil.
 func (c *Cluster) start(ctx context.Context) error {
 	if err := c.stopStale(ctx); err != nil {
+		return err
+	}
+	// The processes of a server killed outside our control (with its owner,
+	// say) may still be detaching from its shared memory.
+	if err := c.waitShmemReleased(ctx, killTimeout); err != nil {
 		return err
 	}
 	logFile, offset, err := c.openLog()
@@ -494,15 +500,25 @@ func (c *Cluster) halt(s *server) error {
 }
 
 // reapLeftovers waits for the server processes that postmaster, now gone,
-// had started to exit, and kills them if they do not. It knows them as the
-// postgres processes running in the data dir, unless the data dir has been
-// taken over by another postmaster since: then, as that one could only
-// start once the processes of the old one had released its shared memory,
-// none are left.
+// had started to exit, and kills them if they do not; then for the shared
+// memory of postmaster to be released (see waitShmemReleased). It knows the
+// processes as the postgres processes running in the data dir, unless the
+// data dir has been taken over by another postmaster since: then, as that
+// one could only start once the processes of the old one had released its
+// shared memory, none are left.
 func (c *Cluster) reapLeftovers(postmaster int) error {
 	if pid := c.pidFromFile(); pid != 0 && pid != postmaster && classify(pid, c.dataDir) == procServer {
 		return nil
 	}
+	if err := c.reapProcesses(); err != nil {
+		return err
+	}
+	return c.waitShmemReleased(context.Background(), killTimeout)
+}
+
+// reapProcesses waits for the postgres processes running in the data dir to
+// exit, and kills them if they do not.
+func (c *Cluster) reapProcesses() error {
 	gone := func() bool {
 		pids, err := serverPIDs(c.dataDir)
 		return err == nil && len(pids) == 0
@@ -568,19 +584,112 @@ func (c *Cluster) stopStale(ctx context.Context) error {
 	return fmt.Errorf("stop the postgres (pid %d) left running on %s: still running after SIGKILL", pid, c.dataDir)
 }
 
+// waitShmemReleased waits, up to timeout or until ctx ends, until no process
+// is attached any more to the System V shared memory segment that the
+// postmaster named in postmaster.pid recorded there.
+//
+// A postmaster that dies without shutting down (SIGKILL) leaves that
+// segment, and postmaster.pid, behind. Its children detach from the segment
+// as they exit, but the kernel unmaps it only late in the exit, after /proc
+// already shows them as gone, so they may hold it a little longer than
+// reapProcesses can see, the longer the busier the machine. A new postmaster
+// that found the segment still attached would refuse to start
+// ("pre-existing shared memory block ... is still in use").
+//
+// Nothing is waited for when postmaster.pid records no segment (a clean
+// shutdown removes both), or when its postmaster may still run: that one
+// uses the segment by right, and postgres refuses to start beside it anyway.
+func (c *Cluster) waitShmemReleased(ctx context.Context, timeout time.Duration) error {
+	pf := c.readPIDFile()
+	if !pf.hasShmem {
+		return nil
+	}
+	if k := classify(pf.pid, c.dataDir); k == procServer || k == procUnknown {
+		return nil
+	}
+	var attached int
+	var err error
+	released := func() bool {
+		attached, err = shmemAttachments(pf.shmemKey, pf.shmemID)
+		return err == nil && attached == 0
+	}
+	if released() {
+		return nil
+	}
+	c.logger.Info("waiting for the processes of the previous server to release its shared memory",
+		"pid", pf.pid, "shmem_key", pf.shmemKey, "shmem_id", pf.shmemID, "attached", attached)
+	if waitFor(ctx, timeout, released) {
+		return nil
+	}
+	segment := fmt.Sprintf("shared memory segment (key %d, ID %d) of the previous server (pid %d)",
+		pf.shmemKey, pf.shmemID, pf.pid)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the %s: %w", segment, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("wait for the %s to be released: %w (%d processes still attached)", segment, ctx.Err(), attached)
+	default:
+		return fmt.Errorf("the %s is still attached by %d processes after %v", segment, attached, timeout)
+	}
+}
+
+// pidFile is what postmaster.pid tells about the postmaster that wrote it.
+type pidFile struct {
+	pid int // 0 if none
+	// shmemKey and shmemID identify the postmaster's System V shared memory
+	// segment, when hasShmem (it records them once it has created it).
+	shmemKey int32
+	shmemID  int
+	hasShmem bool
+}
+
+// readPIDFile reads the data dir's postmaster.pid; a missing, unreadable or
+// damaged file yields what could be read of it, possibly nothing.
+func (c *Cluster) readPIDFile() pidFile {
+	data, err := os.ReadFile(filepath.Join(c.dataDir, "postmaster.pid"))
+	if err != nil {
+		return pidFile{}
+	}
+	return parsePIDFile(data)
+}
+
+// parsePIDFile parses the contents of a postmaster.pid. Its first line holds
+// the pid, and its seventh the key and id of the shared memory segment,
+// printed as unsigned longs (see LOCK_FILE_LINE_SHMEM_KEY in PostgreSQL's
+// miscadmin.h).
+func parsePIDFile(data []byte) pidFile {
+	var pf pidFile
+	lines := strings.Split(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid < 0 {
+		return pf
+	}
+	pf.pid = pid
+	if len(lines) < 7 {
+		return pf
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return pf
+	}
+	key, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return pf
+	}
+	id, err := strconv.Atoi(f[1])
+	if err != nil || id < 0 {
+		return pf
+	}
+	// The key is a key_t (a C int) that went through (unsigned long): a
+	// negative key comes out sign-extended, and truncating undoes that.
+	pf.shmemKey, pf.shmemID, pf.hasShmem = int32(uint32(key)), id, true
+	return pf
+}
+
 // pidFromFile returns the pid in the data dir's postmaster.pid, or 0 if it
 // has none or cannot be read.
 func (c *Cluster) pidFromFile() int {
-	data, err := os.ReadFile(filepath.Join(c.dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	first, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid < 0 {
-		return 0
-	}
-	return pid
+	return c.readPIDFile().pid
 }
 
 // waitFor polls cond, with a short backoff, until it holds, timeout passes

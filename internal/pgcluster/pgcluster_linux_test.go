@@ -138,3 +138,41 @@ func TestServerOutlivesStartingThread(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestParseShmAttachments(t *testing.T) {
+	t.Parallel()
+	const data = `       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap
+   9977889     622628   600                    56 27845 27859      3   101   104   101   104 1795604063 1795604063 1795604063                  4096                     0
+         0     622629   600                    56 27900 27901      2   101   104   101   104 1795604063 1795604063 1795604063                  4096                     0
+        -5     622630   600                    56 27950 27950      1   101   104   101   104 1795604063 1795604063 1795604063                  4096                     0
+   9981668     262183   600                    56 20169 20174      0   101   104   101   104 1795603849 1795603849 1795603849                  4096                     0
+`
+	for _, tc := range []struct {
+		name string
+		key  int32
+		id   int
+		want int
+	}{
+		{name: "attached", key: 9977889, id: 622628, want: 3},
+		{name: "detached", key: 9981668, id: 262183, want: 0},
+		{name: "negative key", key: -5, id: 622630, want: 1},
+		{name: "removed: key shown as 0", key: 9977890, id: 622629, want: 0},
+		{name: "id reused under another key", key: 1234, id: 622628, want: 0},
+		{name: "gone", key: 9977889, id: 1, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseShmAttachments([]byte(data), tc.key, tc.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("attachments of key %d, id %d = %d, want %d", tc.key, tc.id, got, tc.want)
+			}
+		})
+	}
+
+	if _, err := parseShmAttachments([]byte("no such columns\n"), 1, 1); err == nil {
+		t.Error("a file without the expected header parsed")
+	}
+}

@@ -116,6 +116,18 @@ func assertGone(t *testing.T, c *Cluster, pids ...int) {
 	if len(left) > 0 {
 		t.Errorf("postgres processes left on %s: %v", c.dataDir, left)
 	}
+	// A server that did not shut down leaves its shared memory segment
+	// behind, which a new server reuses only once nothing is attached.
+	if pf := c.readPIDFile(); pf.hasShmem {
+		n, err := shmemAttachments(pf.shmemKey, pf.shmemID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			t.Errorf("shared memory segment (key %d, ID %d) of %s still has %d attachments",
+				pf.shmemKey, pf.shmemID, c.dataDir, n)
+		}
+	}
 }
 
 func TestStartSettings(t *testing.T) {
@@ -501,4 +513,42 @@ func TestFindBinaries(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+func TestParsePIDFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		data string
+		want pidFile
+	}{
+		{
+			name: "running postmaster",
+			data: "27845\n/tmp/data\n1795604063\n5432\n\n127.0.0.1\n  9977889    622628\nready   \n",
+			want: pidFile{pid: 27845, shmemKey: 9977889, shmemID: 622628, hasShmem: true},
+		},
+		{
+			name: "negative key, printed sign-extended",
+			data: "42\n/tmp/data\n1\n5432\n\n127.0.0.1\n18446744073709551611         7\n",
+			want: pidFile{pid: 42, shmemKey: -5, shmemID: 7, hasShmem: true},
+		},
+		{
+			name: "no segment yet",
+			data: "42\n/tmp/data\n1\n5432\n",
+			want: pidFile{pid: 42},
+		},
+		{
+			name: "standalone backend",
+			data: "-5390\n/tmp/data\n1795604631\n5432\n\n\n  9978033    983069\n",
+			want: pidFile{},
+		},
+		{name: "damaged", data: "garbage\n", want: pidFile{}},
+		{name: "empty", data: "", want: pidFile{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parsePIDFile([]byte(tc.data)); got != tc.want {
+				t.Errorf("parsePIDFile = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }

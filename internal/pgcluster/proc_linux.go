@@ -1,10 +1,14 @@
 package pgcluster
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,4 +87,61 @@ func serverPIDs(dataDir string) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// sysvShmPath lists the System V shared memory segments of this IPC
+// namespace, with the number of processes attached to each.
+const sysvShmPath = "/proc/sysvipc/shm"
+
+// shmemAttachments returns how many processes are attached to the System V
+// shared memory segment with the given key and id: the nattch that a new
+// postmaster checks before it reuses the segment of an earlier one. A
+// segment that no longer exists, or whose id now carries another key (it was
+// removed, and its key is then shown as 0), has none.
+func shmemAttachments(key int32, id int) (int, error) {
+	data, err := os.ReadFile(sysvShmPath)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseShmAttachments(data, key, id)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", sysvShmPath, err)
+	}
+	return n, nil
+}
+
+// parseShmAttachments finds the segment with key and id in the contents of
+// /proc/sysvipc/shm, whose columns it locates by their header, and returns
+// its nattch, or 0 if it is not listed.
+func parseShmAttachments(data []byte, key int32, id int) (int, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	if !sc.Scan() {
+		return 0, errors.New("no header line")
+	}
+	header := strings.Fields(sc.Text())
+	keyCol, idCol, nattchCol := slices.Index(header, "key"), slices.Index(header, "shmid"), slices.Index(header, "nattch")
+	if keyCol < 0 || idCol < 0 || nattchCol < 0 {
+		return 0, fmt.Errorf("unexpected header %q", sc.Text())
+	}
+	last := max(keyCol, idCol, nattchCol)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) <= last || f[idCol] != strconv.Itoa(id) {
+			continue
+		}
+		// The kernel prints the key as a signed int, as key_t is.
+		k, err := strconv.ParseInt(f[keyCol], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("segment %d: key %q: %w", id, f[keyCol], err)
+		}
+		if int32(k) != key {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(f[nattchCol])
+		if err != nil {
+			return 0, fmt.Errorf("segment %d: nattch %q: %w", id, f[nattchCol], err)
+		}
+		return n, nil
+	}
+	return 0, sc.Err()
 }

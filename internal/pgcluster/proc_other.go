@@ -40,3 +40,11 @@ func classify(pid int, dataDir string) procKind {
 func serverPIDs(dataDir string) ([]int, error) {
 	return nil, nil
 }
+
+// shmemAttachments returns how many processes are attached to the System V
+// shared memory segment with the given key and id. Without /proc it cannot
+// tell, and returns none: postgres still checks for itself, and refuses to
+// start while the segment is in use.
+func shmemAttachments(key int32, id int) (int, error) {
+	return 0, nil
+}
