@@ -31,6 +31,18 @@ type config struct {
 	// APIRequestTimeout bounds the work of one request.
 	APIRequestTimeout time.Duration `env:"API_REQUEST_TIMEOUT" envDefault:"10s"`
 
+	// KafkaBootstrap is the Kafka to use. Unset in `dev`: an embedded
+	// cluster starts. Required by `connect`.
+	KafkaBootstrap string `env:"KAFKA_BOOTSTRAP_SERVERS"`
+	// KafkaPorts are the embedded cluster's broker ports in `dev`, one per
+	// broker; 0s pick free ports.
+	KafkaPorts []int `env:"KAFKA_PORTS" envDefault:"9092,9093,9094"`
+	// ConnectAddr is where the Kafka Connect REST API of the embedded engine listens.
+	ConnectAddr string `env:"CONNECT_ADDR" envDefault:":8083"`
+	// ConnectorConfig is the connector `dev` registers; empty: the shipped
+	// connect/outbox-connector.json.
+	ConnectorConfig string `env:"CONNECTOR_CONFIG"`
+
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
@@ -48,6 +60,8 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: LOG_FORMAT must be text or json, not %q", cfg.LogFormat)
 	case cfg.DBMaxConns < 1:
 		return config{}, fmt.Errorf("read configuration: DB_MAX_CONNS must be at least 1")
+	case len(cfg.KafkaPorts) == 0:
+		return config{}, fmt.Errorf("read configuration: KAFKA_PORTS must list at least one port")
 	case cfg.APIMaxBodyBytes < 1:
 		return config{}, fmt.Errorf("read configuration: API_MAX_BODY_BYTES must be at least 1")
 	}

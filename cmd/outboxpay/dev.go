@@ -1,17 +1,27 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/lib/pq"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -20,8 +30,10 @@ import (
 const devDatabase = "outboxpay"
 
 // runDev runs the whole system on this machine: a private Postgres (unless
-// DATABASE_URL is set), the migrations, demo data, and the API. It stops
-// everything it started when ctx is done.
+// DATABASE_URL is set), an embedded Kafka (unless KAFKA_BOOTSTRAP_SERVERS is
+// set), the migrations, demo data, the CDC engine with its Kafka Connect REST
+// API and the connector registered, and the API. It stops everything it
+// started when ctx is done.
 func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	url := cfg.DatabaseURL
 	if url == "" {
@@ -47,6 +59,30 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		logger.Info("private postgres running", "data_dir", dir, "url", url)
 	}
 
+	bootstrap := cfg.KafkaBootstrap
+	if bootstrap == "" {
+		ports := cfg.KafkaPorts
+		if slices.Contains(ports, 0) { // 0: free ports
+			ports = nil
+		}
+		kc, err := kafkacluster.Start(ctx, kafkacluster.Options{
+			Brokers: len(cfg.KafkaPorts),
+			Ports:   ports,
+			DataDir: filepath.Join(cfg.DataDir, "kafka"),
+			Logger:  logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if closeErr := kc.Close(); closeErr != nil {
+				err = errors.Join(err, closeErr)
+			}
+		}()
+		bootstrap = kc.Bootstrap()
+		logger.Info("embedded kafka running", "bootstrap", bootstrap)
+	}
+
 	db, err := openDB(ctx, cfg, url, logger)
 	if err != nil {
 		return err
@@ -64,9 +100,109 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			logger.Info("demo data seeded: users 1-3, products 1-3")
 		}
 	}
-	return serveAPI(ctx, cfg, db, newRegistry(), logger, func(addr net.Addr) {
-		fmt.Print(banner(addr, url))
+
+	dbEnv, err := connect.DatabaseEnv(url)
+	if err != nil {
+		return err
+	}
+	lookup := func(name string) (string, bool) {
+		if v, ok := os.LookupEnv(name); ok {
+			return v, true
+		}
+		v, ok := dbEnv[name]
+		return v, ok
+	}
+
+	reg := newRegistry()
+	g, gctx := errgroup.WithContext(ctx)
+	connectAddr := make(chan net.Addr, 1)
+	g.Go(func() error {
+		return serveConnect(gctx, cfg, db, bootstrap, reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
 	})
+	g.Go(func() error {
+		var addr net.Addr
+		select {
+		case addr = <-connectAddr:
+		case <-gctx.Done():
+			return nil
+		}
+		connectURL := "http://" + localAddr(addr)
+		// The connector holds its slot before the API takes a payment, so no
+		// outbox row is written before change data capture can see it.
+		if err := registerConnector(gctx, cfg, connectURL, lookup, db, logger); err != nil {
+			return err
+		}
+		return serveAPI(gctx, cfg, db, reg, logger, func(apiAddr net.Addr) {
+			fmt.Print(banner(apiAddr, url, bootstrap, connectURL))
+		})
+	})
+	return g.Wait()
+}
+
+// registerConnector puts the connector config through the Kafka Connect REST
+// API (idempotent), then waits until its task runs and holds its slot.
+func registerConnector(ctx context.Context, cfg config, connectURL string, lookup func(string) (string, bool),
+	db *sql.DB, logger *slog.Logger) error {
+	req, err := loadConnector(cfg.ConnectorConfig)
+	if err != nil {
+		return err
+	}
+	resolved, err := connect.ResolveEnv(req.Config, lookup)
+	if err != nil {
+		return fmt.Errorf("connector %s: %w", req.Name, err)
+	}
+	parsed, err := connect.ParseConfig(resolved)
+	if err != nil {
+		return fmt.Errorf("connector %s: %w", req.Name, err)
+	}
+	client := rest.NewClient(connectURL, &http.Client{Timeout: 30 * time.Second})
+	if _, _, err := client.PutConnectorConfig(ctx, req.Name, req.Config); err != nil {
+		return fmt.Errorf("register connector %s: %w", req.Name, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := client.ConnectorStatus(ctx, req.Name)
+		if err == nil && len(st.Tasks) > 0 && st.Tasks[0].State == connect.StateFailed {
+			return fmt.Errorf("connector %s failed: %s", req.Name, st.Tasks[0].Trace)
+		}
+		var active bool
+		if err == nil {
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)`,
+				parsed.SlotName).Scan(&active)
+		}
+		if active {
+			logger.Info("connector running", "connector", req.Name, "slot", parsed.SlotName)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connector %s did not start streaming within a minute (last error: %v)", req.Name, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// loadConnector reads a connector (name and config, as POST /connectors
+// takes it) from path, or the shipped outbox-connector.json when path is "".
+func loadConnector(path string) (connect.CreateRequest, error) {
+	if path == "" {
+		return connect.OutboxConnector()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return connect.CreateRequest{}, fmt.Errorf("read connector config: %w", err)
+	}
+	var req connect.CreateRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Name == "" || req.Config == nil {
+		return connect.CreateRequest{}, fmt.Errorf("%s: want {\"name\": ..., \"config\": {...}} (%v)", path, err)
+	}
+	return req, nil
 }
 
 // createDatabase creates the named database unless it exists.
@@ -79,17 +215,28 @@ func createDatabase(ctx context.Context, c *pgcluster.Cluster, name string) erro
 	return err
 }
 
-func banner(addr net.Addr, dbURL string) string {
-	port := addr.(*net.TCPAddr).Port
-	base := fmt.Sprintf("http://localhost:%d", port)
+// localAddr turns a listener's address into one a client on this machine can dial.
+func localAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("localhost:%d", tcp.Port)
+	}
+	return tcp.String()
+}
+
+func banner(apiAddr net.Addr, dbURL, bootstrap, connectURL string) string {
+	base := "http://" + localAddr(apiAddr)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
-	fmt.Fprintf(&b, "  API       %s   (OpenAPI: %s/openapi.yaml, metrics: %s/metrics)\n", base, base, base)
-	fmt.Fprintf(&b, "  Postgres  %s\n\n", dbURL)
+	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml, metrics: %s/metrics)\n", base, base, base)
+	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", connectURL, connectURL, connectURL)
+	fmt.Fprintf(&b, "  Kafka          %s\n", bootstrap)
+	fmt.Fprintf(&b, "  Postgres       %s\n\n", dbURL)
 	fmt.Fprintf(&b, "Try:\n")
 	fmt.Fprintf(&b, "  curl -s -X POST %s/users/1/balance/charge -H 'Content-Type: application/json' -d '{\"amount\": 50000}'\n", base)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H 'Content-Type: application/json' -d '{\"userId\": 1, \"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{\"userId\": 1}'\n", base)
-	fmt.Fprintf(&b, "  curl -s %s/orders/1\n\n", base)
+	fmt.Fprintf(&b, "  curl -s %s/orders/1\n", base)
+	fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(bootstrap, ",")[0])
 	return b.String()
 }

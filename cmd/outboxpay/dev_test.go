@@ -16,12 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kafkatest"
 )
 
 // `outboxpay dev` (what make run runs) as a user sees it: it starts its own
-// Postgres, prints where the API is, serves a charge -> order -> pay
-// sequence that leaves a PAID order with two INIT outbox events, and on
-// SIGINT exits cleanly, leaving no Postgres behind.
+// Postgres and Kafka, the CDC engine with the connector registered, prints
+// where the API is, serves a charge -> order -> pay sequence that leaves a
+// PAID order whose two events reach Kafka, and on SIGINT exits cleanly,
+// leaving no Postgres behind.
 func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	// The postgres user runs the server when the test runs as root: it must
@@ -37,7 +40,8 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 
 	cmd := exec.Command(bin, "dev")
-	cmd.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0", "DATABASE_URL=")
+	cmd.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
+		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "DATABASE_URL=", "KAFKA_BOOTSTRAP_SERVERS=")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -55,13 +59,17 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		}
 	})
 
-	base := make(chan string, 1)
+	base, kafkaAddr := make(chan string, 1), make(chan string, 1)
 	go func() {
-		re := regexp.MustCompile(`API\s+(http://\S+)`)
+		apiRE := regexp.MustCompile(`API\s+(http://\S+)`)
+		kafkaRE := regexp.MustCompile(`Kafka\s+(\d\S+)`)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			if m := apiRE.FindStringSubmatch(sc.Text()); m != nil {
 				base <- m[1]
+			}
+			if m := kafkaRE.FindStringSubmatch(sc.Text()); m != nil {
+				kafkaAddr <- m[1]
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
@@ -98,10 +106,21 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	if view["status"] != "PAID" || len(events) != 2 {
 		t.Fatalf("order: %v", view)
 	}
+	// The engine streams both events to Kafka.
+	bootstrap := <-kafkaAddr
+	want := map[string]string{}
 	for _, e := range events {
-		if e.(map[string]any)["status"] != "INIT" {
-			t.Errorf("event not INIT: %v", e)
+		e := e.(map[string]any)
+		want[e["id"].(string)] = e["topic"].(string)
+	}
+	msgs := kafkatest.ReadAll(t, bootstrap, []string{"outbox.event.payment", "outbox.event.order"}, 2, time.Minute)
+	for _, m := range msgs {
+		if id := kafkatest.Header(m, "id"); want[id] == *m.TopicPartition.Topic {
+			delete(want, id)
 		}
+	}
+	if len(want) != 0 {
+		t.Fatalf("events not on Kafka: %v (read %d records)", want, len(msgs))
 	}
 
 	pidFile := filepath.Join(dir, "data", "postgres", "postmaster.pid")

@@ -1,10 +1,11 @@
-// Command outboxpay runs the payments backend: its HTTP API, its migrations,
-// and `dev`, the whole system on one machine.
+// Command outboxpay runs the payments backend: its HTTP API, the embedded CDC
+// engine, its migrations, and `dev`, the whole system on one machine.
 //
 // Usage:
 //
 //	outboxpay dev       # private Postgres (unless DATABASE_URL), migrate, seed, serve the API
 //	outboxpay api       # serve the HTTP API (DATABASE_URL required)
+//	outboxpay connect   # the CDC engine's Kafka Connect worker (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS required)
 //	outboxpay migrate   # apply the database migrations (DATABASE_URL required)
 //
 // Configuration comes from environment variables; see README.md.
@@ -24,6 +25,7 @@ const usage = `usage: outboxpay <command>
 commands:
   dev      run the whole system on this machine (make run)
   api      serve the HTTP API
+  connect  run the embedded CDC engine and its Kafka Connect REST API
   migrate  apply the database migrations
 
 Configuration is read from environment variables; see README.md.
@@ -50,6 +52,8 @@ func main() {
 		run = func(ctx context.Context, cfg config) error { return runDev(ctx, cfg, logger) }
 	case "api":
 		run = func(ctx context.Context, cfg config) error { return runAPI(ctx, cfg, logger) }
+	case "connect":
+		run = func(ctx context.Context, cfg config) error { return runConnect(ctx, cfg, logger) }
 	case "migrate":
 		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
 	case "help", "-h", "--help":

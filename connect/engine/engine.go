@@ -23,8 +23,12 @@ type Options struct {
 	Bootstrap string
 	// ProducerConfig overrides librdkafka producer properties (tests, tuning).
 	ProducerConfig map[string]any
-	Metrics        *Metrics
-	Logger         *slog.Logger
+	// Discard builds every record and drops it instead of producing it, as
+	// if Kafka had acknowledged it at once: the reader alone, for measuring
+	// how fast the slot can be decoded (make bench-cdc).
+	Discard bool
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Engine streams one connector's outbox to Kafka. It implements the

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "state", Help: "1 for the engine's current state."}, []string{"connector", "state"}),
 		commitToAck: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "commit_to_ack_seconds", Help: "Commit time to Kafka acknowledgement, per record.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, l),
+			Buckets: []float64{.001, .002, .003, .005, .0075, .01, .015, .02, .025, .035, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, l),
 	}
 	reg.MustRegister(m.captured, m.produced, m.produceErrors, m.retries, m.behindSource, m.slotLag,
 		m.lastEvent, m.state, m.commitToAck)

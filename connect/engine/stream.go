@@ -71,10 +71,12 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	}
 	s.track = newTracker(start)
 	s.start, s.lastSent = start, start
-	if s.producer, err = e.newProducer(); err != nil {
-		return false, err
+	if !e.opts.Discard {
+		if s.producer, err = e.newProducer(); err != nil {
+			return false, err
+		}
+		helpers.Go(func() { s.deliveries() })
 	}
-	helpers.Go(func() { s.deliveries() })
 	helpers.Go(func() { s.housekeeping(ctx) })
 
 	if err := s.startReplication(ctx); err != nil {
@@ -374,6 +376,10 @@ func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error
 		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
 	}
 	s.track.produced(x)
+	if s.producer == nil { // Options.Discard
+		s.track.ack(x)
+		return nil
+	}
 	for {
 		err := s.producer.Produce(msg, nil)
 		if err == nil {
@@ -494,11 +500,13 @@ func (s *session) measureLag(ctx context.Context) {
 func (s *session) close() {
 	if s.producer != nil {
 		s.producer.Flush(int(flushOnStop.Milliseconds()))
-		if s.conn != nil && !s.conn.IsClosed() && s.track != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = s.sendStatus(ctx, true)
-			cancel()
-		}
+	}
+	if s.conn != nil && !s.conn.IsClosed() && s.track != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.sendStatus(ctx, true)
+		cancel()
+	}
+	if s.producer != nil {
 		s.producer.Close()
 	}
 	if s.conn != nil {

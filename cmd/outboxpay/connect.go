@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/connect/engine"
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/connect/worker"
+)
+
+func runConnect(ctx context.Context, cfg config, logger *slog.Logger) error {
+	if cfg.KafkaBootstrap == "" {
+		return errors.New("KAFKA_BOOTSTRAP_SERVERS is not set")
+	}
+	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return serveConnect(ctx, cfg, db, cfg.KafkaBootstrap, newRegistry(), os.LookupEnv, logger, nil)
+}
+
+// serveConnect runs the embedded CDC engine's Kafka Connect worker and its
+// REST API (with /metrics) until ctx is done. Connector configs are kept in
+// db; lookup resolves their ${env:...} references. listening, if not nil, is
+// called once the REST API accepts connections.
+func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string, reg *prometheus.Registry,
+	lookup func(string) (string, bool), logger *slog.Logger, listening func(net.Addr)) error {
+	ln, err := net.Listen("tcp", cfg.ConnectAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ConnectAddr, err)
+	}
+	metrics := engine.NewMetrics(reg)
+	engineLogger := logger.With("component", "cdc")
+	w := worker.New(db, func(name string, c connect.Config) (worker.Task, error) {
+		return engine.New(name, c, engine.Options{Bootstrap: bootstrap, Metrics: metrics, Logger: engineLogger}), nil
+	}, worker.Options{WorkerID: ln.Addr().String(), Lookup: lookup, Logger: logger.With("component", "connect")})
+
+	mux := http.NewServeMux()
+	mux.Handle("/", rest.NewServer(w, rest.ServerOptions{Logger: logger}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(ctx) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("kafka connect REST API listening", "addr", ln.Addr().String(), "kafka", bootstrap)
+	if listening != nil {
+		listening(ln.Addr())
+	}
+
+	var runErr error
+	select {
+	case err := <-served:
+		runErr = fmt.Errorf("serve connect REST API: %w", err)
+	case err := <-workerDone:
+		runErr = fmt.Errorf("connect worker stopped: %w", err)
+		workerDone <- nil
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("shut down connect REST API: %w", err))
+	}
+	if err := <-workerDone; err != nil && !errors.Is(err, context.Canceled) {
+		runErr = errors.Join(runErr, err)
+	}
+	return runErr
+}
