@@ -34,12 +34,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "outboxpay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-
-	cmd := exec.Command(bin, "dev")
+	cmd := exec.Command(binary(t), "dev")
 	cmd.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "DATABASE_URL=", "KAFKA_BOOTSTRAP_SERVERS=")
 	var stderr bytes.Buffer

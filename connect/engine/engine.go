@@ -45,6 +45,12 @@ func New(name string, cfg connect.Config, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if m := opts.Metrics; m != nil { // counters are exported from the start, at 0
+		m.captured.WithLabelValues(name)
+		m.produced.WithLabelValues(name)
+		m.produceErrors.WithLabelValues(name)
+		m.retries.WithLabelValues(name)
+	}
 	return &Engine{name: name, cfg: cfg, opts: opts, logger: opts.Logger.With("connector", name)}
 }
 

@@ -139,6 +139,22 @@ func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([
 	return got, nil
 }
 
+// Count returns how many records the topics hold.
+func Count(bootstrap string, topics []string) (int64, error) {
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":    bootstrap,
+		"group.id":             "kafkatest-unused",
+		"enable.metrics.push":  false,
+		"log.connection.close": false,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("new consumer: %w", err)
+	}
+	defer c.Close()
+	_, total, err := highWatermarks(c, topics)
+	return total, err
+}
+
 type partition struct {
 	topic string
 	id    int32
