@@ -34,10 +34,11 @@ type Options struct {
 // Engine streams one connector's outbox to Kafka. It implements the
 // Kafka Connect worker's task: Run until the context ends or it fails.
 type Engine struct {
-	name   string
-	cfg    connect.Config
-	opts   Options
-	logger *slog.Logger
+	name    string
+	cfg     connect.Config
+	opts    Options
+	metrics *connectorMetrics // nil without Options.Metrics
+	logger  *slog.Logger
 }
 
 // New returns an engine for the named connector.
@@ -45,13 +46,13 @@ func New(name string, cfg connect.Config, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if m := opts.Metrics; m != nil { // counters are exported from the start, at 0
-		m.captured.WithLabelValues(name)
-		m.produced.WithLabelValues(name)
-		m.produceErrors.WithLabelValues(name)
-		m.retries.WithLabelValues(name)
+	return &Engine{
+		name:    name,
+		cfg:     cfg,
+		opts:    opts,
+		metrics: opts.Metrics.forConnector(name), // exports the counters at 0 from the start
+		logger:  opts.Logger.With("connector", name),
 	}
-	return &Engine{name: name, cfg: cfg, opts: opts, logger: opts.Logger.With("connector", name)}
 }
 
 // errPermanent marks errors that retrying cannot fix (a missing publication,
@@ -98,9 +99,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		delay := b.NextBackOff()
 		e.setState(stateRetrying)
-		if e.opts.Metrics != nil {
-			e.opts.Metrics.retries.WithLabelValues(e.name).Inc()
-		}
+		e.metrics.retry()
 		e.logger.Warn("cdc streaming interrupted; retrying from the slot's confirmed position",
 			"err", err, "retry", retries, "in", delay)
 		select {
@@ -112,8 +111,4 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) setState(s string) {
-	if e.opts.Metrics != nil {
-		e.opts.Metrics.setState(e.name, s)
-	}
-}
+func (e *Engine) setState(s string) { e.metrics.setState(s) }

@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the engine's Prometheus metrics, labelled by connector name.
 type Metrics struct {
@@ -54,6 +58,75 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.captured, m.produced, m.produceErrors, m.retries, m.behindSource, m.slotLag,
 		m.lastEvent, m.state, m.commitToAck)
 	return m
+}
+
+// connectorMetrics are one connector's series, looked up once: the hot path
+// updates them per record. A nil *connectorMetrics records nothing.
+type connectorMetrics struct {
+	all                                        *Metrics
+	name                                       string
+	captured, produced, produceErrors, retries prometheus.Counter
+	behindSource, slotLag, lastEvent           prometheus.Gauge
+	commitToAck                                prometheus.Observer
+}
+
+func (m *Metrics) forConnector(name string) *connectorMetrics {
+	if m == nil {
+		return nil
+	}
+	return &connectorMetrics{
+		all:           m,
+		name:          name,
+		captured:      m.captured.WithLabelValues(name),
+		produced:      m.produced.WithLabelValues(name),
+		produceErrors: m.produceErrors.WithLabelValues(name),
+		retries:       m.retries.WithLabelValues(name),
+		behindSource:  m.behindSource.WithLabelValues(name),
+		slotLag:       m.slotLag.WithLabelValues(name),
+		lastEvent:     m.lastEvent.WithLabelValues(name),
+		commitToAck:   m.commitToAck.WithLabelValues(name),
+	}
+}
+
+func (c *connectorMetrics) capturedOne() {
+	if c != nil {
+		c.captured.Inc()
+	}
+}
+
+func (c *connectorMetrics) producedOne(commitTime time.Time) {
+	if c == nil {
+		return
+	}
+	behind := time.Since(commitTime)
+	c.produced.Inc()
+	c.behindSource.Set(float64(behind.Milliseconds()))
+	c.commitToAck.Observe(behind.Seconds())
+	c.lastEvent.Set(float64(commitTime.UnixMilli()) / 1000)
+}
+
+func (c *connectorMetrics) produceError() {
+	if c != nil {
+		c.produceErrors.Inc()
+	}
+}
+
+func (c *connectorMetrics) retry() {
+	if c != nil {
+		c.retries.Inc()
+	}
+}
+
+func (c *connectorMetrics) setSlotLag(bytes float64) {
+	if c != nil {
+		c.slotLag.Set(bytes)
+	}
+}
+
+func (c *connectorMetrics) setState(state string) {
+	if c != nil {
+		c.all.setState(c.name, state)
+	}
 }
 
 func (m *Metrics) setState(connector, state string) {

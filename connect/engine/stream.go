@@ -350,9 +350,7 @@ func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) 
 		s.e.logger.Warn("skipping an outbox row the router cannot route", "err", err)
 		return nil
 	}
-	if s.e.opts.Metrics != nil {
-		s.e.opts.Metrics.captured.WithLabelValues(s.e.name).Inc()
-	}
+	s.e.metrics.capturedOne()
 	return s.produce(ctx, rec, s.tx)
 }
 
@@ -408,26 +406,18 @@ func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error
 // A record Kafka failed to take ends the session: the slot is not confirmed
 // past it, so the next session sends it again.
 func (s *session) deliveries() {
-	m := s.e.opts.Metrics
+	m := s.e.metrics
 	for ev := range s.producer.Events() {
 		switch ev := ev.(type) {
 		case *kafka.Message:
 			d := ev.Opaque.(delivery)
 			if err := ev.TopicPartition.Error; err != nil {
-				if m != nil {
-					m.produceErrors.WithLabelValues(s.e.name).Inc()
-				}
+				m.produceError()
 				s.fail(produceError(*ev.TopicPartition.Topic, err))
 				continue
 			}
 			s.track.ack(d.tx)
-			if m != nil {
-				behind := time.Since(d.commitTime)
-				m.produced.WithLabelValues(s.e.name).Inc()
-				m.behindSource.WithLabelValues(s.e.name).Set(float64(behind.Milliseconds()))
-				m.commitToAck.WithLabelValues(s.e.name).Observe(behind.Seconds())
-				m.lastEvent.WithLabelValues(s.e.name).Set(float64(d.commitTime.UnixMilli()) / 1000)
-			}
+			m.producedOne(d.commitTime)
 		case kafka.Error:
 			if ev.IsFatal() {
 				s.fail(fmt.Errorf("kafka producer: %w", ev))
@@ -483,7 +473,7 @@ func (s *session) housekeeping(ctx context.Context) {
 }
 
 func (s *session) measureLag(ctx context.Context) {
-	if s.e.opts.Metrics == nil {
+	if s.e.metrics == nil {
 		return
 	}
 	var lag sql.NullFloat64
@@ -491,7 +481,7 @@ func (s *session) measureLag(ctx context.Context) {
 		`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = $1`,
 		s.e.cfg.SlotName).Scan(&lag)
 	if err == nil && lag.Valid {
-		s.e.opts.Metrics.slotLag.WithLabelValues(s.e.name).Set(lag.Float64)
+		s.e.metrics.setSlotLag(lag.Float64)
 	}
 }
 
