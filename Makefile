@@ -11,7 +11,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 14m
 
-.PHONY: run build test lint migrate clean
+.PHONY: run build test lint migrate bench-cdc clean
 
 run: build
 	./$(BIN) dev
@@ -34,6 +34,12 @@ $(STATICCHECK):
 # Apply the migrations to DATABASE_URL.
 migrate: build
 	./$(BIN) migrate
+
+# Benchmark the CDC engine: a 200,000-event backlog drained by the engine's reader alone
+# (decode-only), by pg_recvlogical and by the engine to Kafka (acks=all), then
+# commit-to-ack latency at 5,000 events/s for 30 s. Private Postgres and Kafka; a few minutes.
+bench-cdc:
+	$(GO) run ./cmd/benchcdc -go $(GO)
 
 clean:
 	rm -rf bin

@@ -23,6 +23,7 @@ import (
 // updates sent because the confirmed position advanced.
 const (
 	pollInterval     = 200 * time.Millisecond
+	serverSilence    = 2 * time.Minute // twice Postgres's default wal_sender_timeout: the connection is dead
 	minStatusSpacing = time.Second
 	lagPollInterval  = 5 * time.Second
 	flushOnStop      = 5 * time.Second
@@ -204,6 +205,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 
 // receive reads the replication stream until ctx is done or an error.
 func (s *session) receive(ctx context.Context) error {
+	lastHeard := time.Now()
 	for {
 		if err := s.check(ctx); err != nil {
 			return err
@@ -216,10 +218,14 @@ func (s *session) receive(ctx context.Context) error {
 				return nil
 			}
 			if pgconn.Timeout(err) {
+				if time.Since(lastHeard) > serverSilence {
+					return fmt.Errorf("nothing from the server for %v on slot %s", serverSilence, s.e.cfg.SlotName)
+				}
 				continue
 			}
 			return fmt.Errorf("receive from slot %s: %w", s.e.cfg.SlotName, err)
 		}
+		lastHeard = time.Now()
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := s.handleCopyData(ctx, msg.Data); err != nil {
