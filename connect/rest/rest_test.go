@@ -18,6 +18,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
 
@@ -35,12 +36,8 @@ func lookup(name string) (string, bool) { v, ok := env[name]; return v, ok }
 // validConfig is connect/outbox-connector.json's config, placeholders kept.
 func validConfig(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("../outbox-connector.json")
+	req, err := connect.OutboxConnector()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var req connect.CreateRequest
-	if err := json.Unmarshal(b, &req); err != nil {
 		t.Fatal(err)
 	}
 	return req.Config
@@ -174,21 +171,20 @@ func jsonEqual(t *testing.T, got, want string) {
 // given states.
 func (e *testEnv) waitStatus(t *testing.T, name string, want ...string) connect.ConnectorStatus {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := e.client.ConnectorStatus(t.Context(), name)
+	var st connect.ConnectorStatus
+	eventually.True(t, 10*time.Second, fmt.Sprintf("status of %s %v", name, want), func() (bool, error) {
+		var err error
+		st, err = e.client.ConnectorStatus(t.Context(), name)
 		got := []string{st.Connector.State}
 		for _, ts := range st.Tasks {
 			got = append(got, ts.State)
 		}
-		if err == nil && reflect.DeepEqual(got, want) {
-			return st
+		if err == nil && !reflect.DeepEqual(got, want) {
+			err = fmt.Errorf("states %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status of %s: %v (%v), want %v", name, got, err, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err == nil, err
+	})
+	return st
 }
 
 // configJSON is the valid config with "name" set, as JSON, and the

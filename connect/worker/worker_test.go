@@ -17,6 +17,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
 
@@ -35,12 +36,8 @@ func lookup(name string) (string, bool) { v, ok := env[name]; return v, ok }
 // validConfig is connect/outbox-connector.json's config, placeholders kept.
 func validConfig(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("../outbox-connector.json")
+	req, err := connect.OutboxConnector()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var req connect.CreateRequest
-	if err := json.Unmarshal(b, &req); err != nil {
 		t.Fatal(err)
 	}
 	return req.Config
@@ -167,13 +164,7 @@ func (f *fakes) activeRuns() int {
 // waitFor polls cond until it holds or a deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, what, func() (bool, error) { return cond(), nil })
 }
 
 // harness is a Worker running on a test database.
