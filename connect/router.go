@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -88,38 +89,49 @@ type Columns map[string]string
 // (never re-encoded), header id from the id column, additional headers, and
 // the commit time as timestamp (Debezium's source ts_ms).
 func (r Router) Route(row Columns, commitTime time.Time) (Record, error) {
-	get := func(col string) (string, error) {
+	return r.RouteFunc(func(col string) ([]byte, bool) {
 		v, ok := row[col]
+		return []byte(v), ok
+	}, commitTime)
+}
+
+// RouteFunc is Route for a row read through get, which returns a column's
+// text value, or false for a NULL. The record's key, value and headers are
+// the slices get returns, not copies: the engine hands them to Kafka before
+// the buffer they point into is reused.
+func (r Router) RouteFunc(get func(column string) ([]byte, bool), commitTime time.Time) (Record, error) {
+	must := func(col string) ([]byte, error) {
+		v, ok := get(col)
 		if !ok {
-			return "", fmt.Errorf("outbox row has no value in column %q", col)
+			return nil, fmt.Errorf("outbox row has no value in column %q", col)
 		}
 		return v, nil
 	}
-	routeBy, err := get(r.RouteBy)
+	routeBy, err := must(r.RouteBy)
 	if err != nil {
 		return Record{}, err
 	}
-	id, err := get(r.IDField)
+	id, err := must(r.IDField)
 	if err != nil {
 		return Record{}, err
 	}
-	payload, err := get(r.PayloadField)
+	payload, err := must(r.PayloadField)
 	if err != nil {
 		return Record{}, err
 	}
 	rec := Record{
-		Topic:     strings.ReplaceAll(r.TopicTemplate, "${routedByValue}", routeBy),
-		Value:     []byte(payload),
+		Topic:     strings.ReplaceAll(r.TopicTemplate, "${routedByValue}", string(routeBy)),
+		Value:     payload,
 		Timestamp: commitTime.Truncate(time.Millisecond),
 		Headers:   make([]Header, 0, 1+len(r.Headers)),
 	}
-	if key, ok := row[r.KeyField]; ok {
-		rec.Key = []byte(key)
+	if key, ok := get(r.KeyField); ok {
+		rec.Key = key
 	}
-	rec.Headers = append(rec.Headers, Header{Key: "id", Value: []byte(strings.ToLower(id))})
+	rec.Headers = append(rec.Headers, Header{Key: "id", Value: bytes.ToLower(id)})
 	for _, h := range r.Headers {
-		if v, ok := row[h.Column]; ok {
-			rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: []byte(v)})
+		if v, ok := get(h.Column); ok {
+			rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: v})
 		}
 	}
 	return rec, nil

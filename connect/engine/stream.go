@@ -33,15 +33,14 @@ const (
 // producer and the tracker of what Kafka has acknowledged. It ends at the
 // first error; the engine then starts a new one from the slot.
 type session struct {
-	e         *Engine
-	db        *sql.DB
-	conn      *pgconn.PgConn
-	producer  *kafka.Producer
-	track     *tracker
-	relations map[uint32]*pglogrepl.RelationMessage
-	tx        *txn      // the transaction being received, between Begin and Commit
-	txTime    time.Time // its commit time
-	inTable   map[uint32]bool
+	e        *Engine
+	db       *sql.DB
+	conn     *pgconn.PgConn
+	producer *kafka.Producer
+	track    *tracker
+	columns  map[uint32]map[string]int // column positions of the outbox relation(s), by relation id
+	topics   map[string]*string        // topic names, shared by the records sent to them
+	tx       *txn                      // the transaction being received, between Begin and Commit
 
 	failed     chan error // first failure reported by a helper goroutine
 	lastStatus time.Time
@@ -53,10 +52,10 @@ type session struct {
 // (confirmed the slot further), so the engine can reset its backoff.
 func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	s := &session{
-		e:         e,
-		relations: make(map[uint32]*pglogrepl.RelationMessage),
-		inTable:   make(map[uint32]bool),
-		failed:    make(chan error, 1),
+		e:       e,
+		columns: make(map[uint32]map[string]int),
+		topics:  make(map[string]*string),
+		failed:  make(chan error, 1),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var helpers sync.WaitGroup
@@ -203,16 +202,27 @@ func (s *session) startReplication(ctx context.Context) error {
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// receive reads the replication stream until ctx is done or an error.
+// receive reads the replication stream until ctx is done or an error. It
+// polls with a read deadline on the connection rather than a context per
+// message, which would cost more than decoding the message.
 func (s *session) receive(ctx context.Context) error {
+	netConn := s.conn.Conn()
+	var deadline time.Time
 	lastHeard := time.Now()
 	for {
 		if err := s.check(ctx); err != nil {
 			return err
 		}
-		recvCtx, cancel := context.WithTimeout(ctx, pollInterval)
-		msg, err := s.conn.ReceiveMessage(recvCtx)
-		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if now := time.Now(); deadline.Sub(now) < pollInterval/2 {
+			deadline = now.Add(pollInterval)
+			if err := netConn.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+		}
+		msg, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -302,10 +312,17 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 	}
 	switch m := m.(type) {
 	case *pglogrepl.BeginMessage:
-		s.tx, s.txTime = s.track.begin(), m.CommitTime
+		s.tx = s.track.begin(m.CommitTime)
 	case *pglogrepl.RelationMessage:
-		s.relations[m.RelationID] = m
-		s.inTable[m.RelationID] = m.Namespace == s.e.cfg.Table.Schema && m.RelationName == s.e.cfg.Table.Name
+		if m.Namespace != s.e.cfg.Table.Schema || m.RelationName != s.e.cfg.Table.Name {
+			delete(s.columns, m.RelationID)
+			break
+		}
+		cols := make(map[string]int, len(m.Columns))
+		for i, c := range m.Columns {
+			cols[c.Name] = i
+		}
+		s.columns[m.RelationID] = cols
 	case *pglogrepl.InsertMessage:
 		return s.handleInsert(ctx, m)
 	case *pglogrepl.CommitMessage:
@@ -330,27 +347,22 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 }
 
 func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) error {
-	if !s.inTable[m.RelationID] {
+	cols, ok := s.columns[m.RelationID]
+	if !ok {
 		return nil
 	}
 	if s.tx == nil {
 		return errors.New("insert outside a transaction")
 	}
-	rel := s.relations[m.RelationID]
-	row := make(connect.Columns, len(rel.Columns))
-	for i, col := range m.Tuple.Columns {
-		if i >= len(rel.Columns) {
-			break
+	tuple := m.Tuple.Columns
+	get := func(name string) ([]byte, bool) {
+		i, ok := cols[name]
+		if !ok || i >= len(tuple) || tuple[i].DataType != pglogrepl.TupleDataTypeText {
+			return nil, false // absent, or NULL
 		}
-		switch col.DataType {
-		case 't':
-			row[rel.Columns[i].Name] = string(col.Data)
-		case 'n':
-		default:
-			return fmt.Errorf("outbox column %s: unexpected tuple data type %q", rel.Columns[i].Name, col.DataType)
-		}
+		return tuple[i].Data, true
 	}
-	rec, err := s.e.cfg.Router.Route(row, s.txTime)
+	rec, err := s.e.cfg.Router.RouteFunc(get, s.tx.commitTime)
 	if err != nil {
 		// As the EventRouter with table.op.invalid.behavior=warn: skip it.
 		s.e.logger.Warn("skipping an outbox row the router cannot route", "err", err)
@@ -360,21 +372,25 @@ func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) 
 	return s.produce(ctx, rec, s.tx)
 }
 
-// delivery is what travels with a record through the producer.
-type delivery struct {
-	tx         *txn
-	commitTime time.Time
+// topic returns a shared pointer to a topic name, as Kafka messages take it.
+func (s *session) topic(name string) *string {
+	if t, ok := s.topics[name]; ok {
+		return t
+	}
+	t := &name
+	s.topics[name] = t
+	return t
 }
 
 func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error {
 	topic := rec.Topic
 	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		TopicPartition: kafka.TopicPartition{Topic: s.topic(topic), Partition: kafka.PartitionAny},
 		Key:            rec.Key,
 		Value:          rec.Value,
 		Timestamp:      rec.Timestamp,
 		TimestampType:  kafka.TimestampCreateTime,
-		Opaque:         delivery{tx: x, commitTime: s.txTime},
+		Opaque:         x,
 	}
 	for _, h := range rec.Headers {
 		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
@@ -416,14 +432,14 @@ func (s *session) deliveries() {
 	for ev := range s.producer.Events() {
 		switch ev := ev.(type) {
 		case *kafka.Message:
-			d := ev.Opaque.(delivery)
+			x := ev.Opaque.(*txn)
 			if err := ev.TopicPartition.Error; err != nil {
 				m.produceError()
 				s.fail(produceError(*ev.TopicPartition.Topic, err))
 				continue
 			}
-			s.track.ack(d.tx)
-			m.producedOne(d.commitTime)
+			s.track.ack(x)
+			m.producedOne(x.commitTime)
 		case kafka.Error:
 			if ev.IsFatal() {
 				s.fail(fmt.Errorf("kafka producer: %w", ev))
@@ -528,9 +544,13 @@ func (e *Engine) newProducer() (*kafka.Producer, error) {
 		"log.connection.close":         false,
 		"queue.buffering.max.messages": 20000,
 		"queue.buffering.max.kbytes":   65536,
-		"go.delivery.report.fields":    "key,headers",
-		"client.id":                    "outboxpay-cdc-" + e.name,
-		"enable.metrics.push":          false,
+		// Delivery reports carry only the Opaque; the Go channels stay small
+		// (their defaults hold a million entries the GC scans).
+		"go.delivery.report.fields": "none",
+		"go.events.channel.size":    10000,
+		"go.produce.channel.size":   1000,
+		"client.id":                 "outboxpay-cdc-" + e.name,
+		"enable.metrics.push":       false,
 	}
 	for k, v := range e.opts.ProducerConfig {
 		cm[k] = v

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -19,19 +20,21 @@ type tracker struct {
 
 // txn is one transaction on its way to Kafka.
 type txn struct {
-	end       pglogrepl.LSN // end of its commit record; 0 until the commit is received
-	remaining int           // records produced and not yet acknowledged
+	end        pglogrepl.LSN // end of its commit record; 0 until the commit is received
+	remaining  int           // records produced and not yet acknowledged
+	commitTime time.Time
 }
 
 func newTracker(confirmed pglogrepl.LSN) *tracker {
 	return &tracker{confirmed: confirmed}
 }
 
-// begin queues a transaction whose records are about to arrive.
-func (t *tracker) begin() *txn {
+// begin queues a transaction, committed at commitTime, whose records are
+// about to arrive.
+func (t *tracker) begin(commitTime time.Time) *txn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	x := &txn{}
+	x := &txn{commitTime: commitTime}
 	t.pending = append(t.pending, x)
 	return x
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -10,7 +11,8 @@ import (
 // acknowledged, in commit order, whatever order Kafka acknowledges them in.
 func TestTrackerConfirmsInCommitOrder(t *testing.T) {
 	tr := newTracker(100)
-	a, b, c := tr.begin(), tr.begin(), tr.begin()
+	now := time.Now()
+	a, b, c := tr.begin(now), tr.begin(now), tr.begin(now)
 	steps := []struct {
 		name string
 		do   func()

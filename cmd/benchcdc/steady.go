@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// newKafkaConsumer returns a consumer that joins no group (it is assigned
+// partitions) and commits nothing.
+func newKafkaConsumer(bootstrap string) (*kafka.Consumer, error) {
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":    bootstrap,
+		"group.id":             "benchcdc-unused",
+		"enable.auto.commit":   false,
+		"fetch.wait.max.ms":    100,
+		"enable.metrics.push":  false,
+		"log.connection.close": false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create kafka consumer: %w", err)
+	}
+	return c, nil
+}
+
+// topicEnds returns each partition's log end (high watermark) and the
+// number of records the topic holds.
+func topicEnds(c *kafka.Consumer, topic string) (ends map[int32]int64, total int64, err error) {
+	md, err := c.GetMetadata(&topic, false, 10_000)
+	if err != nil {
+		return nil, 0, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	t, ok := md.Topics[topic]
+	if !ok || t.Error.Code() != kafka.ErrNoError || len(t.Partitions) == 0 {
+		return nil, 0, fmt.Errorf("metadata of %s: topic not found (%v)", topic, t.Error)
+	}
+	ends = make(map[int32]int64, len(t.Partitions))
+	for _, p := range t.Partitions {
+		low, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10_000)
+		if err != nil {
+			return nil, 0, fmt.Errorf("watermarks of %s[%d]: %w", topic, p.ID, err)
+		}
+		ends[p.ID] = high
+		total += high - low
+	}
+	return ends, total, nil
+}
+
+// topicRecords is the number of records a topic holds.
+func topicRecords(bootstrap, topic string) (int64, error) {
+	c, err := newKafkaConsumer(bootstrap)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_, total, err := topicEnds(c, topic)
+	return total, err
+}
+
+// latencyConsumer reads a topic from its current end and records, per
+// record, receive time minus record timestamp (the commit time, truncated
+// to the millisecond): commit-to-consume.
+type latencyConsumer struct {
+	c     *kafka.Consumer
+	quit  chan struct{}
+	done  chan struct{}
+	close func() []time.Duration // stops it and returns what it measured
+
+	mu  sync.Mutex
+	lat []time.Duration
+	at  []time.Time // when each was received
+}
+
+func startLatencyConsumer(bootstrap, topic string) (*latencyConsumer, error) {
+	c, err := newKafkaConsumer(bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	ends, _, err := topicEnds(c, topic)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var parts []kafka.TopicPartition
+	for p, end := range ends {
+		parts = append(parts, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(end)})
+	}
+	if err := c.Assign(parts); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("assign %s: %w", topic, err)
+	}
+	l := &latencyConsumer{c: c, quit: make(chan struct{}), done: make(chan struct{})}
+	l.close = sync.OnceValue(l.stop)
+	go l.loop()
+	return l, nil
+}
+
+func (l *latencyConsumer) loop() {
+	defer close(l.done)
+	for {
+		select {
+		case <-l.quit:
+			return
+		default:
+		}
+		m, ok := l.c.Poll(50).(*kafka.Message)
+		if !ok || m.TopicPartition.Error != nil {
+			continue
+		}
+		now := time.Now()
+		l.mu.Lock()
+		l.lat = append(l.lat, now.Sub(m.Timestamp))
+		l.at = append(l.at, now)
+		l.mu.Unlock()
+	}
+}
+
+func (l *latencyConsumer) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lat)
+}
+
+func (l *latencyConsumer) stop() []time.Duration {
+	close(l.quit)
+	<-l.done
+	l.c.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lat
+}
+
+// windows splits the latencies by receive time into windows of width
+// from start, each sorted.
+func (l *latencyConsumer) windows(start time.Time, width time.Duration) [][]time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out [][]time.Duration
+	for i, at := range l.at {
+		w := max(int(at.Sub(start)/width), 0)
+		for len(out) <= w {
+			out = append(out, nil)
+		}
+		out[w] = append(out[w], l.lat[i])
+	}
+	for _, w := range out {
+		slices.Sort(w)
+	}
+	return out
+}
+
+// steadyResult is the steady load's outcome.
+type steadyResult struct {
+	pgbench  pgbenchRun
+	drain    time.Duration     // after pgbench ended, until Kafka had acknowledged every row
+	ack      histogram         // the engine's commit-to-ack observations during the load
+	consumed []time.Duration   // commit-to-consume, sorted
+	windows  [][]time.Duration // commit-to-consume per windowWidth of the load, each sorted
+	cpu      cpuUsage
+}
+
+// windowWidth is the steady load's reporting interval.
+const windowWidth = 5 * time.Second
+
+// steadyLoad runs pgbench at o.rate for o.duration while the engine
+// streams, and measures commit-to-Kafka-ack latency from the engine's own
+// histogram (scraped before and after) and commit-to-consume from a
+// consumer in this process.
+func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgTools, o options, tmp string,
+	prof *profiler, log *slog.Logger) (steadyResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.duration+5*time.Minute)
+	defer cancel()
+	before, err := eng.metrics(ctx)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	cons, err := startLatencyConsumer(env.kafka.Bootstrap(), topic)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	defer cons.close()
+
+	var res steadyResult
+	stopPerf := prof.startPerf(eng.c.pid, "engine-steady")
+	defer stopPerf()
+	win := env.sampler.begin()
+	began := time.Now()
+	secs := strconv.Itoa(int(o.duration.Round(time.Second).Seconds()))
+	res.pgbench, err = pgbench(ctx, tools, env.url, tmp, o.clients, "-R", strconv.Itoa(o.rate), "-T", secs)
+	if err != nil {
+		win.end()
+		return res, err
+	}
+	ended := time.Now()
+	log.Info("steady load written; waiting for Kafka to acknowledge it",
+		"transactions", res.pgbench.processed, "tps", res.pgbench.tps)
+	target := int(before.counter(metricProduced)) + res.pgbench.processed
+	read := func(ctx context.Context) (float64, error) {
+		mfs, err := eng.metrics(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return mfs.counter(metricProduced), nil
+	}
+	p, err := waitCount(ctx, ended, 20*time.Millisecond, target, read, log, "steady load events acknowledged by Kafka")
+	res.cpu = win.end()
+	stopPerf()
+	if err != nil {
+		return res, fmt.Errorf("%w (%s)", err, eng.status(context.WithoutCancel(ctx)))
+	}
+	res.drain = p.done
+
+	after, err := eng.metrics(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.ack = after.histogram(metricCommitToAck).minus(before.histogram(metricCommitToAck))
+	if err := waitConsumed(ctx, cons, res.pgbench.processed); err != nil {
+		return res, err
+	}
+	res.windows = cons.windows(began, windowWidth)
+	res.consumed = slices.Clone(cons.close())
+	slices.Sort(res.consumed)
+	return res, nil
+}
+
+// waitConsumed waits, up to 30s, until the consumer has read n records.
+func waitConsumed(ctx context.Context, cons *latencyConsumer, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for cons.count() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the bench consumer read %d of %d records: %w", cons.count(), n, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// percentile is the nearest-rank q-quantile of sorted durations.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
