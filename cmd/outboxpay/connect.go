@@ -46,7 +46,7 @@ func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string,
 	engineLogger := logger.With("component", "cdc")
 	w := worker.New(db, func(name string, c connect.Config) (worker.Task, error) {
 		return engine.New(name, c, engine.Options{Bootstrap: bootstrap, Metrics: metrics, Logger: engineLogger}), nil
-	}, worker.Options{WorkerID: ln.Addr().String(), Lookup: lookup, Logger: logger.With("component", "connect")})
+	}, worker.Options{WorkerID: localAddr(ln.Addr()), Lookup: lookup, Logger: logger.With("component", "connect")})
 
 	mux := http.NewServeMux()
 	mux.Handle("/", rest.NewServer(w, rest.ServerOptions{Logger: logger}))
