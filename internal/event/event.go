@@ -120,3 +120,23 @@ func newMessage(aggregateType string, aggregateID int64, typ string, payload any
 		Payload:       b,
 	}, nil
 }
+
+// Consumer groups: the handlers of the events, and the tracker that sees
+// every event.
+const (
+	GroupStock         = "stock"
+	GroupDataPlatform  = "data-platform"
+	GroupOutboxTracker = "outbox-tracker"
+)
+
+// Handlers returns the consumer groups that must handle an event of the
+// given type before its outbox row is COMPLETE. Unknown types have none.
+func Handlers(eventType string) []string {
+	switch eventType {
+	case TypeOrderPaid:
+		return []string{GroupStock}
+	case TypePaymentCompleted, TypePaymentRefunded:
+		return []string{GroupDataPlatform}
+	}
+	return nil
+}

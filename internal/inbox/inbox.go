@@ -1,0 +1,42 @@
+// Package inbox records which events a consumer group has handled, in the
+// same transaction as the handling, so that a redelivered event is
+// recognised and its effects are not applied twice.
+package inbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Claim records that group handles the event within tx. It reports false
+// when the group handled it before: the caller must then apply nothing. A
+// concurrent claim of the same event waits for the first to commit or roll
+// back.
+func Claim(ctx context.Context, tx *sql.Tx, group string, eventID uuid.UUID) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		group, eventID)
+	if err != nil {
+		return false, fmt.Errorf("claim event %s for %s: %w", eventID, group, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim event %s for %s: %w", eventID, group, err)
+	}
+	return n == 1, nil
+}
+
+// Handled reports whether group has handled the event.
+func Handled(ctx context.Context, db *sql.DB, group string, eventID uuid.UUID) (bool, error) {
+	var done bool
+	err := db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)`,
+		group, eventID).Scan(&done)
+	if err != nil {
+		return false, fmt.Errorf("look up event %s for %s: %w", eventID, group, err)
+	}
+	return done, nil
+}

@@ -1,0 +1,85 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/outboxpay/outboxpay/internal/event"
+)
+
+// Execer is what the outbox's updates need of *sql.DB or *sql.Tx.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Completion is what MarkHandled did to an outbox row.
+type Completion struct {
+	Found     bool          // the row exists (it may have been deleted by retention)
+	Completed bool          // this call made it COMPLETE
+	Latency   time.Duration // commit to COMPLETE, when Completed
+}
+
+// MarkHandled records that a consumer group has handled an event, in the
+// transaction of the group's effects, and makes the row COMPLETE when every
+// group that handles its type (event.Handlers) has.
+func MarkHandled(ctx context.Context, q Execer, eventID uuid.UUID, eventType, group string) (Completion, error) {
+	required := event.Handlers(eventType)
+	var status string
+	var createdAt time.Time
+	var completedAt sql.NullTime
+	var wasComplete bool
+	err := q.QueryRowContext(ctx, `
+		WITH old AS (SELECT status FROM outbox WHERE id = $1 FOR UPDATE)
+		UPDATE outbox o SET
+			handled_by   = CASE WHEN $2 = ANY(o.handled_by) THEN o.handled_by ELSE array_append(o.handled_by, $2) END,
+			status       = CASE WHEN $3::text[] <@ array_append(o.handled_by, $2) THEN 'COMPLETE' ELSE o.status END,
+			completed_at = CASE WHEN $3::text[] <@ array_append(o.handled_by, $2) THEN COALESCE(o.completed_at, now()) ELSE o.completed_at END,
+			updated_at   = now()
+		FROM old WHERE o.id = $1
+		RETURNING o.status, o.created_at, o.completed_at, old.status = 'COMPLETE'`,
+		eventID, group, pq.Array(required)).Scan(&status, &createdAt, &completedAt, &wasComplete)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Completion{}, nil
+	}
+	if err != nil {
+		return Completion{}, fmt.Errorf("mark event %s handled by %s: %w", eventID, group, err)
+	}
+	c := Completion{Found: true, Completed: status == string(StatusComplete) && !wasComplete}
+	if c.Completed && completedAt.Valid {
+		c.Latency = completedAt.Time.Sub(createdAt)
+	}
+	return c, nil
+}
+
+// MarkPublished records that events were seen on Kafka: rows still INIT
+// become PUBLISHED. Rows already further along keep their status.
+func MarkPublished(ctx context.Context, q Execer, ids []uuid.UUID) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	res, err := q.ExecContext(ctx, `
+		UPDATE outbox SET
+			status       = CASE WHEN status = 'INIT' THEN 'PUBLISHED' ELSE status END,
+			published_at = COALESCE(published_at, now()),
+			updated_at   = now()
+		WHERE id = ANY($1::uuid[]) AND published_at IS NULL`, pq.Array(strs))
+	if err != nil {
+		return 0, fmt.Errorf("mark %d events published: %w", len(ids), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("mark %d events published: %w", len(ids), err)
+	}
+	return n, nil
+}
