@@ -43,6 +43,15 @@ type config struct {
 	// connect/outbox-connector.json.
 	ConnectorConfig string `env:"CONNECTOR_CONFIG"`
 
+	// PlatformURL is the external data platform the data-platform group POSTs to.
+	PlatformURL string `env:"PLATFORM_URL" envDefault:"http://127.0.0.1:8090"`
+	// PlatformTimeout bounds one POST; PlatformMaxTries bounds the POSTs of
+	// one event before it goes to the DLQ.
+	PlatformTimeout  time.Duration `env:"PLATFORM_TIMEOUT" envDefault:"5s"`
+	PlatformMaxTries uint          `env:"PLATFORM_MAX_TRIES" envDefault:"8"`
+	// ConsumerGroups are the groups `consumers` runs.
+	ConsumerGroups []string `env:"CONSUMER_GROUPS" envDefault:"stock,data-platform,outbox-tracker"`
+
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
@@ -60,6 +69,8 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: LOG_FORMAT must be text or json, not %q", cfg.LogFormat)
 	case cfg.DBMaxConns < 1:
 		return config{}, fmt.Errorf("read configuration: DB_MAX_CONNS must be at least 1")
+	case len(cfg.ConsumerGroups) == 0:
+		return config{}, fmt.Errorf("read configuration: CONSUMER_GROUPS must name at least one group")
 	case len(cfg.KafkaPorts) == 0:
 		return config{}, fmt.Errorf("read configuration: KAFKA_PORTS must list at least one port")
 	case cfg.APIMaxBodyBytes < 1:

@@ -1,0 +1,467 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Handler handles one record. nil, ErrSkipped and ErrDuplicate mean done; an
+// error wrapped with Permanent sends the record to the DLQ; any other error
+// (a database outage, say) is retried with backoff, holding the partition.
+type Handler interface {
+	Handle(ctx context.Context, rec Record) error
+}
+
+// BatchHandler handles the records a partition has queued, up to
+// Config.MaxBatch at once, in offset order; the same rules apply to its
+// error as to Handler's, for the whole batch.
+type BatchHandler interface {
+	HandleBatch(ctx context.Context, recs []Record) error
+}
+
+// Config configures a Group.
+type Config struct {
+	Bootstrap string
+	Group     string
+	// Topics to subscribe to; a name starting with ^ is a regular expression.
+	Topics []string
+	// MaxBatch bounds the records a BatchHandler gets at once (default 500).
+	MaxBatch int
+	// RetryInitial and RetryMax bound the backoff between retries of a
+	// record whose handling failed (defaults 100ms, 10s).
+	RetryInitial, RetryMax time.Duration
+	// ShutdownTimeout is how long revocation and shutdown wait for a record
+	// in progress before abandoning it (default 10s).
+	ShutdownTimeout time.Duration
+	// ConsumerConfig overrides librdkafka consumer properties.
+	ConsumerConfig map[string]any
+}
+
+const queueSize = 1000
+
+// Group is one consumer group's worker.
+type Group struct {
+	cfg     Config
+	handler Handler
+	batch   BatchHandler // handler, if it handles batches
+	metrics *groupMetrics
+	logger  *slog.Logger
+
+	consumer *kafka.Consumer
+	dlq      *kafka.Producer
+	parts    map[partitionKey]*partition // owned by the Run goroutine
+	resume   chan partitionKey           // partitions whose queue has room again
+}
+
+type partitionKey struct {
+	topic string
+	part  int32
+}
+
+// New returns a Group that hands records to h (a Handler, or a BatchHandler
+// as well).
+func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 500
+	}
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = 100 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Group{cfg: cfg, handler: h, metrics: m.forGroup(cfg.Group), logger: logger.With("group", cfg.Group)}
+	g.batch, _ = h.(BatchHandler)
+	return g
+}
+
+// Run consumes until ctx is done or the consumer fails. On the way out it
+// lets each partition finish the record in progress (up to ShutdownTimeout,
+// then abandons it without storing its offset) and commits what was handled.
+func (g *Group) Run(ctx context.Context) error {
+	cm := kafka.ConfigMap{
+		"bootstrap.servers":                  g.cfg.Bootstrap,
+		"group.id":                           g.cfg.Group,
+		"enable.auto.commit":                 true,
+		"auto.commit.interval.ms":            1000,
+		"enable.auto.offset.store":           false,
+		"auto.offset.reset":                  "earliest",
+		"partition.assignment.strategy":      "cooperative-sticky",
+		"topic.metadata.refresh.interval.ms": 5000, // finds new topics matching a pattern
+		"enable.metrics.push":                false,
+		"log.connection.close":               false,
+	}
+	for k, v := range g.cfg.ConsumerConfig {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", g.cfg.Group, err)
+	}
+	g.consumer = c
+	g.dlq, err = kafka.NewProducer(&kafka.ConfigMap{
+		"bootstrap.servers":    g.cfg.Bootstrap,
+		"enable.idempotence":   true,
+		"acks":                 "all",
+		"enable.metrics.push":  false,
+		"log.connection.close": false,
+	})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("dlq producer of %s: %w", g.cfg.Group, err)
+	}
+	defer g.dlq.Close()
+	g.parts = make(map[partitionKey]*partition)
+	g.resume = make(chan partitionKey, 64)
+
+	if err := c.SubscribeTopics(g.cfg.Topics, g.rebalance); err != nil {
+		c.Close()
+		return fmt.Errorf("subscribe %s to %v: %w", g.cfg.Group, g.cfg.Topics, err)
+	}
+	g.logger.Info("consumer group started", "topics", g.cfg.Topics)
+	runErr := g.poll(ctx)
+	g.stopPartitions(slices.Collect(maps.Keys(g.parts)))
+	if _, err := c.Commit(); err != nil && !isNoOffset(err) {
+		g.logger.Warn("final commit failed", "err", err)
+	}
+	if err := c.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close consumer %s: %w", g.cfg.Group, err))
+	}
+	g.logger.Info("consumer group stopped")
+	return runErr
+}
+
+func (g *Group) poll(ctx context.Context) error {
+	for ctx.Err() == nil {
+		for resumed := true; resumed; {
+			select {
+			case k := <-g.resume:
+				g.resumePartition(k)
+			default:
+				resumed = false
+			}
+		}
+		switch ev := g.consumer.Poll(100).(type) {
+		case *kafka.Message:
+			if ev.TopicPartition.Error != nil {
+				g.logger.Warn("consume error", "err", ev.TopicPartition.Error)
+				continue
+			}
+			g.dispatch(ctx, ev)
+		case kafka.Error:
+			if ev.IsFatal() {
+				return fmt.Errorf("consumer %s: %w", g.cfg.Group, ev)
+			}
+			g.logger.Debug("consumer", "err", ev)
+		}
+	}
+	return nil
+}
+
+// dispatch queues a record for its partition's goroutine. A full queue
+// pauses the partition and rewinds it to this record, so nothing is lost and
+// the poll loop never blocks on one slow partition.
+func (g *Group) dispatch(ctx context.Context, m *kafka.Message) {
+	k := partitionKey{*m.TopicPartition.Topic, m.TopicPartition.Partition}
+	p := g.parts[k]
+	if p == nil {
+		p = g.startPartition(ctx, k)
+	}
+	if p.paused {
+		return // fetched before the pause; it is fetched again after the resume
+	}
+	select {
+	case p.queue <- m:
+	default:
+		tp := m.TopicPartition
+		if err := g.consumer.Pause([]kafka.TopicPartition{tp}); err != nil {
+			g.logger.Warn("pause partition", "partition", k, "err", err)
+		}
+		if err := g.consumer.Seek(tp, -1); err != nil {
+			g.logger.Warn("rewind partition", "partition", k, "err", err)
+		}
+		p.paused = true
+		p.wantResume.Store(true)
+	}
+}
+
+func (g *Group) resumePartition(k partitionKey) {
+	p := g.parts[k]
+	if p == nil || !p.paused {
+		return
+	}
+	topic := k.topic
+	if err := g.consumer.Resume([]kafka.TopicPartition{{Topic: &topic, Partition: k.part}}); err != nil {
+		g.logger.Warn("resume partition", "partition", k, "err", err)
+		return
+	}
+	p.paused = false
+}
+
+// rebalance starts goroutines for assigned partitions and, for revoked
+// ones, lets them finish and commits what they handled before letting go.
+func (g *Group) rebalance(c *kafka.Consumer, ev kafka.Event) error {
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		g.logger.Info("partitions assigned", "partitions", describe(e.Partitions))
+		return c.IncrementalAssign(e.Partitions)
+	case kafka.RevokedPartitions:
+		g.logger.Info("partitions revoked", "partitions", describe(e.Partitions), "lost", c.AssignmentLost())
+		keys := make([]partitionKey, len(e.Partitions))
+		for i, tp := range e.Partitions {
+			keys[i] = partitionKey{*tp.Topic, tp.Partition}
+		}
+		g.stopPartitions(keys)
+		if !c.AssignmentLost() {
+			if _, err := c.Commit(); err != nil && !isNoOffset(err) {
+				g.logger.Warn("commit on revoke failed", "err", err)
+			}
+		}
+		return c.IncrementalUnassign(e.Partitions)
+	}
+	return nil
+}
+
+func describe(tps []kafka.TopicPartition) []string {
+	out := make([]string, len(tps))
+	for i, tp := range tps {
+		out[i] = *tp.Topic + "/" + strconv.Itoa(int(tp.Partition))
+	}
+	return out
+}
+
+func isNoOffset(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrNoOffset
+}
+
+// partition is one assigned partition's queue and goroutine.
+type partition struct {
+	key        partitionKey
+	queue      chan *kafka.Message
+	paused     bool        // Run goroutine only
+	wantResume atomic.Bool // set when paused; the goroutine asks for a resume once the queue drains
+	cancel     context.CancelFunc
+	stopping   chan struct{}
+	done       chan struct{}
+}
+
+func (g *Group) startPartition(ctx context.Context, k partitionKey) *partition {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &partition{
+		key:      k,
+		queue:    make(chan *kafka.Message, queueSize),
+		cancel:   cancel,
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	g.parts[k] = p
+	go g.work(hctx, p)
+	return p
+}
+
+// stopPartitions stops the goroutines of the partitions: what is queued is
+// dropped (its offsets are not stored, so it is consumed again), the record
+// in progress gets ShutdownTimeout to finish, then its context is canceled.
+func (g *Group) stopPartitions(keys []partitionKey) {
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		p := g.parts[k]
+		if p == nil {
+			continue
+		}
+		delete(g.parts, k)
+		close(p.stopping)
+		wg.Go(func() {
+			select {
+			case <-p.done:
+			case <-time.After(g.cfg.ShutdownTimeout):
+				g.logger.Warn("abandoning a record in progress", "partition", p.key.topic+"/"+strconv.Itoa(int(p.key.part)))
+				p.cancel()
+				<-p.done
+			}
+			p.cancel()
+		})
+	}
+	wg.Wait()
+}
+
+// work handles a partition's records in order.
+func (g *Group) work(ctx context.Context, p *partition) {
+	defer close(p.done)
+	for {
+		var first *kafka.Message
+		select {
+		case <-p.stopping:
+			return
+		case first = <-p.queue:
+		}
+		batch := []*kafka.Message{first}
+		if g.batch != nil {
+		drain:
+			for len(batch) < g.cfg.MaxBatch {
+				select {
+				case m := <-p.queue:
+					batch = append(batch, m)
+				default:
+					break drain
+				}
+			}
+		}
+		if !g.handleWithRetry(ctx, p, batch) {
+			return // stopping, or abandoned
+		}
+		last := batch[len(batch)-1].TopicPartition
+		last.Offset++
+		if _, err := g.consumer.StoreOffsets([]kafka.TopicPartition{last}); err != nil {
+			g.logger.Debug("store offset", "err", err) // the partition was revoked meanwhile
+		}
+		if p.wantResume.Load() && len(p.queue) < queueSize/2 {
+			p.wantResume.Store(false)
+			select {
+			case g.resume <- p.key:
+			case <-p.stopping:
+				return
+			}
+		}
+	}
+}
+
+// handleWithRetry handles records until they are done or sent to the DLQ.
+// It reports false if it gave up because the partition is stopping.
+func (g *Group) handleWithRetry(ctx context.Context, p *partition, msgs []*kafka.Message) bool {
+	recs := make([]Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = recordOf(m)
+	}
+	b := &backoff.ExponentialBackOff{InitialInterval: g.cfg.RetryInitial, RandomizationFactor: 0.3,
+		Multiplier: 2, MaxInterval: g.cfg.RetryMax}
+	b.Reset()
+	for attempt := 1; ; attempt++ {
+		err := g.handle(ctx, recs)
+		switch {
+		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
+		case errors.Is(err, ErrPermanent) && len(recs) == 1:
+			dlqErr := g.deadLetter(ctx, recs[0], err)
+			if dlqErr == nil {
+				return true
+			}
+			g.logger.Warn("dead-letter failed; retrying", "record", recs[0].String(), "err", dlqErr)
+		case errors.Is(err, ErrPermanent):
+			// One record of a batch is poison: handle them one by one so only it goes to the DLQ.
+			for _, r := range recs {
+				if !g.handleWithRetry(ctx, p, []*kafka.Message{msgOf(msgs, r)}) {
+					return false
+				}
+			}
+			return true
+		default:
+			g.metrics.retry()
+			if attempt == 1 || attempt%10 == 0 {
+				g.logger.Warn("handling failed; retrying", "record", recs[0].String(), "records", len(recs),
+					"attempt", attempt, "err", err)
+			}
+		}
+		select {
+		case <-p.stopping:
+			return false
+		case <-time.After(b.NextBackOff()):
+		}
+	}
+}
+
+func msgOf(msgs []*kafka.Message, r Record) *kafka.Message {
+	for _, m := range msgs {
+		if int64(m.TopicPartition.Offset) == r.Offset {
+			return m
+		}
+	}
+	return nil
+}
+
+// handle runs the handler and counts the outcome.
+func (g *Group) handle(ctx context.Context, recs []Record) error {
+	var err error
+	if g.batch != nil {
+		err = g.batch.HandleBatch(ctx, recs)
+	} else {
+		err = g.handler.Handle(ctx, recs[0])
+	}
+	switch {
+	case err == nil:
+		g.metrics.handled("ok", len(recs))
+	case errors.Is(err, ErrSkipped):
+		g.metrics.handled("skipped", len(recs))
+		return nil
+	case errors.Is(err, ErrDuplicate):
+		g.metrics.handled("duplicate", len(recs))
+		return nil
+	}
+	return err
+}
+
+// DLQ headers, beside the record's own.
+const (
+	HeaderDLQReason    = "dlq.reason"
+	HeaderDLQHandler   = "dlq.handler"
+	HeaderDLQTopic     = "dlq.original.topic"
+	HeaderDLQPartition = "dlq.original.partition"
+	HeaderDLQOffset    = "dlq.original.offset"
+	HeaderDLQTime      = "dlq.time"
+)
+
+// DLQTopic is the dead-letter topic of a topic.
+func DLQTopic(topic string) string { return topic + ".dlq" }
+
+// deadLetter sends a record to its topic's DLQ with the reason, and waits
+// until Kafka has it.
+func (g *Group) deadLetter(ctx context.Context, r Record, reason error) error {
+	topic := DLQTopic(r.Topic)
+	headers := append(slices.Clone(r.Headers),
+		kafka.Header{Key: HeaderDLQReason, Value: []byte(reason.Error())},
+		kafka.Header{Key: HeaderDLQHandler, Value: []byte(g.cfg.Group)},
+		kafka.Header{Key: HeaderDLQTopic, Value: []byte(r.Topic)},
+		kafka.Header{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kafka.Header{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kafka.Header{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	delivered := make(chan kafka.Event, 1)
+	err := g.dlq.Produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Key:            r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp,
+	}, delivered)
+	if err != nil {
+		return fmt.Errorf("produce to %s: %w", topic, err)
+	}
+	select {
+	case ev := <-delivered:
+		if m, ok := ev.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+			return fmt.Errorf("produce to %s: %w", topic, m.TopicPartition.Error)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.metrics.handled("dlq", 1)
+	g.logger.Warn("record sent to the dead-letter topic", "record", r.String(), "dlq", topic, "reason", reason)
+	return nil
+}

@@ -1,0 +1,49 @@
+// Package tracker is the handler of the "outbox-tracker" consumer group: it
+// reads every outbox topic and marks the rows it sees PUBLISHED, in batches.
+package tracker
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxpay/outboxpay/consumers/consume"
+	"github.com/outboxpay/outboxpay/internal/outbox"
+)
+
+// Handler marks outbox rows PUBLISHED.
+type Handler struct {
+	db     *sql.DB
+	logger *slog.Logger
+}
+
+// New returns the tracker.
+func New(db *sql.DB, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{db: db, logger: logger}
+}
+
+// Handle marks one record's row.
+func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
+	return h.HandleBatch(ctx, []consume.Record{rec})
+}
+
+// HandleBatch marks the rows of a partition's queued records in one update.
+// A record without a valid id is skipped: there is no row to mark.
+func (h *Handler) HandleBatch(ctx context.Context, recs []consume.Record) error {
+	ids := make([]uuid.UUID, 0, len(recs))
+	for _, r := range recs {
+		if id, err := r.EventID(); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return consume.ErrSkipped
+	}
+	_, err := outbox.MarkPublished(ctx, h.db, ids)
+	return err
+}
