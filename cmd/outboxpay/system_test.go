@@ -9,15 +9,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -34,6 +39,8 @@ type system struct {
 	platform *platformmock.Server
 	stop     context.CancelFunc
 	stopped  chan error
+	// stopGroups stops the consumer groups started by startGroups.
+	stopGroups func()
 }
 
 func newSystem(t *testing.T) *system {
@@ -51,11 +58,12 @@ func newSystem(t *testing.T) *system {
 	cfg.PlatformURL = pm.URL
 	cfg.PlatformTimeout = 2 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.PlatformMaxTries = 3
 	s.cfg = cfg
 	logger := slog.New(slog.DiscardHandler)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stop, s.stopped = cancel, make(chan error, 2)
+	s.stop, s.stopped = cancel, make(chan error, 1)
 	addrCh := make(chan net.Addr, 1)
 	go func() {
 		s.stopped <- serveConnect(ctx, cfg, r.db, r.bootstrap, s.reg, r.lookup, logger, func(a net.Addr) { addrCh <- a })
@@ -66,11 +74,7 @@ func newSystem(t *testing.T) *system {
 	}
 	r.waitSlot(true)
 
-	groups, err := consumerGroups(cfg, r.db, r.bootstrap, s.reg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.stopped <- runGroups(ctx, groups) }()
+	s.startGroups()
 
 	e, err := api.New(shop.New(r.db), api.Config{MaxBodyBytes: 1 << 16, RequestTimeout: 10 * time.Second,
 		Ready: r.db.PingContext, Registerer: s.reg, Gatherer: s.reg})
@@ -81,14 +85,34 @@ func newSystem(t *testing.T) *system {
 	s.api = apiSrv.URL
 	t.Cleanup(func() {
 		apiSrv.Close()
+		s.stopGroups()
 		cancel()
-		for range 2 {
-			if err := <-s.stopped; err != nil {
-				t.Errorf("stop: %v", err)
-			}
+		if err := <-s.stopped; err != nil {
+			t.Errorf("stop: %v", err)
 		}
 	})
 	return s
+}
+
+// startGroups runs the consumer groups until stopGroups.
+func (s *system) startGroups() {
+	s.t.Helper()
+	groups, err := consumerGroups(s.cfg, s.db, s.bootstrap, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runGroups(ctx, groups) }()
+	var once sync.Once
+	s.stopGroups = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				s.t.Errorf("consumer groups: %v", err)
+			}
+		})
+	}
 }
 
 // call sends a JSON request to the API and decodes the response into out.
@@ -281,4 +305,163 @@ func TestFlakyPlatform(t *testing.T) {
 	if s.stock(detail) != 90 {
 		t.Errorf("stock %d, want 90", s.stock(detail))
 	}
+}
+
+// Every record delivered a second time (the groups' offsets reset to the
+// beginning): the effects happen once.
+func TestRedeliveryHasEffectsOnce(t *testing.T) {
+	s := newSystem(t)
+	user, detail := s.newUser(100000), s.newDetail(1000, 10)
+	var orders []int64
+	for range 3 {
+		orders = append(orders, s.orderAndPay(user, detail, 2).OrderID)
+	}
+	s.waitComplete(orders...)
+	s.stopGroups()
+
+	// Replay from the beginning: a new consumer group on the same topics
+	// would be another subscriber, so rewind the real groups' offsets.
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": s.bootstrap, "enable.metrics.push": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := context.Background()
+	for _, group := range []string{"stock", "data-platform", "outbox-tracker"} {
+		res, err := admin.ListConsumerGroupOffsets(ctx, []kafka.ConsumerGroupTopicPartitions{{Group: group}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rewind []kafka.TopicPartition
+		for _, tp := range res.ConsumerGroupsTopicPartitions[0].Partitions {
+			tp.Offset = 0
+			rewind = append(rewind, tp)
+		}
+		if _, err := admin.AlterConsumerGroupOffsets(ctx, []kafka.ConsumerGroupTopicPartitions{{Group: group, Partitions: rewind}}); err != nil {
+			t.Fatalf("rewind %s: %v", group, err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	groups, err := consumerGroups(s.cfg, s.db, s.bootstrap, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runGroups(gctx, groups) }()
+	defer func() { cancel(); <-done }()
+
+	// 3 OrderPaid and 3 PaymentCompleted seen again, as duplicates.
+	eventually.True(t, time.Minute, "every event delivered again", func() (bool, error) {
+		stock := counterValue(reg, "outboxpay_consumer_records_total", "group", "stock", "result", "duplicate")
+		platform := counterValue(reg, "outboxpay_consumer_records_total", "group", "data-platform", "result", "duplicate")
+		return stock >= 3 && platform >= 3, fmt.Errorf("duplicates seen: stock %v, data-platform %v", stock, platform)
+	})
+	if got := s.stock(detail); got != 4 {
+		t.Errorf("stock %d, want 4 (taken once per order)", got)
+	}
+	if b := s.balance(user); b != 100000-3*2000 {
+		t.Errorf("balance %d", b)
+	}
+	if st := s.platform.Stats(); st.FirstDeliveries != 3 || st.Received != 3 {
+		t.Errorf("platform %+v: want each payment received once", st)
+	}
+}
+
+// A poison record goes to the DLQ with its reason and origin, and later
+// records of its partition are still handled. A record dead-lettered because
+// the platform was down is replayed, once the platform is back, and
+// completes.
+func TestPoisonRecordsAndReplay(t *testing.T) {
+	s := newSystem(t)
+	user, detail := s.newUser(100000), s.newDetail(1000, 10)
+
+	// A payment event nobody can handle, on the partition of the user's key.
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": s.bootstrap, "partitioner": "murmur2_random", "enable.metrics.push": false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	topic, poisonID := "outbox.event.payment", uuid.NewString()
+	delivered := make(chan kafka.Event, 1)
+	if err := p.Produce(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Key:            []byte(fmt.Sprint(user)), Value: []byte(`{"paymentId": 1}`),
+		Headers: []kafka.Header{{Key: "id", Value: []byte(poisonID)}, {Key: "eventType", Value: []byte("PaymentCompleted")}},
+	}, delivered); err != nil {
+		t.Fatal(err)
+	}
+	<-delivered
+	o := s.orderAndPay(user, detail, 1) // after the poison, same partition
+	s.waitComplete(o.OrderID)
+
+	dlq := kafkatest.ReadAll(t, s.bootstrap, []string{"outbox.event.payment.dlq"}, 1, time.Minute)
+	if len(dlq) != 1 || kafkatest.Header(dlq[0], "id") != poisonID {
+		t.Fatalf("DLQ holds %d records, want the poison one", len(dlq))
+	}
+	for h, want := range map[string]string{"dlq.handler": "data-platform", "dlq.original.topic": topic, "dlq.reason": "lacks"} {
+		if got := kafkatest.Header(dlq[0], h); !strings.Contains(got, want) {
+			t.Errorf("DLQ header %s = %q, want %q in it", h, got, want)
+		}
+	}
+	if kafkatest.Header(dlq[0], "dlq.original.offset") == "" || kafkatest.Header(dlq[0], "dlq.original.partition") == "" {
+		t.Error("DLQ record lacks its original partition and offset")
+	}
+
+	// The platform is down past the tries: the payment is dead-lettered.
+	s.platform.SetFaults(1, 0, 0)
+	o2 := s.orderAndPay(user, detail, 1)
+	var completedID string
+	eventually.True(t, time.Minute, "payment dead-lettered", func() (bool, error) {
+		msgs, err := kafkatest.Read(s.bootstrap, []string{"outbox.event.payment.dlq"}, 2, time.Second)
+		if len(msgs) == 2 {
+			completedID = kafkatest.Header(msgs[len(msgs)-1], "id")
+		}
+		return len(msgs) == 2, err
+	})
+	var status string
+	if err := s.db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, completedID).Scan(&status); err != nil || status == "COMPLETE" {
+		t.Fatalf("dead-lettered payment row is %s (%v)", status, err)
+	}
+
+	// Fixed: replay. The poison record goes back to the DLQ; the payment completes.
+	s.platform.SetFaults(0, 0, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := consume.Replay(ctx, s.bootstrap, []string{"outbox.event.payment.dlq"}, nil)
+	if err != nil || n != 2 {
+		t.Fatalf("replayed %d (%v), want 2", n, err)
+	}
+	s.waitComplete(o2.OrderID)
+	if agaictx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := consume.Replay(ctx, s.bootstrap, []string{"outbox.event.payment.dlq"}, nil); err != nil || again != 1 {
+		t.Fatalf("second replay: %d (%v), want only the poison record dead-lettered again", again, err)
+	}
+}
+
+// counterValue reads one series of a counter from a registry.
+func counterValue(reg *prometheus.Registry, name string, labels ...string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
