@@ -52,6 +52,30 @@ type config struct {
 	// ConsumerGroups are the groups `consumers` runs.
 	ConsumerGroups []string `env:"CONSUMER_GROUPS" envDefault:"stock,data-platform,outbox-tracker"`
 
+	// PlatformMock* configure `platform-mock` (and the mock `dev` runs).
+	PlatformMockAddr        string        `env:"PLATFORM_MOCK_ADDR" envDefault:":8090"`
+	PlatformMockFailureRate float64       `env:"PLATFORM_MOCK_FAILURE_RATE" envDefault:"0"`
+	PlatformMockLatency     time.Duration `env:"PLATFORM_MOCK_LATENCY" envDefault:"0s"`
+	PlatformMockTimeoutRate float64       `env:"PLATFORM_MOCK_TIMEOUT_RATE" envDefault:"0"`
+
+	// ConnectURL is the Kafka Connect REST API the reconciler asks about the
+	// connector (the embedded engine's, or Debezium's).
+	ConnectURL    string `env:"CONNECT_URL" envDefault:"http://127.0.0.1:8083"`
+	ConnectorName string `env:"CONNECTOR_NAME" envDefault:"outbox"`
+	// Reconcile* configure the reconciler.
+	ReconcileInterval            time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s"`
+	ReconcileStuckAfter          time.Duration `env:"RECONCILE_STUCK_AFTER" envDefault:"5m"`
+	ReconcileRepublishAfter      time.Duration `env:"RECONCILE_REPUBLISH_AFTER" envDefault:"10m"`
+	ReconcilePublishedStuckAfter time.Duration `env:"RECONCILE_PUBLISHED_STUCK_AFTER" envDefault:"5m"`
+	ReconcileMaxAttempts         int           `env:"RECONCILE_MAX_ATTEMPTS" envDefault:"5"`
+	ReconcileRetention           time.Duration `env:"RECONCILE_RETENTION" envDefault:"168h"`
+
+	// ReplayTopics are the dead-letter topics `replay` re-drives.
+	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`
+	// MetricsAddr is where `consumers`, `reconcile` and `platform-mock`
+	// serve /metrics (the API and connect serve it on their own ports).
+	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9100"`
+
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.

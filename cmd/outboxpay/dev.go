@@ -29,11 +29,12 @@ import (
 // devDatabase is the database `dev` creates in its private cluster.
 const devDatabase = "outboxpay"
 
-// runDev runs the whole system on this machine: a private Postgres (unless
-// DATABASE_URL is set), an embedded Kafka (unless KAFKA_BOOTSTRAP_SERVERS is
-// set), the migrations, demo data, the CDC engine with its Kafka Connect REST
-// API and the connector registered, and the API. It stops everything it
-// started when ctx is done.
+// runDev runs the whole system on this machine, in this process: a private
+// Postgres (unless DATABASE_URL is set), an embedded Kafka (unless
+// KAFKA_BOOTSTRAP_SERVERS is set), the migrations, demo data, the CDC engine
+// with its Kafka Connect REST API and the connector registered, the platform
+// mock, the consumer groups, the reconciler with the lag exporter, and the
+// API. It stops everything it started when ctx is done.
 func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	url := cfg.DatabaseURL
 	if url == "" {
@@ -115,25 +116,45 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	reg := newRegistry()
 	g, gctx := errgroup.WithContext(ctx)
-	connectAddr := make(chan net.Addr, 1)
+	connectAddr, mockAddr := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	g.Go(func() error {
 		return serveConnect(gctx, cfg, db, bootstrap, reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
 	})
 	g.Go(func() error {
-		var addr net.Addr
-		select {
-		case addr = <-connectAddr:
-		case <-gctx.Done():
-			return nil
+		return servePlatformMock(gctx, cfg, logger, func(a net.Addr) { mockAddr <- a })
+	})
+	g.Go(func() error {
+		var addr, mock net.Addr
+		for _, ch := range []chan net.Addr{connectAddr, mockAddr} {
+			select {
+			case a := <-ch:
+				if ch == connectAddr {
+					addr = a
+				} else {
+					mock = a
+				}
+			case <-gctx.Done():
+				return nil
+			}
 		}
 		connectURL := "http://" + localAddr(addr)
+		mockURL := "http://" + localAddr(mock)
+		if _, set := os.LookupEnv("PLATFORM_URL"); !set {
+			cfg.PlatformURL = mockURL
+		}
 		// The connector holds its slot before the API takes a payment, so no
 		// outbox row is written before change data capture can see it.
 		if err := registerConnector(gctx, cfg, connectURL, lookup, db, logger); err != nil {
 			return err
 		}
+		groups, err := consumerGroups(cfg, db, bootstrap, reg, logger)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return runGroups(gctx, groups) })
+		g.Go(func() error { return reconcileAndExport(gctx, cfg, db, bootstrap, connectURL, reg, logger) })
 		return serveAPI(gctx, cfg, db, reg, logger, func(apiAddr net.Addr) {
-			fmt.Print(banner(apiAddr, url, bootstrap, connectURL))
+			fmt.Print(banner(apiAddr, url, bootstrap, connectURL, cfg.PlatformURL))
 		})
 	})
 	return g.Wait()
@@ -224,12 +245,13 @@ func localAddr(addr net.Addr) string {
 	return tcp.String()
 }
 
-func banner(apiAddr net.Addr, dbURL, bootstrap, connectURL string) string {
+func banner(apiAddr net.Addr, dbURL, bootstrap, connectURL, platformURL string) string {
 	base := "http://" + localAddr(apiAddr)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
 	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml, metrics: %s/metrics)\n", base, base, base)
 	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", connectURL, connectURL, connectURL)
+	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", platformURL)
 	fmt.Fprintf(&b, "  Kafka          %s\n", bootstrap)
 	fmt.Fprintf(&b, "  Postgres       %s\n\n", dbURL)
 	fmt.Fprintf(&b, "Try:\n")

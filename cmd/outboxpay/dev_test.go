@@ -17,13 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 )
 
 // `outboxpay dev` (what make run runs) as a user sees it: it starts its own
 // Postgres and Kafka, the CDC engine with the connector registered, prints
 // where the API is, serves a charge -> order -> pay sequence that leaves a
-// PAID order whose two events reach Kafka, and on SIGINT exits cleanly,
+// PAID order whose two events reach Kafka and become COMPLETE, and on
+// SIGINT exits cleanly,
 // leaving no Postgres behind.
 func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
@@ -36,7 +38,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	cmd := exec.Command(binary(t), "dev")
 	cmd.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
-		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "DATABASE_URL=", "KAFKA_BOOTSTRAP_SERVERS=")
+		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=", "KAFKA_BOOTSTRAP_SERVERS=")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -117,6 +119,19 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	if len(want) != 0 {
 		t.Fatalf("events not on Kafka: %v (read %d records)", want, len(msgs))
 	}
+
+	// The consumers take it from there: every event of the order COMPLETE.
+	eventually.True(t, time.Minute, "order COMPLETE", func() (bool, error) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
+		view := call(t, req)
+		events, _ := view["events"].([]any)
+		for _, e := range events {
+			if st := e.(map[string]any)["status"]; st != "COMPLETE" {
+				return false, fmt.Errorf("event %v", e)
+			}
+		}
+		return len(events) == 2, nil
+	})
 
 	pidFile := filepath.Join(dir, "data", "postgres", "postmaster.pid")
 	pid := postmasterPID(t, pidFile)

@@ -6,6 +6,7 @@
 //	outboxpay dev       # private Postgres (unless DATABASE_URL), migrate, seed, serve the API
 //	outboxpay api       # serve the HTTP API (DATABASE_URL required)
 //	outboxpay connect   # the CDC engine's Kafka Connect worker (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS required)
+//	outboxpay consumers # the consumer groups; reconcile: the reconciler; platform-mock; replay
 //	outboxpay migrate   # apply the database migrations (DATABASE_URL required)
 //
 // Configuration comes from environment variables; see README.md.
@@ -23,10 +24,14 @@ import (
 const usage = `usage: outboxpay <command>
 
 commands:
-  dev      run the whole system on this machine (make run)
-  api      serve the HTTP API
-  connect  run the embedded CDC engine and its Kafka Connect REST API
-  migrate  apply the database migrations
+  dev            run the whole system on this machine (make run)
+  api            serve the HTTP API
+  connect        run the embedded CDC engine and its Kafka Connect REST API
+  consumers      run the consumer groups (stock, data-platform, outbox-tracker)
+  reconcile      run the reconciler and the lag exporter
+  platform-mock  serve the mock external data platform
+  replay         re-drive dead-lettered records to their topics, once
+  migrate        apply the database migrations
 
 Configuration is read from environment variables; see README.md.
 `
@@ -54,6 +59,14 @@ func main() {
 		run = func(ctx context.Context, cfg config) error { return runAPI(ctx, cfg, logger) }
 	case "connect":
 		run = func(ctx context.Context, cfg config) error { return runConnect(ctx, cfg, logger) }
+	case "consumers":
+		run = func(ctx context.Context, cfg config) error { return runConsumers(ctx, cfg, logger) }
+	case "reconcile":
+		run = func(ctx context.Context, cfg config) error { return runReconcile(ctx, cfg, logger) }
+	case "platform-mock":
+		run = func(ctx context.Context, cfg config) error { return runPlatformMock(ctx, cfg, logger) }
+	case "replay":
+		run = func(ctx context.Context, cfg config) error { return runReplay(ctx, cfg, logger) }
 	case "migrate":
 		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
 	case "help", "-h", "--help":

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,13 +33,14 @@ import (
 // the API.
 type system struct {
 	*cdcRig
-	cfg      config
-	reg      *prometheus.Registry
-	api      string
-	connect  *rest.Client
-	platform *platformmock.Server
-	stop     context.CancelFunc
-	stopped  chan error
+	cfg        config
+	reg        *prometheus.Registry
+	api        string
+	connect    *rest.Client
+	connectURL string
+	platform   *platformmock.Server
+	stop       context.CancelFunc
+	stopped    chan error
 	// stopGroups stops the consumer groups started by startGroups.
 	stopGroups func()
 }
@@ -58,7 +60,7 @@ func newSystem(t *testing.T) *system {
 	cfg.PlatformURL = pm.URL
 	cfg.PlatformTimeout = 2 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.PlatformMaxTries = 3
+	cfg.PlatformMaxTries = 20 // a 50% failing platform must not exhaust them
 	s.cfg = cfg
 	logger := slog.New(slog.DiscardHandler)
 
@@ -68,7 +70,8 @@ func newSystem(t *testing.T) *system {
 	go func() {
 		s.stopped <- serveConnect(ctx, cfg, r.db, r.bootstrap, s.reg, r.lookup, logger, func(a net.Addr) { addrCh <- a })
 	}()
-	s.connect = rest.NewClient("http://"+(<-addrCh).String(), &http.Client{Timeout: 10 * time.Second})
+	s.connectURL = "http://" + (<-addrCh).String()
+	s.connect = rest.NewClient(s.connectURL, &http.Client{Timeout: 10 * time.Second})
 	if _, _, err := s.connect.PutConnectorConfig(ctx, r.name, r.config); err != nil {
 		t.Fatal(err)
 	}
@@ -226,10 +229,11 @@ func TestPaidOrderBecomesComplete(t *testing.T) {
 	if st.FirstDeliveries != 1 || st.Duplicates != 0 {
 		t.Errorf("platform stats %+v, want one first delivery", st)
 	}
-	var published int
-	if err := s.db.QueryRow(`SELECT count(*) FROM outbox WHERE published_at IS NOT NULL AND completed_at IS NOT NULL`).Scan(&published); err != nil || published != 2 {
-		t.Errorf("%d rows both published and completed (%v), want 2", published, err)
-	}
+	eventually.True(t, time.Minute, "both rows marked published by the tracker", func() (bool, error) {
+		var published int
+		err := s.db.QueryRow(`SELECT count(*) FROM outbox WHERE published_at IS NOT NULL AND completed_at IS NOT NULL`).Scan(&published)
+		return published == 2, err
+	})
 }
 
 // When stock runs short after payment, the order is cancelled and refunded
@@ -409,6 +413,9 @@ func TestPoisonRecordsAndReplay(t *testing.T) {
 	}
 
 	// The platform is down past the tries: the payment is dead-lettered.
+	s.stopGroups()
+	s.cfg.PlatformMaxTries = 3
+	s.startGroups()
 	s.platform.SetFaults(1, 0, 0)
 	o2 := s.orderAndPay(user, detail, 1)
 	var completedID string
@@ -462,4 +469,98 @@ func counterValue(reg *prometheus.Registry, name string, labels ...string) float
 		}
 	}
 	return 0
+}
+
+// startReconciler runs the reconciler (and lag exporter) with short
+// thresholds until the test ends, and returns its registry.
+func (s *system) startReconciler() *prometheus.Registry {
+	s.t.Helper()
+	cfg := s.cfg
+	cfg.ReconcileInterval = 200 * time.Millisecond
+	cfg.ReconcileStuckAfter = 500 * time.Millisecond
+	cfg.ReconcileRepublishAfter = time.Second
+	cfg.ReconcilePublishedStuckAfter = 3 * time.Second
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- reconcileAndExport(ctx, cfg, s.db, s.bootstrap, s.connectURL, reg, slog.New(slog.DiscardHandler))
+	}()
+	s.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			s.t.Errorf("reconciler: %v", err)
+		}
+	})
+	return reg
+}
+
+// A connector paused past stuck-after: the reconciler republishes the stuck
+// rows and they become COMPLETE; when the connector resumes and sends them
+// again, nothing happens twice.
+func TestReconcilerRepublishesWhileConnectorPaused(t *testing.T) {
+	s := newSystem(t)
+	reg := s.startReconciler()
+	ctx := context.Background()
+	if err := s.connect.PauseConnector(ctx, s.name); err != nil {
+		t.Fatal(err)
+	}
+	s.waitSlot(false)
+	user, detail := s.newUser(100000), s.newDetail(1000, 10)
+	o := s.orderAndPay(user, detail, 2)
+	s.waitComplete(o.OrderID)
+	if n := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "republish_init"); n < 2 {
+		t.Errorf("republish_init actions %v, want at least 2", n)
+	}
+	if err := s.connect.ResumeConnector(ctx, s.name); err != nil {
+		t.Fatal(err)
+	}
+	s.waitSlot(true)
+	// The engine sends the two events again; the handlers see duplicates.
+	s.waitOnKafkaTopics([]string{"outbox.event.order", "outbox.event.payment"}, 4)
+	if got := s.stock(detail); got != 8 {
+		t.Errorf("stock %d, want 8", got)
+	}
+	if st := s.platform.Stats(); st.FirstDeliveries != 1 {
+		t.Errorf("platform %+v: want one first delivery", st)
+	}
+}
+
+// A FAILED connector task is restarted by the reconciler once rows are stuck.
+func TestReconcilerRestartsFailedConnector(t *testing.T) {
+	s := newSystem(t)
+	if _, err := s.db.Exec(`CREATE PUBLICATION other_publication WITH (publish = 'insert')`); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	broken := clone(s.config)
+	broken["publication.name"] = "other_publication"
+	if _, _, err := s.connect.PutConnectorConfig(ctx, s.name, broken); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, time.Minute, "task FAILED", func() (bool, error) {
+		st, err := s.connect.ConnectorStatus(ctx, s.name)
+		return err == nil && len(st.Tasks) == 1 && st.Tasks[0].State == "FAILED", err
+	})
+	reg := s.startReconciler()
+	user, detail := s.newUser(100000), s.newDetail(1000, 10)
+	s.orderAndPay(user, detail, 1)
+	if _, err := s.db.Exec(`ALTER PUBLICATION other_publication ADD TABLE outbox`); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, time.Minute, "reconciler restarted the connector", func() (bool, error) {
+		st, err := s.connect.ConnectorStatus(ctx, s.name)
+		restarts := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "restart_connector")
+		return err == nil && restarts >= 1 && len(st.Tasks) == 1 && st.Tasks[0].State == "RUNNING",
+			fmt.Errorf("restarts %v, status %+v", restarts, st)
+	})
+}
+
+// waitOnKafkaTopics waits until the topics hold at least n records.
+func (s *system) waitOnKafkaTopics(topics []string, n int64) {
+	s.t.Helper()
+	eventually.True(s.t, time.Minute, fmt.Sprintf("%d records on %v", n, topics), func() (bool, error) {
+		got, err := kafkatest.Count(s.bootstrap, topics)
+		return got >= n, err
+	})
 }
