@@ -321,23 +321,46 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 		orders = append(orders, s.orderAndPay(user, detail, 2).OrderID)
 	}
 	s.waitComplete(orders...)
-	s.stopGroups()
 
-	// Replay from the beginning: a new consumer group on the same topics
-	// would be another subscriber, so rewind the real groups' offsets.
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": s.bootstrap, "enable.metrics.push": false})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
 	ctx := context.Background()
-	for _, group := range []string{"stock", "data-platform", "outbox-tracker"} {
+	committed := func(group string) ([]kafka.TopicPartition, int64, error) {
 		res, err := admin.ListConsumerGroupOffsets(ctx, []kafka.ConsumerGroupTopicPartitions{{Group: group}})
+		if err != nil {
+			return nil, 0, err
+		}
+		var sum int64
+		parts := res.ConsumerGroupsTopicPartitions[0].Partitions
+		for _, tp := range parts {
+			if tp.Offset > 0 {
+				sum += int64(tp.Offset)
+			}
+		}
+		return parts, sum, nil
+	}
+	// Every group has committed past all 6 events before they are rewound.
+	want := map[string]int64{"stock": 3, "data-platform": 3, "outbox-tracker": 6}
+	for group, n := range want {
+		eventually.True(t, time.Minute, group+" committed", func() (bool, error) {
+			_, sum, err := committed(group)
+			return sum >= n, err
+		})
+	}
+	s.stopGroups()
+
+	// Replay from the beginning: a new consumer group on the same topics
+	// would be another subscriber, so rewind the real groups' offsets.
+	for group := range want {
+		parts, _, err := committed(group)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var rewind []kafka.TopicPartition
-		for _, tp := range res.ConsumerGroupsTopicPartitions[0].Partitions {
+		for _, tp := range parts {
 			tp.Offset = 0
 			rewind = append(rewind, tp)
 		}
