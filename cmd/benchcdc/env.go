@@ -161,7 +161,7 @@ func (env *benchEnv) slotInactive(ctx context.Context, slot string, timeout time
 	defer cancel()
 	for {
 		var active bool
-		err := env.db.QueryRowContext(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		err := env.db.QueryRowContext(ctx, `SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		if err != nil {
 			return fmt.Errorf("wait for slot %s to be released: %w", slot, err)
 		}

@@ -75,7 +75,7 @@ func (r *cdcRig) lookup(name string) (string, bool) { v, ok := r.env[name]; retu
 
 func (r *cdcRig) slotActive() (bool, error) {
 	var active bool
-	err := r.db.QueryRow(`SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`, r.slot).Scan(&active)
+	err := r.db.QueryRow(`SELECT COALESCE((SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1), false)`, r.slot).Scan(&active)
 	return active, err
 }
 

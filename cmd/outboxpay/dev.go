@@ -192,7 +192,7 @@ func registerConnector(ctx context.Context, cfg config, connectURL string, looku
 		}
 		var active bool
 		if err == nil {
-			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)`,
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active AND confirmed_flush_lsn IS NOT NULL)`,
 				parsed.SlotName).Scan(&active)
 		}
 		if active {

@@ -119,7 +119,7 @@ func (r *rig) waitStreaming() {
 	r.t.Helper()
 	eventually.True(r.t, time.Minute, "engine streaming from slot "+r.slot, func() (bool, error) {
 		var active bool
-		err := r.db.QueryRow(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, r.slot).Scan(&active)
+		err := r.db.QueryRow(`SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, r.slot).Scan(&active)
 		return err == nil && active, err
 	})
 }

@@ -163,7 +163,7 @@ func TestRestartsFailedConnector(t *testing.T) {
 			return false, err
 		}
 		var active bool
-		err = r.db.QueryRow(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		err = r.db.QueryRow(`SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		return err == nil && active, nil
 	})
 	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRestartConnector); v != 2 {
