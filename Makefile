@@ -3,6 +3,8 @@
 #   make run    the whole system on this machine (private Postgres, API)
 #   make test   every test, with the race detector
 #   make lint   gofmt, go vet, staticcheck
+#   make up     the production-shaped stack in Docker (Debezium; ENGINE=embedded for the
+#               embedded engine); make down, make logs, make connector-status
 
 GO          ?= go
 BIN         := bin/outboxpay
@@ -11,7 +13,13 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 14m
 
-.PHONY: run build test lint migrate bench-cdc clean
+# The docker-compose stack (needs Docker; not on the development machines).
+COMPOSE        ?= docker compose
+ENGINE         ?= debezium
+COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
+CONNECT_PORT   ?= 8083
+
+.PHONY: run build test lint migrate bench-cdc clean up down logs connector-status
 
 run: build
 	./$(BIN) dev
@@ -40,6 +48,35 @@ migrate: build
 # commit-to-ack latency at 5,000 events/s for 30 s. Private Postgres and Kafka; a few minutes.
 bench-cdc:
 	$(GO) run ./cmd/benchcdc -go $(GO)
+
+# .env holds the stack's passwords: made once from .env.example with random ones.
+.env:
+	sed -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    .env.example > .env
+	@echo "wrote .env with fresh passwords (Grafana admin password: grep GRAFANA .env)"
+
+# Build and start the stack, wait until the connector is RUNNING, print the URLs.
+up: .env
+	$(COMPOSE) $(COMPOSE_FILES) up -d --build
+	$(COMPOSE) $(COMPOSE_FILES) run --rm connector-register
+	@echo
+	@echo "  API            http://localhost:8080   (curl localhost:8080/products)"
+	@echo "  Kafka Connect  http://localhost:$(CONNECT_PORT)/connectors/outbox/status   ($(ENGINE))"
+	@echo "  kafka-ui       http://localhost:8081"
+	@echo "  Grafana        http://localhost:3000   (dashboards: Outbox pipeline, Consumer lag)"
+	@echo "  Prometheus     http://localhost:9090"
+	@echo "  Platform mock  http://localhost:8090/events"
+	@echo "  Kafka          localhost:9092,localhost:9093,localhost:9094"
+
+down:
+	$(COMPOSE) $(COMPOSE_FILES) down --remove-orphans
+
+logs:
+	$(COMPOSE) $(COMPOSE_FILES) logs -f --tail=100
+
+connector-status:
+	@curl -fsS http://localhost:$(CONNECT_PORT)/connectors/outbox/status; echo
 
 clean:
 	rm -rf bin

@@ -42,6 +42,9 @@ type config struct {
 	// ConnectorConfig is the connector `dev` registers; empty: the shipped
 	// connect/outbox-connector.json.
 	ConnectorConfig string `env:"CONNECTOR_CONFIG"`
+	// ConnectorWait bounds how long `register-connector` waits for Kafka
+	// Connect to answer and the connector to run.
+	ConnectorWait time.Duration `env:"CONNECTOR_WAIT" envDefault:"5m"`
 
 	// PlatformURL is the external data platform the data-platform group POSTs to.
 	PlatformURL string `env:"PLATFORM_URL" envDefault:"http://127.0.0.1:8090"`

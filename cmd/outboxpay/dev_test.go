@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,57 +24,12 @@ import (
 // leaving no Postgres behind.
 func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	// The postgres user runs the server when the test runs as root: it must
-	// be able to enter the folder.
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(binary(t), "dev")
-	cmd.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
-		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=", "KAFKA_BOOTSTRAP_SERVERS=")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
+	sys, err := launchDev(binary(t), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-
-	base, kafkaAddr := make(chan string, 1), make(chan string, 1)
-	go func() {
-		apiRE := regexp.MustCompile(`API\s+(http://\S+)`)
-		kafkaRE := regexp.MustCompile(`Kafka\s+(\d\S+)`)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := apiRE.FindStringSubmatch(sc.Text()); m != nil {
-				base <- m[1]
-			}
-			if m := kafkaRE.FindStringSubmatch(sc.Text()); m != nil {
-				kafkaAddr <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		exited <- cmd.Wait()
-	}()
-	var url string
-	select {
-	case url = <-base:
-	case err := <-exited:
-		t.Fatalf("dev exited before serving: %v\n%s", err, stderr.String())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("dev printed no API URL within 2 minutes\n%s", stderr.String())
-	}
+	t.Cleanup(func() { _ = sys.kill() })
+	url := sys.API
 
 	post := func(path, body string, headers ...string) map[string]any {
 		t.Helper()
@@ -104,7 +54,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		t.Fatalf("order: %v", view)
 	}
 	// The engine streams both events to Kafka.
-	bootstrap := <-kafkaAddr
+	bootstrap := sys.Kafka
 	want := map[string]string{}
 	for _, e := range events {
 		e := e.(map[string]any)
@@ -135,16 +85,8 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 
 	pidFile := filepath.Join(dir, "data", "postgres", "postmaster.pid")
 	pid := postmasterPID(t, pidFile)
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := sys.stop(); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("dev exited with %v after SIGINT\n%s", err, stderr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("dev still running a minute after SIGINT")
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Errorf("postgres (pid %d) still running after dev exited", pid)

@@ -7,7 +7,9 @@
 //	outboxpay api       # serve the HTTP API (DATABASE_URL required)
 //	outboxpay connect   # the CDC engine's Kafka Connect worker (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS required)
 //	outboxpay consumers # the consumer groups; reconcile: the reconciler; platform-mock; replay
-//	outboxpay migrate   # apply the database migrations (DATABASE_URL required)
+//	outboxpay migrate   # apply the database migrations (DATABASE_URL required); seed: demo data
+//	outboxpay register-connector  # put the connector config to Kafka Connect, wait until RUNNING
+//	outboxpay healthcheck URL     # exit 0 when URL answers 2xx (container health checks)
 //
 // Configuration comes from environment variables; see README.md.
 package main
@@ -32,11 +34,24 @@ commands:
   platform-mock  serve the mock external data platform
   replay         re-drive dead-lettered records to their topics, once
   migrate        apply the database migrations
+  seed           fill an empty database with demo users and products
+  register-connector
+                 put the connector config to Kafka Connect (CONNECT_URL) unless it
+                 holds it already, and wait until the connector is RUNNING
+  healthcheck URL
+                 exit 0 when URL answers 2xx within 3 s, else 1
 
 Configuration is read from environment variables; see README.md.
 `
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "healthcheck" {
+		if err := runHealthcheck(context.Background(), os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -69,6 +84,10 @@ func main() {
 		run = func(ctx context.Context, cfg config) error { return runReplay(ctx, cfg, logger) }
 	case "migrate":
 		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
+	case "seed":
+		run = func(ctx context.Context, cfg config) error { return runSeed(ctx, cfg, logger) }
+	case "register-connector":
+		run = func(ctx context.Context, cfg config) error { return runRegisterConnector(ctx, cfg, logger) }
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -22,6 +22,10 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := pgtest.Run(m)
+	if err := stopSharedDev(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop the shared dev system:", err)
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -120,10 +120,15 @@ func runReplay(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return nil
 }
 
-// serveMetrics serves reg at /metrics on METRICS_ADDR.
+// serveMetrics serves reg at /metrics on METRICS_ADDR, and /healthz (the
+// process is up) for container health checks.
 func serveMetrics(ctx context.Context, cfg config, reg *prometheus.Registry, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	return serveHTTP(ctx, cfg, "metrics", cfg.MetricsAddr, mux, logger, nil)
 }
 

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// devSystem is `outboxpay dev` running as its own process, on free ports,
+// with its own Postgres and Kafka under a temporary folder: the whole
+// system as `make run` starts it.
+type devSystem struct {
+	API, Connect, Platform, Kafka, Postgres string // as its banner prints them
+	dir                                     string
+	cmd                                     *exec.Cmd
+	exited                                  chan error
+	stderr                                  *syncBuffer
+}
+
+// launchDev starts `outboxpay dev` in dir with env added to the test's
+// environment, and returns once its banner says everything serves.
+func launchDev(bin, dir string, env ...string) (*devSystem, error) {
+	// The postgres user runs the server when the test runs as root: it must
+	// be able to enter the folder.
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = append(append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
+		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
+		"KAFKA_BOOTSTRAP_SERVERS="), env...)
+	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &syncBuffer{}}
+	cmd.Stderr = d.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+
+	fields := map[string]*string{"API": &d.API, "Kafka Connect": &d.Connect, "Platform": &d.Platform,
+		"Kafka": &d.Kafka, "Postgres": &d.Postgres}
+	line := regexp.MustCompile(`^  (API|Kafka Connect|Platform|Kafka|Postgres)\s+(\S+)`)
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		seen := 0
+		for sc.Scan() {
+			if m := line.FindStringSubmatch(sc.Text()); m != nil && seen < len(fields) {
+				*fields[m[1]] = m[2]
+				if seen++; seen == len(fields) {
+					close(ready)
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		d.exited <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+		d.Platform = regexp.MustCompile(`/events$`).ReplaceAllString(d.Platform, "")
+		return d, nil
+	case err := <-d.exited:
+		d.exited <- err
+		return nil, fmt.Errorf("dev exited before serving: %v\n%s", err, d.stderr)
+	case <-time.After(2 * time.Minute):
+		_ = d.kill()
+		return nil, fmt.Errorf("dev printed no banner within 2 minutes\n%s", d.stderr)
+	}
+}
+
+// stop interrupts dev, as Ctrl-C does, and waits for it to exit.
+func (d *devSystem) stop() error {
+	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		return err
+	}
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		if err != nil {
+			return fmt.Errorf("dev exited with %v after SIGINT\n%s", err, d.stderr)
+		}
+		return nil
+	case <-time.After(time.Minute):
+		_ = d.kill()
+		return errors.New("dev still running a minute after SIGINT")
+	}
+}
+
+// kill kills dev unless it has exited, and waits for it.
+func (d *devSystem) kill() error {
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		return nil
+	default:
+	}
+	err := d.cmd.Process.Kill()
+	err2 := <-d.exited
+	d.exited <- err2
+	return err
+}
+
+// shared is one dev system for the tests that only read from it or add
+// their own orders; TestMain stops it.
+var shared struct {
+	once sync.Once
+	sys  *devSystem
+	err  error
+	dir  string
+}
+
+// sharedDev returns the shared dev system, starting it on first use.
+func sharedDev(t *testing.T) *devSystem {
+	t.Helper()
+	bin := binary(t)
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "outboxpay-dev-")
+		if shared.err == nil {
+			// A short reconciler interval, so its metrics move while tests look.
+			shared.sys, shared.err = launchDev(bin, shared.dir, "RECONCILE_INTERVAL=2s")
+		}
+	})
+	if shared.err != nil {
+		t.Fatalf("start the shared dev system: %v", shared.err)
+	}
+	return shared.sys
+}
+
+// stopSharedDev stops the shared dev system, if it was started.
+func stopSharedDev() error {
+	var err error
+	if shared.sys != nil {
+		err = shared.sys.stop()
+	}
+	if shared.dir != "" {
+		err = errors.Join(err, os.RemoveAll(shared.dir))
+	}
+	return err
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/eventually"
+)
+
+// stack is a running system the end-to-end tests drive over HTTP only: the
+// docker-compose stack with Debezium when OUTBOXPAY_E2E_API_URL is set (the
+// compose CI workflow), otherwise the shared `outboxpay dev` process.
+type stack struct {
+	API, Connect, Platform string
+	// Prometheus is the stack's Prometheus; "" for dev (tests start their own).
+	Prometheus string
+	// Debezium reports that Debezium, not the embedded engine, runs the connector.
+	Debezium bool
+	// dev is the dev system, when that is what runs.
+	dev *devSystem
+}
+
+func e2eStack(t *testing.T) stack {
+	t.Helper()
+	if api := os.Getenv("OUTBOXPAY_E2E_API_URL"); api != "" {
+		env := func(name, def string) string {
+			if v := os.Getenv(name); v != "" {
+				return v
+			}
+			return def
+		}
+		return stack{API: api, Connect: env("OUTBOXPAY_E2E_CONNECT_URL", "http://localhost:8083"),
+			Platform:   env("OUTBOXPAY_E2E_PLATFORM_URL", "http://localhost:8090"),
+			Prometheus: env("OUTBOXPAY_E2E_PROMETHEUS_URL", "http://localhost:9090"),
+			Debezium:   os.Getenv("OUTBOXPAY_E2E_ENGINE") != "embedded"}
+	}
+	sys := sharedDev(t)
+	return stack{API: sys.API, Connect: sys.Connect, Platform: sys.Platform, dev: sys}
+}
+
+// The whole pipeline as a client sees it, through public interfaces only:
+// the connector RUNNING over the Kafka Connect REST API; a payment whose
+// events become COMPLETE and reach the data platform once; two orders for
+// the last units of a product, both paid, of which one is refunded.
+func TestEndToEnd(t *testing.T) {
+	s := e2eStack(t)
+	ctx := context.Background()
+
+	connect := rest.NewClient(s.Connect, &http.Client{Timeout: 10 * time.Second})
+	eventually.True(t, 2*time.Minute, "connector outbox RUNNING", func() (bool, error) {
+		st, err := connect.ConnectorStatus(ctx, "outbox")
+		if err != nil {
+			return false, err
+		}
+		return running(st), fmt.Errorf("status %s", describeStatus(st))
+	})
+
+	t.Run("payment becomes COMPLETE and reaches the platform once", func(t *testing.T) {
+		detail := s.detailWithStock(t, 1, false)
+		s.charge(t, 2, detail.Price)
+		order := s.order(t, 2, detail.ID, 1)
+		s.pay(t, order, 2)
+		view := s.waitSettled(t, order)
+		if view.Status != "PAID" {
+			t.Fatalf("order %d is %s, want PAID", order, view.Status)
+		}
+		for _, e := range view.Events {
+			if e.Type == "PaymentCompleted" {
+				s.deliveredOnce(t, e.ID, "PaymentCompleted")
+			}
+		}
+	})
+
+	t.Run("short stock is refunded once", func(t *testing.T) {
+		detail := s.detailWithStock(t, 1, true)
+		amount := detail.Price * detail.Stock
+		s.charge(t, 3, 2*amount)
+		before := s.balance(t, 3)
+		first, second := s.order(t, 3, detail.ID, detail.Stock), s.order(t, 3, detail.ID, detail.Stock)
+		s.pay(t, first, 3)
+		s.pay(t, second, 3)
+		statuses := []string{s.waitSettled(t, first).Status, s.waitSettled(t, second).Status}
+		slices.Sort(statuses)
+		if !slices.Equal(statuses, []string{"CANCELLED", "PAID"}) {
+			t.Fatalf("orders %d and %d are %v, want one PAID and one CANCELLED", first, second, statuses)
+		}
+		if got, want := s.balance(t, 3), before-amount; got != want {
+			t.Errorf("balance %d after one paid and one refunded order, want %d", got, want)
+		}
+		if got := s.detail(t, detail.ID).Stock; got != 0 {
+			t.Errorf("stock %d, want 0", got)
+		}
+		for _, id := range []int64{first, second} {
+			for _, e := range s.view(t, id).Events {
+				if e.Type == "PaymentRefunded" {
+					s.deliveredOnce(t, e.ID, "PaymentRefunded")
+				}
+			}
+		}
+	})
+}
+
+type productDetail struct {
+	ID     int64  `json:"productDetailId"`
+	Option string `json:"option"`
+	Price  int64  `json:"price"`
+	Stock  int64  `json:"stock"`
+}
+
+type orderView struct {
+	OrderID int64  `json:"orderId"`
+	Status  string `json:"status"`
+	Events  []struct {
+		ID     string `json:"id"`
+		Type   string `json:"type"`
+		Topic  string `json:"topic"`
+		Status string `json:"status"`
+	} `json:"events"`
+}
+
+// detailWithStock picks a product detail with at least min units: the one
+// with the fewest (when fewest) or the most.
+func (s stack) detailWithStock(t *testing.T, min int64, fewest bool) productDetail {
+	t.Helper()
+	var products []struct {
+		Details []productDetail `json:"details"`
+	}
+	s.do(t, "GET", "/products", nil, http.StatusOK, &products)
+	var best *productDetail
+	for _, p := range products {
+		for _, d := range p.Details {
+			if d.Stock < min {
+				continue
+			}
+			if best == nil || (fewest && d.Stock < best.Stock) || (!fewest && d.Stock > best.Stock) {
+				best = &d
+			}
+		}
+	}
+	if best == nil {
+		t.Fatalf("no product detail has %d units left; reseed the stack", min)
+	}
+	return *best
+}
+
+func (s stack) detail(t *testing.T, id int64) productDetail {
+	t.Helper()
+	var products []struct {
+		Details []productDetail `json:"details"`
+	}
+	s.do(t, "GET", "/products", nil, http.StatusOK, &products)
+	for _, p := range products {
+		for _, d := range p.Details {
+			if d.ID == id {
+				return d
+			}
+		}
+	}
+	t.Fatalf("product detail %d not found", id)
+	return productDetail{}
+}
+
+func (s stack) charge(t *testing.T, user, amount int64) {
+	t.Helper()
+	s.do(t, "POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": amount}, http.StatusOK, nil)
+}
+
+func (s stack) balance(t *testing.T, user int64) int64 {
+	t.Helper()
+	var b struct {
+		Balance int64 `json:"balance"`
+	}
+	s.do(t, "GET", fmt.Sprintf("/users/%d/balance", user), nil, http.StatusOK, &b)
+	return b.Balance
+}
+
+func (s stack) order(t *testing.T, user, detail, quantity int64) int64 {
+	t.Helper()
+	var o orderView
+	s.do(t, "POST", "/orders", map[string]any{"userId": user,
+		"items": []any{map[string]any{"productDetailId": detail, "quantity": quantity}}}, http.StatusCreated, &o)
+	return o.OrderID
+}
+
+func (s stack) pay(t *testing.T, order, user int64) {
+	t.Helper()
+	s.do(t, "POST", fmt.Sprintf("/orders/%d/payment", order), map[string]any{"userId": user}, http.StatusCreated, nil)
+}
+
+func (s stack) view(t *testing.T, order int64) orderView {
+	t.Helper()
+	var v orderView
+	s.do(t, "GET", fmt.Sprintf("/orders/%d", order), nil, http.StatusOK, &v)
+	return v
+}
+
+// waitSettled waits until every event of the order is COMPLETE and the
+// order is PAID or CANCELLED (a refunded order has three events).
+func (s stack) waitSettled(t *testing.T, order int64) orderView {
+	t.Helper()
+	var v orderView
+	eventually.True(t, 2*time.Minute, fmt.Sprintf("order %d settled", order), func() (bool, error) {
+		v = s.view(t, order)
+		for _, e := range v.Events {
+			if e.Status != "COMPLETE" {
+				return false, fmt.Errorf("order %s, event %s %s", v.Status, e.Type, e.Status)
+			}
+		}
+		want := map[string]int{"PAID": 2, "CANCELLED": 3}[v.Status]
+		return want > 0 && len(v.Events) == want, fmt.Errorf("order %s with %d events", v.Status, len(v.Events))
+	})
+	return v
+}
+
+// deliveredOnce checks that the platform recorded the event, by its
+// idempotency key, as one first delivery of the right type.
+func (s stack) deliveredOnce(t *testing.T, id, eventType string) {
+	t.Helper()
+	var ev struct {
+		EventType string `json:"eventType"`
+	}
+	s.request(t, s.Platform, "GET", "/events/"+id, nil, http.StatusOK, &ev)
+	if ev.EventType != eventType {
+		t.Errorf("platform recorded event %s as %q, want %q", id, ev.EventType, eventType)
+	}
+}
+
+func (s stack) do(t *testing.T, method, path string, body any, want int, out any) {
+	t.Helper()
+	s.request(t, s.API, method, path, body, want, out)
+}
+
+func (s stack) request(t *testing.T, base, method, path string, body any, want int, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+}

@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/event"
+)
+
+// repoRoot is the repository's top folder; tests run in cmd/outboxpay.
+const repoRoot = "../.."
+
+// composeFile is what `docker-compose config` prints, as far as the checks read it.
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"`
+	Command     any               `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []any             `yaml:"ports"`
+	Restart     string            `yaml:"restart"`
+	Volumes     []any             `yaml:"volumes"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+}
+
+// command is the service's command as one string.
+func (s composeService) command() string {
+	switch c := s.Command.(type) {
+	case string:
+		return c
+	case []any:
+		parts := make([]string, len(c))
+		for i, p := range c {
+			parts[i] = fmt.Sprint(p)
+		}
+		return strings.Join(parts, " ")
+	}
+	return ""
+}
+
+// containerPorts are the container-side ports the service publishes.
+func (s composeService) containerPorts() []int {
+	var ports []int
+	for _, p := range s.Ports {
+		switch p := p.(type) {
+		case map[string]any: // long syntax
+			if n, ok := p["target"].(int); ok {
+				ports = append(ports, n)
+			}
+		case string: // "host:container[/proto]"
+			parts := strings.Split(strings.Split(p, "/")[0], ":")
+			if n, err := strconv.Atoi(parts[len(parts)-1]); err == nil {
+				ports = append(ports, n)
+			}
+		}
+	}
+	return ports
+}
+
+// composeConfig runs `docker-compose config` (Debian's docker-compose
+// package: it needs no Docker engine) on the files, with .env.example's
+// settings, and parses what it prints.
+func composeConfig(t *testing.T, files ...string) composeFile {
+	t.Helper()
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatalf("docker-compose is needed to validate docker-compose.yml (apt-get install docker-compose; .ci/run does): %v", err)
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--env-file", filepath.Join(root, ".env.example")}
+	for _, f := range files {
+		args = append(args, "-f", filepath.Join(root, f))
+	}
+	cmd := exec.Command(bin, append(args, "config")...)
+	cmd.Dir = root
+	// Only .env.example's settings: the test's environment must not fill
+	// in what the stack would miss.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker-compose %v config: %v\n%s", files, err, stderr.String())
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(out, &cf); err != nil {
+		t.Fatalf("parse docker-compose config output: %v\n%s", err, out)
+	}
+	return cf
+}
+
+// The compose file validates, alone and with the embedded-engine override,
+// and has what the production stack promises.
+func TestComposeFile(t *testing.T) {
+	cf := composeConfig(t, "docker-compose.yml")
+	svc := func(name string) composeService {
+		t.Helper()
+		s, ok := cf.Services[name]
+		if !ok {
+			t.Fatalf("docker-compose.yml has no service %q", name)
+		}
+		return s
+	}
+
+	t.Run("every service the README names exists, and the README names every service", func(t *testing.T) {
+		named := readmeServices(t)
+		for _, name := range named {
+			if _, ok := cf.Services[name]; !ok {
+				t.Errorf("README names service %q; docker-compose.yml does not have it", name)
+			}
+		}
+		for name := range cf.Services {
+			if !slices.Contains(named, name) {
+				t.Errorf("service %q is not in README's Production stack table", name)
+			}
+		}
+	})
+
+	t.Run("postgres", func(t *testing.T) {
+		pg := svc("postgres")
+		m := regexp.MustCompile(`^postgres:(\d+)`).FindStringSubmatch(pg.Image)
+		if m == nil {
+			t.Fatalf("postgres image %q", pg.Image)
+		}
+		if v, _ := strconv.Atoi(m[1]); v < 16 {
+			t.Errorf("postgres image %q, want 16 or newer", pg.Image)
+		}
+		for _, want := range []string{"wal_level=logical", "max_slot_wal_keep_size="} {
+			if !strings.Contains(pg.command(), want) {
+				t.Errorf("postgres command %q lacks %s", pg.command(), want)
+			}
+		}
+		if pg.Healthcheck == nil {
+			t.Error("postgres has no health check")
+		}
+		migrate := svc("migrate")
+		if migrate.command() != "migrate" || migrate.DependsOn["postgres"].Condition != "service_healthy" {
+			t.Errorf("migrate: command %q, depends on %+v", migrate.command(), migrate.DependsOn)
+		}
+	})
+
+	t.Run("kafka: 3 KRaft brokers, topics with 3 partitions, RF 3, min.insync.replicas 2", func(t *testing.T) {
+		var brokers []composeService
+		for name, s := range cf.Services {
+			if strings.HasPrefix(name, "kafka-") && s.Environment["KAFKA_NODE_ID"] != "" {
+				brokers = append(brokers, s)
+			}
+		}
+		if len(brokers) != 3 {
+			t.Fatalf("%d brokers, want 3", len(brokers))
+		}
+		ids := map[string]bool{}
+		for _, b := range brokers {
+			env := b.Environment
+			ids[env["KAFKA_NODE_ID"]] = true
+			if env["KAFKA_PROCESS_ROLES"] != "broker,controller" || strings.Count(env["KAFKA_CONTROLLER_QUORUM_VOTERS"], "@") != 3 ||
+				env["CLUSTER_ID"] != brokers[0].Environment["CLUSTER_ID"] || env["CLUSTER_ID"] == "" {
+				t.Errorf("broker %s is not a KRaft member of one 3-voter cluster: %v", env["KAFKA_NODE_ID"], env)
+			}
+			if env["KAFKA_DEFAULT_REPLICATION_FACTOR"] != "3" || env["KAFKA_MIN_INSYNC_REPLICAS"] != "2" {
+				t.Errorf("broker %s defaults: RF %q, min ISR %q", env["KAFKA_NODE_ID"], env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"])
+			}
+			if b.Healthcheck == nil || b.Restart == "" {
+				t.Errorf("broker %s: no health check or restart policy", env["KAFKA_NODE_ID"])
+			}
+		}
+		if len(ids) != 3 {
+			t.Errorf("broker node ids %v are not distinct", ids)
+		}
+		initCmd := svc("kafka-init").command()
+		for _, want := range []string{"--partitions 3", "--replication-factor 3", "--config min.insync.replicas=2", "--if-not-exists"} {
+			if !strings.Contains(initCmd, want) {
+				t.Errorf("kafka-init lacks %q", want)
+			}
+		}
+		for _, topic := range []string{event.Topic(event.AggregatePayment), event.Topic(event.AggregateOrder)} {
+			if !strings.Contains(initCmd, topic) || !strings.Contains(initCmd, topic+".dlq") {
+				t.Errorf("kafka-init does not create %s and %s.dlq", topic, topic)
+			}
+		}
+	})
+
+	t.Run("debezium connect runs the shipped connector", func(t *testing.T) {
+		c := svc("connect")
+		env := c.Environment
+		for _, k := range []string{"CONNECT_CONFIG_STORAGE_REPLICATION_FACTOR", "CONNECT_OFFSET_STORAGE_REPLICATION_FACTOR", "CONNECT_STATUS_STORAGE_REPLICATION_FACTOR"} {
+			if env[k] != "3" {
+				t.Errorf("connect %s = %q, want 3", k, env[k])
+			}
+		}
+		if env["CONNECT_CONFIG_PROVIDERS"] != "env" || !strings.HasSuffix(env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"], "EnvVarConfigProvider") {
+			t.Errorf("connect does not resolve ${env:...} placeholders: %v", env)
+		}
+		if env["ENABLE_JMX_EXPORTER"] != "true" || !slices.Contains(c.containerPorts(), 9404) {
+			t.Errorf("connect does not export its JMX metrics on :9404")
+		}
+		// Every ${env:NAME} of the connector config is set in the worker's environment.
+		req, err := connect.OutboxConnector()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range req.Config {
+			for _, m := range regexp.MustCompile(`\$\{env:([A-Za-z0-9_]+)\}`).FindAllStringSubmatch(v, -1) {
+				if env[m[1]] == "" {
+					t.Errorf("connector config uses ${env:%s}; connect does not set it", m[1])
+				}
+			}
+		}
+		reg := svc("connector-register")
+		if reg.command() != "register-connector" || reg.Environment["CONNECT_URL"] != "http://connect:8083" ||
+			reg.Environment["CONNECTOR_CONFIG"] != "/etc/outboxpay/outbox-connector.json" {
+			t.Errorf("connector-register: command %q, env %v", reg.command(), reg.Environment)
+		}
+	})
+
+	t.Run("the project's services", func(t *testing.T) {
+		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock"} {
+			s := svc(name)
+			if s.command() != cmd || s.Build == nil {
+				t.Errorf("%s: command %q, build %v; want %q from the Dockerfile", name, s.command(), s.Build, cmd)
+			}
+			if s.Healthcheck == nil || !slices.Contains(s.Healthcheck.Test, "healthcheck") {
+				t.Errorf("%s: no `outboxpay healthcheck` health check", name)
+			}
+			if s.Restart != "unless-stopped" && s.Restart != "always" {
+				t.Errorf("%s: restart %q", name, s.Restart)
+			}
+			if !strings.Contains(s.Environment["DATABASE_URL"], "@postgres:5432/") {
+				t.Errorf("%s: DATABASE_URL %q", name, s.Environment["DATABASE_URL"])
+			}
+		}
+		for _, name := range []string{"kafka-ui", "prometheus", "grafana"} {
+			svc(name)
+		}
+	})
+
+	t.Run("secrets come from the environment, not the files", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The password the test passed in .env.example reaches the services...
+		if !strings.Contains(svc("api").Environment["DATABASE_URL"], ":change-me@") || svc("postgres").Environment["POSTGRES_PASSWORD"] != "change-me" {
+			t.Error("POSTGRES_PASSWORD does not come from the environment")
+		}
+		// ...and no file of the stack holds one.
+		if strings.Contains(string(raw), "change-me") {
+			t.Error("docker-compose.yml holds a password")
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if m := regexp.MustCompile(`(?i)^\s*\w*PASSWORD\w*:\s*(.+)$`).FindStringSubmatch(line); m != nil && !strings.HasPrefix(m[1], "${") {
+				t.Errorf("a literal password in docker-compose.yml: %s", strings.TrimSpace(line))
+			}
+		}
+	})
+
+	t.Run("prometheus scrapes services that serve metrics there", func(t *testing.T) {
+		for _, target := range scrapeTargets(t) {
+			host, port, err := net.SplitHostPort(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if host == "localhost" {
+				continue
+			}
+			s, ok := cf.Services[host]
+			n, _ := strconv.Atoi(port)
+			if !ok || !slices.Contains(s.containerPorts(), n) {
+				t.Errorf("prometheus scrapes %s: no service %q publishing port %s", target, host, port)
+			}
+		}
+	})
+
+	t.Run("the embedded-engine override replaces Debezium", func(t *testing.T) {
+		embedded := composeConfig(t, "docker-compose.yml", "docker-compose.embedded.yml")
+		c := embedded.Services["connect"]
+		if c.command() != "connect" || c.Build == nil || !strings.Contains(c.Environment["KAFKA_BOOTSTRAP_SERVERS"], "kafka-1") {
+			t.Errorf("embedded connect: command %q, build %v, env %v", c.command(), c.Build, c.Environment)
+		}
+	})
+}
+
+// readmeServices are the services README.md's "Production stack" table names.
+func readmeServices(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Production stack")
+	if !ok {
+		t.Fatal("README.md has no \"## Production stack\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var names []string
+	name := regexp.MustCompile("`([a-z0-9-]+)`")
+	sc := bufio.NewScanner(strings.NewReader(section))
+	for sc.Scan() {
+		cells := strings.Split(sc.Text(), "|")
+		if len(cells) < 3 || cells[0] != "" { // a table row: "| first cell | ..."
+			continue
+		}
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			names = append(names, m[1])
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("README's Production stack section has no service table")
+	}
+	return names
+}
+
+// scrapeTargets are the targets of dashboards/prometheus.yml.
+func scrapeTargets(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "dashboards", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	return targets
+}
+
+// promtool's own checks of the Prometheus config and its alert rules.
+func TestPrometheusConfig(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool is needed (apt-get install prometheus; .ci/run does): %v", err)
+	}
+	for _, args := range [][]string{{"check", "config", "prometheus.yml"}, {"check", "rules", "alerts.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = filepath.Join(repoRoot, "dashboards")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// The Dockerfile is multi-stage, builds with cgo on a Go at least as new as
+// go.mod asks, copies only what exists, and runs as a non-root user.
+func TestDockerfile(t *testing.T) {
+	lines := dockerfile(t, filepath.Join(repoRoot, "Dockerfile"))
+	var froms []string
+	args := map[string]string{}
+	var build, user string
+	for _, l := range lines {
+		instr, rest, _ := strings.Cut(l, " ")
+		switch strings.ToUpper(instr) {
+		case "ARG":
+			k, v, _ := strings.Cut(rest, "=")
+			args[k] = v
+		case "FROM":
+			froms = append(froms, rest)
+		case "RUN":
+			if strings.Contains(rest, "go build") {
+				build = rest
+			}
+		case "USER":
+			user = rest
+		case "COPY":
+			if strings.Contains(rest, "--from=") {
+				continue
+			}
+			fields := strings.Fields(rest)
+			for _, src := range fields[:len(fields)-1] {
+				if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
+					t.Errorf("COPY %s: %v", src, err)
+				}
+			}
+		}
+	}
+	if len(froms) < 2 || !strings.Contains(froms[0], "golang:${GO_VERSION}") || !strings.HasSuffix(froms[0], " AS build") {
+		t.Errorf("stages %q: want a golang build stage and a runtime stage", froms)
+	}
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
+	if want == nil || !versionAtLeast(args["GO_VERSION"], string(want[1])) {
+		t.Errorf("GO_VERSION %q is older than go.mod's go %s", args["GO_VERSION"], want[1])
+	}
+	if !strings.Contains(build, "CGO_ENABLED=1") || !strings.Contains(build, "./cmd/outboxpay") {
+		t.Errorf("build step %q: want CGO_ENABLED=1 go build ./cmd/outboxpay", build)
+	}
+	if user == "" || strings.HasPrefix(user, "root") || strings.HasPrefix(user, "0") {
+		t.Errorf("runtime user %q: want a non-root user", user)
+	}
+	for _, l := range lines {
+		if regexp.MustCompile(`(?i)^ENV\s+\S*(PASSWORD|SECRET)`).MatchString(l) {
+			t.Errorf("the image bakes in a secret: %s", l)
+		}
+	}
+
+	deb := dockerfile(t, filepath.Join(repoRoot, "connect", "debezium", "Dockerfile"))
+	if !slices.ContainsFunc(deb, func(l string) bool { return strings.HasPrefix(l, "FROM quay.io/debezium/connect:") }) ||
+		!slices.ContainsFunc(deb, func(l string) bool { return strings.Contains(l, "jmx_prometheus_javaagent") }) {
+		t.Errorf("connect/debezium/Dockerfile: want Debezium's image plus the JMX exporter agent")
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "connect", "debezium", "metrics.yaml")); err != nil {
+		t.Error(err)
+	}
+}
+
+// dockerfile returns a Dockerfile's instructions, continuation lines joined
+// and comments dropped.
+func dockerfile(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	var cur strings.Builder
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "#") || (l == "" && cur.Len() == 0) {
+			continue
+		}
+		if strings.HasSuffix(l, "\\") {
+			cur.WriteString(strings.TrimSuffix(l, "\\"))
+			continue
+		}
+		cur.WriteString(l)
+		lines = append(lines, strings.Join(strings.Fields(cur.String()), " "))
+		cur.Reset()
+	}
+	return lines
+}
+
+// versionAtLeast compares dotted numeric versions.
+func versionAtLeast(have, want string) bool {
+	h, w := strings.Split(have, "."), strings.Split(want, ".")
+	for i := range max(len(h), len(w)) {
+		var a, b int
+		if i < len(h) {
+			a, _ = strconv.Atoi(h[i])
+		}
+		if i < len(w) {
+			b, _ = strconv.Atoi(w[i])
+		}
+		if a != b {
+			return a > b
+		}
+	}
+	return true
+}
+
+// dashboard is a Grafana dashboard, as far as the checks read it.
+type dashboard struct {
+	UID           string  `json:"uid"`
+	Title         string  `json:"title"`
+	SchemaVersion int     `json:"schemaVersion"`
+	Panels        []panel `json:"panels"`
+}
+
+type panel struct {
+	ID         int         `json:"id"`
+	Type       string      `json:"type"`
+	Title      string      `json:"title"`
+	Datasource *datasource `json:"datasource"`
+	GridPos    struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
+	Targets []struct {
+		RefID      string      `json:"refId"`
+		Expr       string      `json:"expr"`
+		Datasource *datasource `json:"datasource"`
+	} `json:"targets"`
+}
+
+type datasource struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+// debeziumOnly reports a panel that shows Debezium's own metrics.
+func (p panel) debeziumOnly() bool { return strings.Contains(p.Title, "(Debezium only)") }
+
+// embeddedOnly reports a panel that shows the embedded engine's own metrics.
+func (p panel) embeddedOnly() bool { return strings.HasPrefix(p.Title, "Embedded engine:") }
+
+// dashboards reads every provisioned dashboard.
+func dashboards(t *testing.T) map[string]dashboard {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot, "dashboards", "grafana", "dashboards", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	out := map[string]dashboard{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d dashboard
+		dec := json.NewDecoder(bytes.NewReader(b))
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[filepath.Base(f)] = d
+	}
+	return out
+}
+
+// Every dashboard is a valid Grafana dashboard of the provisioned Prometheus
+// datasource, with stable uids, and the two the stack promises exist.
+func TestDashboardsAreValid(t *testing.T) {
+	var prov struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+		} `yaml:"datasources"`
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot, "dashboards", "grafana", "provisioning", "datasources", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &prov); err != nil || len(prov.Datasources) != 1 || prov.Datasources[0].UID == "" {
+		t.Fatalf("datasource provisioning: %v %+v", err, prov)
+	}
+	ds := datasource{Type: prov.Datasources[0].Type, UID: prov.Datasources[0].UID}
+
+	uids, titles := map[string]bool{}, map[string]bool{}
+	panelTypes := []string{"row", "timeseries", "stat", "gauge", "bargauge", "table", "text"}
+	for file, d := range dashboards(t) {
+		if d.UID == "" || len(d.UID) > 40 || uids[d.UID] || d.Title == "" || d.SchemaVersion < 30 {
+			t.Errorf("%s: uid %q, title %q, schemaVersion %d", file, d.UID, d.Title, d.SchemaVersion)
+		}
+		uids[d.UID], titles[d.Title] = true, true
+		ids := map[int]bool{}
+		for _, p := range d.Panels {
+			where := fmt.Sprintf("%s panel %d %q", file, p.ID, p.Title)
+			if p.ID <= 0 || ids[p.ID] || !slices.Contains(panelTypes, p.Type) || p.Title == "" {
+				t.Errorf("%s: bad id, type %q or title", where, p.Type)
+			}
+			ids[p.ID] = true
+			if g := p.GridPos; g.W < 1 || g.H < 1 || g.X < 0 || g.X+g.W > 24 {
+				t.Errorf("%s: gridPos %+v", where, g)
+			}
+			if p.Type == "row" {
+				continue
+			}
+			if p.Datasource == nil || *p.Datasource != ds || len(p.Targets) == 0 {
+				t.Errorf("%s: datasource %v, %d targets; want %v", where, p.Datasource, len(p.Targets), ds)
+			}
+			refs := map[string]bool{}
+			for _, tg := range p.Targets {
+				if tg.Expr == "" || tg.RefID == "" || refs[tg.RefID] || tg.Datasource == nil || *tg.Datasource != ds {
+					t.Errorf("%s: target %+v", where, tg)
+				}
+				refs[tg.RefID] = true
+			}
+		}
+	}
+	for _, want := range []string{"Outbox pipeline", "Consumer lag"} {
+		if !titles[want] {
+			t.Errorf("no dashboard %q", want)
+		}
+	}
+}
