@@ -129,10 +129,12 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // poll calls f every interval until it reports done, returns a
-// *permanentError, or ctx ends; then it returns f's last error, if any.
+// *permanentError, or ctx ends; then it returns the last error f reported
+// before ctx ended (the cause, not the deadline that interrupted a call).
 func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var last error
 	for {
 		done, err := f()
 		var perm *permanentError
@@ -141,11 +143,13 @@ func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) e
 			return nil
 		case errors.As(err, &perm):
 			return perm.err
+		case err != nil && (ctx.Err() == nil || last == nil):
+			last = err
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return err
+			if last != nil {
+				return last
 			}
 			return ctx.Err()
 		case <-tick.C:

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // Metrics are the consumer workers' Prometheus metrics, labelled by group.
@@ -25,6 +27,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}}, []string{"type"}),
 	}
 	reg.MustRegister(m.handled, m.retries, m.completion)
+	// Every type's series exists from the start, so rate() counts the first
+	// completions after a restart too.
+	for _, t := range event.Types() {
+		m.completion.WithLabelValues(t)
+	}
 	return m
 }
 

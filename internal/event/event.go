@@ -31,6 +31,11 @@ const (
 	TypePaymentRefunded  = "PaymentRefunded"
 )
 
+// Types returns every event type of the contract.
+func Types() []string {
+	return []string{TypePaymentCompleted, TypeOrderPaid, TypePaymentRefunded}
+}
+
 // Kafka header names carried by every record.
 const (
 	HeaderID        = "id"

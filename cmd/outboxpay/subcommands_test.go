@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/pgtest"
+)
+
+// run runs the outboxpay binary with args and env added to a clean
+// environment, and returns its exit code, stdout and stderr.
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("outboxpay %v did not exit within 2 minutes\n%s", args, stderr.String())
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// register-connector against the embedded engine's Kafka Connect API, as the
+// compose stack runs it against Debezium's.
+func TestRegisterConnector(t *testing.T) {
+	sys := sharedDev(t)
+	client := rest.NewClient(sys.Connect, &http.Client{Timeout: 10 * time.Second})
+	ctx := context.Background()
+	shipped, err := loadConnector("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConfig := func(change map[string]string) string {
+		req := shipped
+		req.Config = map[string]string{}
+		for k, v := range shipped.Config {
+			req.Config[k] = v
+		}
+		for k, v := range change {
+			req.Config[k] = v
+		}
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "connector.json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	env := func(extra ...string) []string {
+		return append([]string{"CONNECT_URL=" + sys.Connect, "CONNECTOR_WAIT=1m"}, extra...)
+	}
+	config := func() map[string]string {
+		t.Helper()
+		c, err := client.ConnectorConfig(ctx, shipped.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	t.Run("unchanged config is left alone", func(t *testing.T) {
+		code, stdout, stderr := run(t, env(), "register-connector")
+		if code != 0 || !strings.Contains(stdout, "RUNNING") || !strings.Contains(stderr, "connector config unchanged") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+	})
+	t.Run("a changed config is put, then RUNNING", func(t *testing.T) {
+		code, stdout, stderr := run(t, env("CONNECTOR_CONFIG="+writeConfig(map[string]string{"heartbeat.interval.ms": "5000"})), "register-connector")
+		if code != 0 || !strings.Contains(stderr, "connector config put") {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		if got := config()["heartbeat.interval.ms"]; got != "5000" {
+			t.Errorf("heartbeat.interval.ms = %q after the put", got)
+		}
+		// Back to the shipped config, for the other tests of the shared system.
+		if code, _, stderr := run(t, env(), "register-connector"); code != 0 {
+			t.Fatalf("re-register the shipped config: exit %d\n%s", code, stderr)
+		}
+	})
+	t.Run("an invalid config is refused and changes nothing", func(t *testing.T) {
+		before := config()
+		code, _, stderr := run(t, env("CONNECTOR_CONFIG="+writeConfig(map[string]string{"snapshot.mode": "sometimes"})), "register-connector")
+		if code != 1 || !strings.Contains(stderr, "snapshot.mode") {
+			t.Fatalf("exit %d, want 1 with an error naming snapshot.mode\n%s", code, stderr)
+		}
+		if after := config(); after["snapshot.mode"] != before["snapshot.mode"] {
+			t.Errorf("snapshot.mode changed from %q to %q", before["snapshot.mode"], after["snapshot.mode"])
+		}
+	})
+	t.Run("unreachable Kafka Connect fails after CONNECTOR_WAIT", func(t *testing.T) {
+		code, _, stderr := run(t, []string{"CONNECT_URL=http://" + freeAddr(t), "CONNECTOR_WAIT=2s"}, "register-connector")
+		if code != 1 || !strings.Contains(stderr, "connection refused") {
+			t.Fatalf("exit %d, want 1 with the connection error\n%s", code, stderr)
+		}
+	})
+}
+
+func TestHealthcheck(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	for _, tc := range []struct {
+		url  string
+		code int
+	}{
+		{ok.URL, 0},
+		{down.URL, 1},
+		{"http://" + freeAddr(t), 1},
+		{"::not a url", 1},
+	} {
+		if code, _, stderr := run(t, nil, "healthcheck", tc.url); code != tc.code {
+			t.Errorf("healthcheck %s: exit %d, want %d\n%s", tc.url, code, tc.code, stderr)
+		}
+	}
+}
+
+// seed fills an empty database once and leaves one with data alone.
+func TestSeed(t *testing.T) {
+	db, url := pgtest.NewDB(t)
+	for i, want := range []string{"demo data seeded", "nothing seeded"} {
+		code, _, stderr := run(t, []string{"DATABASE_URL=" + url}, "seed")
+		if code != 0 || !strings.Contains(stderr, want) {
+			t.Fatalf("run %d: exit %d, want 0 and %q\n%s", i+1, code, want, stderr)
+		}
+	}
+	var users, products int
+	if err := db.QueryRow(`SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)`).Scan(&users, &products); err != nil {
+		t.Fatal(err)
+	}
+	if users != 3 || products != 3 {
+		t.Errorf("%d users, %d products after seeding twice; want 3 and 3", users, products)
+	}
+}
