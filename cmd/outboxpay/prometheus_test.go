@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/outboxpay/outboxpay/internal/eventually"
 )
 
@@ -140,10 +138,6 @@ func promQuery(base, expr string) (int, error) {
 // alertMetrics are the metric names the alert rules use.
 func alertMetrics(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "dashboards", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rules struct {
 		Groups []struct {
 			Rules []struct {
@@ -151,9 +145,7 @@ func alertMetrics(t *testing.T) []string {
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
-	if err := yaml.Unmarshal(b, &rules); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, filepath.Join(repoRoot, "dashboards", "alerts.yml"), &rules)
 	var names []string
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {

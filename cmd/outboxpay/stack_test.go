@@ -338,10 +338,6 @@ func readmeServices(t *testing.T) []string {
 // scrapeTargets are the targets of dashboards/prometheus.yml.
 func scrapeTargets(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "dashboards", "prometheus.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cfg struct {
 		ScrapeConfigs []struct {
 			StaticConfigs []struct {
@@ -349,9 +345,7 @@ func scrapeTargets(t *testing.T) []string {
 			} `yaml:"static_configs"`
 		} `yaml:"scrape_configs"`
 	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, filepath.Join(repoRoot, "dashboards", "prometheus.yml"), &cfg)
 	var targets []string
 	for _, sc := range cfg.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {
@@ -359,6 +353,18 @@ func scrapeTargets(t *testing.T) []string {
 		}
 	}
 	return targets
+}
+
+// readYAML decodes the YAML file at path into v.
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 // promtool's own checks of the Prometheus config and its alert rules.
