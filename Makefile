@@ -3,6 +3,7 @@
 #   make run    the whole system on this machine (private Postgres, API)
 #   make test   every test, with the race detector
 #   make lint   gofmt, go vet, staticcheck
+#   make chaos  kill and restart every part under load, then check the invariants (~12 min)
 #   make up     the production-shaped stack in Docker (Debezium; ENGINE=embedded for the
 #               embedded engine); make down, make logs, make connector-status
 
@@ -19,7 +20,7 @@ ENGINE         ?= debezium
 COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
 CONNECT_PORT   ?= 8083
 
-.PHONY: run build test lint migrate bench-cdc clean up down logs connector-status
+.PHONY: run build test lint migrate bench-cdc chaos clean up down logs connector-status
 
 run: build
 	./$(BIN) dev
@@ -77,6 +78,13 @@ logs:
 
 connector-status:
 	@curl -fsS http://localhost:$(CONNECT_PORT)/connectors/outbox/status; echo
+
+# The whole system as separate processes under load, every part killed and restarted on a
+# seeded schedule, then the invariants checked; prints a report, fails if one broke.
+# Settings: CHAOS_DURATION (10m), CHAOS_SEED (1), CHAOS_RATE (5/s), CHAOS_FAULTS
+# (kind=count,...), ... (cmd/chaos). About 12 minutes with the defaults.
+chaos:
+	$(GO) run ./cmd/chaos
 
 clean:
 	rm -rf bin

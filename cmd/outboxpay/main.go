@@ -32,6 +32,7 @@ commands:
   consumers      run the consumer groups (stock, data-platform, outbox-tracker)
   reconcile      run the reconciler and the lag exporter
   platform-mock  serve the mock external data platform
+  kafka          run the embedded Kafka (KAFKA_PORTS, state in DATA_DIR/kafka) as its own process
   replay         re-drive dead-lettered records to their topics, once
   migrate        apply the database migrations
   seed           fill an empty database with demo users and products
@@ -84,6 +85,8 @@ func main() {
 		run = func(ctx context.Context, cfg config) error { return runReplay(ctx, cfg, logger) }
 	case "migrate":
 		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
+	case "kafka":
+		run = func(ctx context.Context, cfg config) error { return runKafka(ctx, cfg, logger) }
 	case "seed":
 		run = func(ctx context.Context, cfg config) error { return runSeed(ctx, cfg, logger) }
 	case "register-connector":

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+
+	"github.com/outboxpay/outboxpay/internal/kafkacluster"
+)
+
+// runKafka runs the embedded Kafka cluster as its own process: one broker
+// per port of KAFKA_PORTS on 127.0.0.1, its state in DATA_DIR/kafka, so the
+// process can be killed and started again and keep its topics, records and
+// committed offsets. It stops the cluster (saving its state) on SIGINT or
+// SIGTERM.
+func runKafka(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
+	if slices.Contains(cfg.KafkaPorts, 0) {
+		return errors.New("KAFKA_PORTS: the kafka command needs fixed ports, so clients find it again after a restart")
+	}
+	dir := filepath.Join(cfg.DataDir, "kafka")
+	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{
+		Brokers: len(cfg.KafkaPorts),
+		Ports:   cfg.KafkaPorts,
+		DataDir: dir,
+		Logger:  logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if closeErr := kc.Close(); closeErr != nil {
+			err = errors.Join(err, closeErr)
+		}
+	}()
+	logger.Info("embedded kafka running", "bootstrap", kc.Bootstrap(), "data_dir", dir)
+	fmt.Printf("kafka %s\n", kc.Bootstrap())
+	<-ctx.Done()
+	return nil
+}

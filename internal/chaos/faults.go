@@ -1,0 +1,185 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is a kind of fault.
+type Kind string
+
+// The faults a run injects.
+const (
+	KillConnect      Kind = "kill-connect"
+	KillStock        Kind = "kill-consumer-stock"
+	KillDataPlatform Kind = "kill-consumer-data-platform"
+	KillTracker      Kind = "kill-consumer-outbox-tracker"
+	KillReconciler   Kind = "kill-reconciler"
+	KillAPI          Kind = "kill-api"
+	RestartPostgres  Kind = "restart-postgres"
+	RestartKafka     Kind = "restart-kafka"
+	Platform5xx      Kind = "platform-5xx"
+	PlatformTimeouts Kind = "platform-timeouts"
+	PlatformSlow     Kind = "platform-slow"
+	PauseConnector   Kind = "pause-connector"
+)
+
+// Kinds lists every kind, in report order.
+var Kinds = []Kind{KillConnect, KillStock, KillDataPlatform, KillTracker, KillReconciler, KillAPI,
+	RestartPostgres, RestartKafka, Platform5xx, PlatformTimeouts, PlatformSlow, PauseConnector}
+
+// killed maps the kill faults to the process they kill.
+var killed = map[Kind]string{
+	KillConnect: procConnect, KillStock: procStock, KillDataPlatform: procDataPlat,
+	KillTracker: procTracker, KillReconciler: procReconciler, KillAPI: procAPI,
+}
+
+// ParseSchedule reads "kind=count,kind=count"; kinds not named get 0.
+func ParseSchedule(s string) (map[Kind]int, error) {
+	out := map[Kind]int{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 0 || n > 100 {
+			return nil, fmt.Errorf("fault schedule %q: want kind=count with count 0..100", part)
+		}
+		if !slices.Contains(Kinds, Kind(k)) {
+			return nil, fmt.Errorf("fault schedule: unknown fault kind %q (kinds: %v)", k, Kinds)
+		}
+		out[Kind(k)] = n
+	}
+	return out, nil
+}
+
+// fault is one scheduled fault.
+type fault struct {
+	at   time.Duration // from the start of the load
+	kind Kind
+}
+
+// schedule spreads the faults over the middle of the run, in a seeded order.
+func schedule(counts map[Kind]int, duration time.Duration, rng *rand.Rand) []fault {
+	var fs []fault
+	for _, k := range Kinds {
+		for range counts[k] {
+			at := duration/10 + time.Duration(rng.Int64N(int64(duration*7/10)))
+			fs = append(fs, fault{at: at, kind: k})
+		}
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].at < fs[j].at })
+	return fs
+}
+
+// injector carries out faults on a system.
+type injector struct {
+	s       *system
+	rng     *rand.Rand
+	pause   time.Duration // how long the connector stays paused
+	degrade time.Duration // how long the platform stays degraded
+	done    map[Kind]int
+	lastEnd time.Time
+}
+
+// run injects the faults at their times (after the previous one is over)
+// until they are all done or ctx ends.
+func (in *injector) run(ctx context.Context, start time.Time, faults []fault) {
+	for _, f := range faults {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(f.at))):
+		}
+		begin := time.Now()
+		if err := in.inject(ctx, f.kind); err != nil {
+			in.s.logger.Warn("fault", "kind", f.kind, "err", err)
+			continue
+		}
+		in.done[f.kind]++
+		in.lastEnd = time.Now()
+		in.s.logger.Info("fault injected", "kind", f.kind, "took", time.Since(begin).Round(time.Millisecond))
+	}
+}
+
+func (in *injector) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (in *injector) inject(ctx context.Context, kind Kind) error {
+	s := in.s
+	switch kind {
+	case KillConnect, KillStock, KillDataPlatform, KillTracker, KillReconciler, KillAPI:
+		p := s.procs[killed[kind]]
+		if err := p.kill(); err != nil {
+			return err
+		}
+		in.sleep(ctx, time.Duration(500+in.rng.IntN(3500))*time.Millisecond)
+		return p.start()
+	case RestartKafka:
+		p := s.procs[procKafka]
+		if err := p.kill(); err != nil {
+			return err
+		}
+		in.sleep(ctx, time.Duration(1000+in.rng.IntN(4000))*time.Millisecond)
+		return p.start()
+	case RestartPostgres:
+		// pg_ctl stop -m fast: sessions are cut, then a clean start.
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return s.pg.Restart(rctx)
+	case Platform5xx:
+		return in.degradePlatform(ctx, map[string]any{"failureRate": 0.4})
+	case PlatformTimeouts:
+		return in.degradePlatform(ctx, map[string]any{"timeoutRate": 0.2})
+	case PlatformSlow:
+		return in.degradePlatform(ctx, map[string]any{"latencyMs": 300})
+	case PauseConnector:
+		c := s.connectClient()
+		if err := c.PauseConnector(ctx, "outbox"); err != nil {
+			return fmt.Errorf("pause connector: %w", err)
+		}
+		in.sleep(ctx, in.pause)
+		// The connector may have been restarted meanwhile (a killed engine
+		// comes back PAUSED, its target state persisted): resume it anyway.
+		return poll(context.WithoutCancel(ctx), time.Minute, "resume connector", func() (bool, error) {
+			err := c.ResumeConnector(context.WithoutCancel(ctx), "outbox")
+			return err == nil, err
+		})
+	}
+	return fmt.Errorf("unknown fault %q", kind)
+}
+
+// degradePlatform sets the mock's faults for in.degrade, then clears them.
+func (in *injector) degradePlatform(ctx context.Context, faults map[string]any) error {
+	if err := in.setPlatformFaults(ctx, faults); err != nil {
+		return err
+	}
+	in.sleep(ctx, in.degrade)
+	return in.setPlatformFaults(context.WithoutCancel(ctx), map[string]any{})
+}
+
+func (in *injector) setPlatformFaults(ctx context.Context, faults map[string]any) error {
+	body := map[string]any{"failureRate": 0.0, "latencyMs": 0, "timeoutRate": 0.0}
+	for k, v := range faults {
+		body[k] = v
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	status, resp, err := call(ctx, client, "PUT", in.s.platform+"/faults", body, nil)
+	if err != nil || status != http.StatusOK {
+		return fmt.Errorf("set platform faults %v: %d %s %v", body, status, resp, err)
+	}
+	return nil
+}

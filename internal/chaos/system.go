@@ -1,0 +1,334 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/pgcluster"
+)
+
+// Names of the system's processes.
+const (
+	procKafka      = "kafka"
+	procConnect    = "connect"
+	procAPI        = "api"
+	procReconciler = "reconciler"
+	procPlatform   = "platform-mock"
+	procStock      = "consumer-stock"
+	procDataPlat   = "consumer-data-platform"
+	procTracker    = "consumer-outbox-tracker"
+)
+
+// system is the whole product as separate OS processes of one binary, plus
+// a private Postgres: what the run drives and breaks.
+type system struct {
+	cfg       Config
+	logger    *slog.Logger
+	pg        *pgcluster.Cluster
+	dbURL     string
+	db        *sql.DB
+	bootstrap string
+	apiURL    string
+	connect   string
+	platform  string
+	procs     map[string]*proc
+	order     []string // start order
+	wg        sync.WaitGroup
+}
+
+const database = "outboxpay"
+
+// startSystem starts Postgres, migrates it, then every process, registers
+// the connector and waits until it streams.
+func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *system, err error) {
+	s = &system{cfg: cfg, logger: logger, procs: map[string]*proc{}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	// The postgres user runs the server when the run is root: it must be
+	// able to enter the folder.
+	for d := cfg.Dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil && !errors.Is(err, os.ErrPermission) {
+			return nil, err
+		}
+		if d == os.TempDir() {
+			break
+		}
+	}
+	s.pg, err = pgcluster.Start(ctx, pgcluster.Options{DataDir: filepath.Join(cfg.Dir, "postgres"), Durable: true, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pg.CreateDatabase(ctx, database, ""); err != nil {
+		return nil, err
+	}
+	s.dbURL = s.pg.URL(database)
+	s.db, err = sql.Open("postgres", s.dbURL)
+	if err != nil {
+		return nil, err
+	}
+
+	ports, err := freePorts(8)
+	if err != nil {
+		return nil, err
+	}
+	kafkaPorts := ports[:3]
+	api, connectPort, platform := ports[3], ports[4], ports[5]
+	s.bootstrap = fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", kafkaPorts[0], kafkaPorts[1], kafkaPorts[2])
+	s.apiURL = fmt.Sprintf("http://127.0.0.1:%d", api)
+	s.connect = fmt.Sprintf("http://127.0.0.1:%d", connectPort)
+	s.platform = fmt.Sprintf("http://127.0.0.1:%d", platform)
+
+	base := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"DATABASE_URL=" + s.dbURL,
+		"KAFKA_BOOTSTRAP_SERVERS=" + s.bootstrap,
+		"CONNECT_URL=" + s.connect,
+		"PLATFORM_URL=" + s.platform,
+		"PLATFORM_TIMEOUT=2s",
+		"PLATFORM_MAX_TRIES=30",
+		"SHUTDOWN_TIMEOUT=5s",
+		"DB_CONNECT_TIMEOUT=10m",
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+		"DATA_DIR=" + cfg.Dir,
+		// What ${env:...} in the connector config resolves to.
+		"OUTBOX_DB_HOST=127.0.0.1",
+		"OUTBOX_DB_PORT=" + strconv.Itoa(s.pg.Port()),
+		"OUTBOX_DB_USER=postgres",
+		"OUTBOX_DB_PASSWORD=",
+		"OUTBOX_DB_NAME=" + database,
+	}
+	with := func(extra ...string) []string { return append(append([]string{}, base...), extra...) }
+	metrics, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	add := func(name string, env []string, args ...string) {
+		s.procs[name] = newProc(name, cfg.Binary, args, env, filepath.Join(cfg.Dir, "logs", name+".log"), logger)
+		s.order = append(s.order, name)
+	}
+	add(procKafka, with("KAFKA_PORTS="+joinInts(kafkaPorts)), "kafka")
+	add(procPlatform, with(fmt.Sprintf("PLATFORM_MOCK_ADDR=127.0.0.1:%d", platform)), "platform-mock")
+	add(procConnect, with(fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort)), "connect")
+	add(procStock, with("CONSUMER_GROUPS=stock", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0])), "consumers")
+	add(procDataPlat, with("CONSUMER_GROUPS=data-platform", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1])), "consumers")
+	add(procTracker, with("CONSUMER_GROUPS=outbox-tracker", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2])), "consumers")
+	add(procReconciler, with(fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
+		"RECONCILE_INTERVAL=2s",
+		"RECONCILE_STUCK_AFTER="+cfg.StuckAfter.String(),
+		"RECONCILE_REPUBLISH_AFTER="+(2*cfg.StuckAfter).String(),
+		"RECONCILE_PUBLISHED_STUCK_AFTER="+(3*cfg.StuckAfter).String(),
+		"RECONCILE_MAX_ATTEMPTS=1000"), "reconcile")
+	add(procAPI, with(fmt.Sprintf("API_ADDR=127.0.0.1:%d", api)), "api")
+
+	if err := s.runOnce(ctx, "migrate", with(), "migrate"); err != nil {
+		return nil, err
+	}
+	for _, name := range s.order {
+		if err := s.procs[name].start(); err != nil {
+			return nil, err
+		}
+		if name == procConnect {
+			// The connector holds its slot before anything writes to the outbox.
+			if err := s.runOnce(ctx, "register-connector", with("CONNECTOR_WAIT=2m"), "register-connector"); err != nil {
+				return nil, err
+			}
+			if err := s.waitSlot(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, p := range s.procs {
+		s.wg.Add(1)
+		go s.superviseRestarts(ctx, p)
+	}
+	if err := s.waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
+		return nil, err
+	}
+	if err := s.waitHTTP(ctx, s.platform+"/healthz"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// superviseRestarts starts p again a second after it exited by itself,
+// until ctx ends.
+func (s *system) superviseRestarts(ctx context.Context, p *proc) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.restarts:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		if err := p.start(); err != nil {
+			s.logger.Warn("restart", "proc", p.name, "err", err)
+		}
+	}
+}
+
+// runOnce runs a one-shot subcommand to its end.
+func (s *system) runOnce(ctx context.Context, name string, env []string, args ...string) error {
+	p := newProc(name, s.cfg.Binary, args, env, filepath.Join(s.cfg.Dir, "logs", name+".log"), s.logger)
+	p.deliberate = true
+	if err := p.start(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.deliberate, p.closed = true, true
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return ctx.Err()
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("outboxpay %s exited with %d (log: %s)", strings.Join(args, " "), code, p.logPath)
+	}
+	return nil
+}
+
+// waitSlot waits until the connector streams from its slot.
+func (s *system) waitSlot(ctx context.Context) error {
+	return poll(ctx, 2*time.Minute, "connector streaming from outbox_slot", func() (bool, error) {
+		var ok bool
+		err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots
+			WHERE slot_name = 'outbox_slot' AND active AND confirmed_flush_lsn IS NOT NULL)`).Scan(&ok)
+		return ok, err
+	})
+}
+
+func (s *system) waitHTTP(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return poll(ctx, 2*time.Minute, url, func() (bool, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("%s", resp.Status)
+	})
+}
+
+// connectClient is a Kafka Connect REST client for the engine.
+func (s *system) connectClient() *rest.Client {
+	return rest.NewClient(s.connect, &http.Client{Timeout: 10 * time.Second})
+}
+
+// ensureRunning starts every process that is not running.
+func (s *system) ensureRunning() error {
+	var errs []error
+	for _, name := range s.order {
+		errs = append(errs, s.procs[name].start())
+	}
+	return errors.Join(errs...)
+}
+
+// crashes are the exits of each process that the run did not cause.
+func (s *system) crashes() map[string]int {
+	out := map[string]int{}
+	for name, p := range s.procs {
+		if n := p.crashCount(); n > 0 {
+			out[name] = n
+		}
+	}
+	return out
+}
+
+// close stops every process (API first, Kafka last), then Postgres.
+func (s *system) close() {
+	for i := len(s.order) - 1; i >= 0; i-- {
+		if err := s.procs[s.order[i]].close(15 * time.Second); err != nil {
+			s.logger.Warn("stop", "proc", s.order[i], "err", err)
+		}
+	}
+	s.wg.Wait()
+	if s.db != nil {
+		s.db.Close()
+	}
+	if s.pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.pg.Stop(ctx); err != nil {
+			s.logger.Warn("stop postgres", "err", err)
+		}
+	}
+}
+
+// freePorts returns n loopback ports nothing listens on now.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func joinInts(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+// poll calls f every 250 ms until it reports true, ctx ends or timeout
+// passes; the error then names what was awaited and f's last error.
+func poll(ctx context.Context, timeout time.Duration, what string, f func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		ok, err := f()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: not within %v (last error: %v)", what, timeout, last)
+		case <-tick.C:
+		}
+	}
+}
