@@ -20,12 +20,12 @@ import (
 type checks struct {
 	violations []string
 
-	events, kafkaRecords                      int
-	engineDuplicates, reconcilerDuplicates    int
+	events, kafkaRecords                       int
+	engineDuplicates, reconcilerDuplicates     int
 	platformFirst, platformDuplicatesDelivered int
-	duplicatesApplied                         int
-	paidOrders, cancelledOrders, refunds      int
-	maxCommitToComplete                       time.Duration
+	duplicatesApplied                          int
+	paidOrders, cancelledOrders, refunds       int
+	maxCommitToComplete                        time.Duration
 }
 
 func (c *checks) fail(format string, args ...any) {
