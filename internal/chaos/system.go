@@ -45,6 +45,7 @@ type system struct {
 	platform  string
 	procs     map[string]*proc
 	order     []string // start order
+	stopping  chan struct{} // closed by close: the supervisors stop
 	wg        sync.WaitGroup
 }
 
@@ -53,7 +54,7 @@ const database = "outboxpay"
 // startSystem starts Postgres, migrates it, then every process, registers
 // the connector and waits until it streams.
 func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *system, err error) {
-	s = &system{cfg: cfg, logger: logger, procs: map[string]*proc{}}
+	s = &system{cfg: cfg, logger: logger, procs: map[string]*proc{}, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -158,7 +159,7 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 	}
 	for _, p := range s.procs {
 		s.wg.Add(1)
-		go s.superviseRestarts(ctx, p)
+		go s.superviseRestarts(p)
 	}
 	if err := s.waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
 		return nil, err
@@ -170,17 +171,17 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 }
 
 // superviseRestarts starts p again a second after it exited by itself,
-// until ctx ends.
-func (s *system) superviseRestarts(ctx context.Context, p *proc) {
+// until the system closes.
+func (s *system) superviseRestarts(p *proc) {
 	defer s.wg.Done()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-s.stopping:
 			return
 		case <-p.restarts:
 		}
 		select {
-		case <-ctx.Done():
+		case <-s.stopping:
 			return
 		case <-time.After(time.Second):
 		}
@@ -263,6 +264,7 @@ func (s *system) crashes() map[string]int {
 
 // close stops every process (API first, Kafka last), then Postgres.
 func (s *system) close() {
+	close(s.stopping)
 	for i := len(s.order) - 1; i >= 0; i-- {
 		if err := s.procs[s.order[i]].close(15 * time.Second); err != nil {
 			s.logger.Warn("stop", "proc", s.order[i], "err", err)
