@@ -91,6 +91,18 @@ type permanentError struct{ err error }
 func (e permanentError) Error() string   { return e.err.Error() }
 func (e permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
 
+// RetryWhileRecent is for an error about state that the record's own
+// transaction wrote and that the handler cannot see (yet): it returns err,
+// which is retried, while the record is younger than window, and a
+// Permanent error after, so a record whose state never shows up goes to the
+// DLQ instead of holding its partition forever.
+func RetryWhileRecent(rec Record, err error, window time.Duration, now time.Time) error {
+	if !rec.Timestamp.IsZero() && now.Sub(rec.Timestamp) < window {
+		return err
+	}
+	return Permanent(fmt.Errorf("still failing %v after the record's commit: %w", now.Sub(rec.Timestamp).Round(time.Second), err))
+}
+
 // Permanent wraps err so that the record goes to the DLQ with err as reason.
 func Permanent(err error) error {
 	if err == nil {

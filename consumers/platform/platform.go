@@ -90,7 +90,13 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	if err := h.deliver(ctx, id, typ, rec.Value); err != nil {
 		return err
 	}
-	return h.record(ctx, id, typ)
+	err = h.record(ctx, id, typ)
+	if errors.Is(err, outbox.ErrNotFound) {
+		// Delivered, but its row is not visible yet: deliver again (the
+		// platform de-duplicates) and record then.
+		return consume.RetryWhileRecent(rec, err, outbox.VisibilityWindow, time.Now())
+	}
+	return err
 }
 
 // checkPayment checks that a payment event has its required fields.

@@ -5,11 +5,14 @@ package stock
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -42,6 +45,9 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 		return consume.Permanent(err)
 	}
 	f, err := h.shop.FulfilPaidOrder(ctx, id, event.GroupStock, e)
+	if errors.Is(err, outbox.ErrNotFound) {
+		return consume.RetryWhileRecent(rec, err, outbox.VisibilityWindow, time.Now())
+	}
 	if err != nil {
 		return err
 	}

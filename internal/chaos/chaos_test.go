@@ -3,12 +3,14 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -129,4 +131,79 @@ func dumpLogs(t *testing.T, dir string) {
 		}
 		t.Logf("--- %s (tail)\n%s", filepath.Base(f), b)
 	}
+}
+
+// An interrupted run stops every process it started, Postgres included.
+func TestInterruptedRunStopsEverything(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin", "outboxpay")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/outboxpay").CombinedOutput(); err != nil {
+		t.Fatalf("build outboxpay: %v\n%s", err, out)
+	}
+	runDir := filepath.Join(dir, "run")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		report *Report
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := Run(ctx, Config{Binary: bin, Dir: runDir, Duration: 10 * time.Minute, Seed: 1, Rate: 2,
+			Faults: DefaultFaults(), StuckAfter: 10 * time.Second, Pause: 45 * time.Second, Degrade: 20 * time.Second,
+			ConvergeTimeout: time.Minute})
+		done <- result{r, err}
+	}()
+	// Interrupt once the load runs: the API has taken payments.
+	pidFile := filepath.Join(runDir, "postgres", "postmaster.pid")
+	deadline := time.Now().Add(2 * time.Minute)
+	for !processRuns(bin) || !fileHas(filepath.Join(runDir, "logs", "api.log"), `"status":201`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not get to its load within 2 minutes")
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("run ended before the interrupt: %v", r.err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	pg, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case r := <-done:
+		if r.err == nil || !strings.Contains(r.err.Error(), "interrupted") {
+			t.Errorf("interrupted run: %v, want an interrupted error", r.err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the run did not stop within 2 minutes of the interrupt")
+	}
+	if processRuns(bin) {
+		t.Error("an outboxpay process still runs after the run returned")
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(pg), &pid); err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("postgres (pid %d) still runs after the run returned", pid)
+	}
+}
+
+// processRuns reports whether a process runs the executable at path.
+func processRuns(path string) bool {
+	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range exes {
+		if target, err := os.Readlink(exe); err == nil && target == path {
+			return true
+		}
+	}
+	return false
+}
+
+func fileHas(path, s string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && bytes.Contains(b, []byte(s))
 }

@@ -148,8 +148,13 @@ func (in *injector) inject(ctx context.Context, kind Kind) error {
 		return in.degradePlatform(ctx, map[string]any{"latencyMs": 300})
 	case PauseConnector:
 		c := s.connectClient()
-		if err := c.PauseConnector(ctx, "outbox"); err != nil {
-			return fmt.Errorf("pause connector: %w", err)
+		// The engine may be coming back from a kill: wait for its REST API.
+		err := poll(ctx, time.Minute, "pause connector", func() (bool, error) {
+			err := c.PauseConnector(ctx, "outbox")
+			return err == nil, err
+		})
+		if err != nil {
+			return err
 		}
 		in.sleep(ctx, in.pause)
 		// The connector may have been restarted meanwhile (a killed engine

@@ -19,16 +19,30 @@ type Execer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// ErrNotFound: the event's outbox row is not there, or not visible yet. A
+// CDC engine can publish a transaction as soon as its commit is in the WAL,
+// a moment before the commit is visible to other sessions, so a consumer
+// fast enough can look for the row before it can see it.
+var ErrNotFound = errors.New("outbox row not found")
+
+// VisibilityWindow is how long after an event's commit a consumer keeps
+// retrying an event whose row it cannot see (ErrNotFound): far longer than
+// the commit's visibility lag, short enough that a record with no row at
+// all soon goes to the DLQ.
+const VisibilityWindow = time.Minute
+
 // Completion is what MarkHandled did to an outbox row.
 type Completion struct {
-	Found     bool          // the row exists (it may have been deleted by retention)
 	Completed bool          // this call made it COMPLETE
 	Latency   time.Duration // commit to COMPLETE, when Completed
 }
 
 // MarkHandled records that a consumer group has handled an event, in the
 // transaction of the group's effects, and makes the row COMPLETE when every
-// group that handles its type (event.Handlers) has.
+// group that handles its type (event.Handlers) has. It returns ErrNotFound
+// when the row is not visible: the caller must roll back its effects (and
+// its inbox claim) and try again later, or the event would count as handled
+// while its row never completes.
 func MarkHandled(ctx context.Context, q Execer, eventID uuid.UUID, eventType, group string) (Completion, error) {
 	required := event.Handlers(eventType)
 	var status string
@@ -46,12 +60,12 @@ func MarkHandled(ctx context.Context, q Execer, eventID uuid.UUID, eventType, gr
 		RETURNING o.status, o.created_at, o.completed_at, old.status = 'COMPLETE'`,
 		eventID, group, pq.Array(required)).Scan(&status, &createdAt, &completedAt, &wasComplete)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Completion{}, nil
+		return Completion{}, fmt.Errorf("mark event %s handled by %s: %w", eventID, group, ErrNotFound)
 	}
 	if err != nil {
 		return Completion{}, fmt.Errorf("mark event %s handled by %s: %w", eventID, group, err)
 	}
-	c := Completion{Found: true, Completed: status == string(StatusComplete) && !wasComplete}
+	c := Completion{Completed: status == string(StatusComplete) && !wasComplete}
 	if c.Completed && completedAt.Valid {
 		c.Latency = completedAt.Time.Sub(createdAt)
 	}
