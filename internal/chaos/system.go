@@ -44,7 +44,7 @@ type system struct {
 	connect   string
 	platform  string
 	procs     map[string]*proc
-	order     []string // start order
+	order     []string      // start order
 	stopping  chan struct{} // closed by close: the supervisors stop
 	wg        sync.WaitGroup
 }
