@@ -28,7 +28,7 @@ type seedData struct {
 // through the API (before any fault, so every charge's outcome is known).
 func seed(ctx context.Context, db *sql.DB, api string, rng *rand.Rand) (seedData, error) {
 	sd := seedData{initialStock: map[int64]int64{}}
-	stocks := []int64{5, 10, 20, 40, 3000, 5000}
+	stocks := []int64{5, 10, 20, 40, 150, 300, 3000, 5000}
 	for p := range 10 {
 		var product int64
 		if err := db.QueryRowContext(ctx, `INSERT INTO products (name) VALUES ($1) RETURNING id`,
@@ -164,7 +164,7 @@ func (l *load) raceForLastUnits(ctx context.Context) {
 	var detail, stock int64
 	for _, p := range products {
 		for _, d := range p.Details {
-			if d.Stock > 0 && d.Stock <= 200 && (stock == 0 || d.Stock < stock) {
+			if d.Stock > 0 && d.Stock <= 400 && (stock == 0 || d.Stock < stock) {
 				detail, stock = d.ID, d.Stock
 			}
 		}
