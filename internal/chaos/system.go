@@ -194,12 +194,11 @@ func (s *system) superviseRestarts(p *proc) {
 // runOnce runs a one-shot subcommand to its end.
 func (s *system) runOnce(ctx context.Context, name string, env []string, args ...string) error {
 	p := newProc(name, s.cfg.Binary, args, env, filepath.Join(s.cfg.Dir, "logs", name+".log"), s.logger)
-	p.deliberate = true
 	if err := p.start(); err != nil {
 		return err
 	}
 	p.mu.Lock()
-	p.deliberate, p.closed = true, true
+	p.closed = true // it ends by itself: no crash, no restart
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
 	select {
