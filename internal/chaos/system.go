@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -193,23 +194,16 @@ func (s *system) superviseRestarts(p *proc) {
 
 // runOnce runs a one-shot subcommand to its end.
 func (s *system) runOnce(ctx context.Context, name string, env []string, args ...string) error {
-	p := newProc(name, s.cfg.Binary, args, env, filepath.Join(s.cfg.Dir, "logs", name+".log"), s.logger)
-	if err := p.start(); err != nil {
+	logPath := filepath.Join(s.cfg.Dir, "logs", name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.closed = true // it ends by itself: no crash, no restart
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		<-done
-		return ctx.Err()
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		return fmt.Errorf("outboxpay %s exited with %d (log: %s)", strings.Join(args, " "), code, p.logPath)
+	defer logFile.Close()
+	cmd := exec.CommandContext(ctx, s.cfg.Binary, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logFile, logFile
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("outboxpay %s: %w (log: %s)", strings.Join(args, " "), err, logPath)
 	}
 	return nil
 }
