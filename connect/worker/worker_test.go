@@ -219,7 +219,19 @@ func (h *harness) create(t *testing.T, name string) *fakeTask {
 		t.Fatalf("create %s: %v", name, err)
 	}
 	h.waitState(t, name, connect.StateRunning, connect.StateRunning)
-	return h.fakes.last(t, name)
+	task := h.fakes.last(t, name)
+	waitRuns(t, task, 1)
+	return task
+}
+
+// waitRuns waits until Run of the task has been called n times and its
+// newest run is live. The worker reports a task RUNNING a moment before
+// the task's Run is entered, so a RUNNING status alone does not say that.
+func waitRuns(t *testing.T, task *fakeTask, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("run %d of the task", n), func() bool {
+		return task.Runs() == n && !canceled(task.Ctx())
+	})
 }
 
 // states is the connector's state followed by its tasks' states.
@@ -381,8 +393,9 @@ func TestPauseResumeStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitState(t, "outbox", connect.StateRunning, connect.StateRunning)
-	if task.Runs() != 2 || canceled(task.Ctx()) || len(h.fakes.builds("outbox")) != 1 {
-		t.Fatalf("resume: %d runs of %d tasks, want Run again on the same task", task.Runs(), len(h.fakes.builds("outbox")))
+	waitRuns(t, task, 2)
+	if n := len(h.fakes.builds("outbox")); n != 1 {
+		t.Fatalf("resume: %d tasks built, want Run again on the same task", n)
 	}
 
 	if err := h.w.Stop(ctx, "outbox"); err != nil {
@@ -526,9 +539,7 @@ func TestRestart(t *testing.T) {
 			h.waitState(t, name, tt.after...)
 			switch {
 			case tt.given == cf:
-				if h.fakes.last(t, name).Runs() != 1 {
-					t.Fatal("the rebuilt task did not run")
-				}
+				waitRuns(t, h.fakes.last(t, name), 1)
 			case tt.rerun:
 				waitFor(t, "the task run again", func() bool { return task.Runs() == 2 })
 				if !canceled(ctxBefore) {
