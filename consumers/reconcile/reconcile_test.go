@@ -186,6 +186,7 @@ func TestMarksRowsFailedAfterMaxAttempts(t *testing.T) {
 // RepublishAfter apart, then FAILED.
 func TestRunRepublishesThenGivesUp(t *testing.T) {
 	r := newRig(t)
+	start := time.Now() // before the rows' updated_at, which paces the attempts
 	msgs := r.insert(1)
 	cfg := reconcile.Config{
 		Interval:            50 * time.Millisecond,
@@ -195,7 +196,6 @@ func TestRunRepublishesThenGivesUp(t *testing.T) {
 		MaxAttempts:         3,
 	}
 	rc, reg := r.reconciler(cfg, nil)
-	start := time.Now()
 	stop := runInBackground(t, rc)
 
 	eventually.True(t, 20*time.Second, "rows FAILED", func() (bool, error) {
