@@ -36,7 +36,7 @@ type Config struct {
 	Table              Table
 	TopicPrefix        string
 	HeartbeatInterval  time.Duration // 0: no heartbeats
-	HeartbeatQuery     string        // run every HeartbeatInterval, if set
+	Heartbeat          *Heartbeat    // emitted every HeartbeatInterval; nil: none
 	MessagePrefixSkip  []string      // logical decoding message prefixes to ignore (all are ignored; these silently)
 	Router             Router
 	MaxRetries         int // -1: retry retriable errors forever
@@ -47,11 +47,21 @@ type Config struct {
 
 // Database is where the outbox lives.
 type Database struct {
-	Host, User, Password, Name, SSLMode string
-	Port                                int
+	Host, User, Password, Name string
+	Port                       int
+	// SSLMode is database.sslmode, as libpq and Debezium read it: disable,
+	// prefer (TLS if the server offers it, else plaintext), require (TLS,
+	// server not verified unless SSLRootCert is set), verify-ca (TLS, server
+	// certificate signed by SSLRootCert's CAs) or verify-full (verify-ca and
+	// the host name matches).
+	SSLMode string
+	// SSLRootCert is database.sslrootcert: a file of trusted CA certificates;
+	// empty means the system's.
+	SSLRootCert string
 }
 
-// URL returns a libpq connection URL for the database.
+// URL returns a libpq connection URL for the database. It holds the
+// password: use it to connect, never show or log it.
 func (d Database) URL() string {
 	u := url.URL{
 		Scheme: "postgres",
@@ -62,7 +72,11 @@ func (d Database) URL() string {
 	if d.Password == "" {
 		u.User = url.User(d.User)
 	}
-	u.RawQuery = url.Values{"sslmode": {d.SSLMode}}.Encode()
+	q := url.Values{"sslmode": {d.SSLMode}}
+	if d.SSLRootCert != "" {
+		q.Set("sslrootcert", d.SSLRootCert)
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
@@ -108,15 +122,17 @@ func (e ConfigError) Unwrap() error { return ErrInvalidConfig }
 type option struct {
 	def   string // default value; "" with required means no default
 	req   bool
-	check func(string) string // returns a message for a wrong value, "" if fine
+	// check returns a message for a wrong value v, "" if fine; a message
+	// that mentions the value uses shown, never v (see ParseConfigEnv).
+	check func(v, shown string) string
 }
 
-func oneOf(values ...string) func(string) string {
-	return func(v string) string {
+func oneOf(values ...string) func(string, string) string {
+	return func(v, shown string) string {
 		if slices.Contains(values, v) {
 			return ""
 		}
-		return fmt.Sprintf("the embedded engine supports %s, not %q", strings.Join(quoteAll(values), " or "), v)
+		return fmt.Sprintf("the embedded engine supports %s, not %s", strings.Join(quoteAll(values), " or "), shown)
 	}
 }
 
@@ -128,11 +144,11 @@ func quoteAll(vs []string) []string {
 	return out
 }
 
-func intBetween(lo, hi int64) func(string) string {
-	return func(v string) string {
+func intBetween(lo, hi int64) func(string, string) string {
+	return func(v, shown string) string {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < lo || n > hi {
-			return fmt.Sprintf("must be an integer from %d to %d, not %q", lo, hi, v)
+			return fmt.Sprintf("must be an integer from %d to %d, not %s", lo, hi, shown)
 		}
 		return ""
 	}
@@ -140,14 +156,16 @@ func intBetween(lo, hi int64) func(string) string {
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-func pgIdentifier(v string) string {
+func pgIdentifier(v, shown string) string {
 	if !identifier.MatchString(v) {
-		return fmt.Sprintf("must be a lowercase Postgres identifier (letters, digits, _), not %q", v)
+		return fmt.Sprintf("must be a lowercase Postgres identifier (letters, digits, _), not %s", shown)
 	}
 	return ""
 }
 
-func nonEmpty(v string) string {
+func isPgIdentifier(v string) bool { return identifier.MatchString(v) }
+
+func nonEmpty(v, _ string) string {
 	if strings.TrimSpace(v) == "" {
 		return "must not be empty"
 	}
@@ -169,7 +187,8 @@ var options = map[string]option{
 	"database.user":                 {req: true, check: nonEmpty},
 	"database.password":             {},
 	"database.dbname":               {req: true, check: nonEmpty},
-	"database.sslmode":              {def: "disable", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
+	"database.sslmode":              {def: "prefer", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
+	"database.sslrootcert":          {},
 	"topic.prefix":                  {req: true, check: nonEmpty},
 	"slot.name":                     {def: "debezium", check: pgIdentifier},
 	"publication.name":              {def: "dbz_publication", check: pgIdentifier},
@@ -178,7 +197,11 @@ var options = map[string]option{
 	"snapshot.mode":                 {def: "initial", check: oneOf("no_data", "never")},
 	"tombstones.on.delete":          {def: "true", check: oneOf("false")},
 	"heartbeat.interval.ms":         {def: "0", check: intBetween(0, 24*3600*1000)},
-	"heartbeat.action.query":        {},
+	// heartbeat.action.query is not SQL the engine runs: only the grammar of
+	// ParseHeartbeat, SELECT pg_logical_emit_message(<true|false>,
+	// '<prefix>', <now()::varchar|now()::text|'<text>'>), which the engine
+	// executes with bind parameters.
+	"heartbeat.action.query": {check: heartbeatQuery},
 	"message.prefix.exclude.list":   {},
 	"status.update.interval.ms":     {def: "10000", check: intBetween(100, 3600*1000)},
 	"errors.max.retries":            {def: "-1", check: intBetween(-1, 1<<31-1)},
@@ -200,17 +223,25 @@ var options = map[string]option{
 	transformPrefix + "table.expand.json.payload":         {def: "false", check: oneOf("false")},
 }
 
-func topicReplacement(v string) string {
+func topicReplacement(v, shown string) string {
 	if !strings.Contains(v, "${routedByValue}") {
-		return fmt.Sprintf("must contain ${routedByValue}, not %q", v)
+		return fmt.Sprintf("must contain ${routedByValue}, not %s", shown)
 	}
 	return ""
 }
 
 // ParseConfig validates a connector configuration and returns it typed. A
-// *ConfigError lists every key that is unknown to the embedded engine,
-// missing, or has a value it does not implement.
+// ConfigError lists every key that is unknown to the embedded engine,
+// missing, or has a value it does not implement; its messages may quote the
+// values of raw. A config with ${env:...} references goes through
+// ParseConfigEnv instead.
 func ParseConfig(raw map[string]string) (Config, error) {
+	return parseConfig(raw, func(k string) string { return strconv.Quote(raw[k]) })
+}
+
+// parseConfig is ParseConfig; shown(key) is how a message may show the
+// key's value.
+func parseConfig(raw map[string]string, shown func(key string) string) (Config, error) {
 	var errs ConfigError
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, FieldError{Key: key, Message: fmt.Sprintf(format, args...)})
@@ -246,7 +277,11 @@ func ParseConfig(raw map[string]string) (Config, error) {
 			}
 		}
 		if o.check != nil {
-			if msg := o.check(val); msg != "" {
+			show := strconv.Quote(val) // the default
+			if ok {
+				show = shown(k)
+			}
+			if msg := o.check(val, show); msg != "" {
 				if !ok {
 					msg = fmt.Sprintf("%s (the default); set it explicitly", msg)
 				}
@@ -266,8 +301,8 @@ func ParseConfig(raw map[string]string) (Config, error) {
 		PublicationName:   v["publication.name"],
 		CreatePublication: v["publication.autocreate.mode"] == "filtered",
 		TopicPrefix:       v["topic.prefix"],
-		HeartbeatQuery:    strings.TrimSpace(v["heartbeat.action.query"]),
 	}
+	c.Database.SSLRootCert = v["database.sslrootcert"]
 	c.Database.Port, _ = strconv.Atoi(v["database.port"])
 	c.HeartbeatInterval = millis(v["heartbeat.interval.ms"])
 	c.StatusUpdatePeriod = millis(v["status.update.interval.ms"])
@@ -282,21 +317,26 @@ func ParseConfig(raw map[string]string) (Config, error) {
 
 	if tables := splitList(v["table.include.list"]); len(tables) != 1 {
 		if v["table.include.list"] != "" {
-			bad("table.include.list", "the embedded engine streams exactly one outbox table, not %q", v["table.include.list"])
+			bad("table.include.list", "the embedded engine streams exactly one outbox table, not %s", shown("table.include.list"))
 		}
-	} else if schema, name, ok := strings.Cut(tables[0], "."); !ok || pgIdentifier(schema) != "" || pgIdentifier(name) != "" {
-		bad("table.include.list", "must name the outbox table as schema.table (a plain name, not a pattern), not %q", tables[0])
+	} else if schema, name, ok := strings.Cut(tables[0], "."); !ok || !isPgIdentifier(schema) || !isPgIdentifier(name) {
+		bad("table.include.list", "must name the outbox table as schema.table (a plain name, not a pattern), not %s", shown("table.include.list"))
 	} else {
 		c.Table = Table{Schema: schema, Name: name}
 	}
-	if c.HeartbeatQuery != "" && c.HeartbeatInterval == 0 {
-		bad("heartbeat.action.query", "needs heartbeat.interval.ms > 0 to run")
+	if q := v["heartbeat.action.query"]; strings.TrimSpace(q) != "" {
+		if c.HeartbeatInterval == 0 {
+			bad("heartbeat.action.query", "needs heartbeat.interval.ms > 0 to run")
+		}
+		if h, err := ParseHeartbeat(q); err == nil {
+			c.Heartbeat = &h
+		}
 	}
 	if c.RetryDelayMax < c.RetryDelayInitial && v["errors.retry.delay.max.ms"] != "" {
 		bad("errors.retry.delay.max.ms", "must not be less than errors.retry.delay.initial.ms")
 	}
 
-	router, routerErrs := newRouter(v)
+	router, routerErrs := newRouter(v, shown)
 	errs = append(errs, routerErrs...)
 	c.Router = router
 
@@ -319,29 +359,4 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// ResolveEnv replaces ${env:NAME} references in the values of raw, as Kafka
-// Connect's EnvVarConfigProvider does, looking names up with lookup. It
-// returns a new map; a reference to an unset name is an error naming the key.
-func ResolveEnv(raw map[string]string, lookup func(string) (string, bool)) (map[string]string, error) {
-	out := make(map[string]string, len(raw))
-	var errs ConfigError
-	for k, v := range raw {
-		out[k] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
-			name := envRef.FindStringSubmatch(ref)[1]
-			val, ok := lookup(name)
-			if !ok {
-				errs = append(errs, FieldError{Key: k, Message: fmt.Sprintf("environment variable %s is not set", name)})
-			}
-			return val
-		})
-	}
-	if len(errs) > 0 {
-		sort.Slice(errs, func(i, j int) bool { return errs[i].Key < errs[j].Key })
-		return nil, errs
-	}
-	return out, nil
 }

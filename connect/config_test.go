@@ -17,6 +17,16 @@ var testEnv = map[string]string{
 
 func lookup(k string) (string, bool) { v, ok := testEnv[k]; return v, ok }
 
+// testResolver resolves with testEnv and the default allow-list.
+func testResolver(t *testing.T) Env {
+	t.Helper()
+	allow, err := CompileEnvAllowlist(DefaultEnvAllowlistPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Env{Lookup: lookup, Allow: allow}
+}
+
 func shippedConfig(t *testing.T) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile("outbox-connector.json")
@@ -59,7 +69,7 @@ func TestShippedConfig(t *testing.T) {
 			t.Errorf("%s is not set", k)
 		}
 	}
-	resolved, err := ResolveEnv(raw, lookup)
+	resolved, err := testResolver(t).ResolveEnv(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +116,7 @@ func TestParseConfigRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw, err := ResolveEnv(shippedConfig(t), lookup)
+			raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,11 +140,11 @@ func TestParseConfigRejects(t *testing.T) {
 }
 
 func TestResolveEnv(t *testing.T) {
-	got, err := ResolveEnv(map[string]string{"a": "x${env:OUTBOX_DB_HOST}y", "b": "plain"}, lookup)
+	got, err := testResolver(t).ResolveEnv(map[string]string{"a": "x${env:OUTBOX_DB_HOST}y", "b": "plain"})
 	if err != nil || got["a"] != "x127.0.0.1y" || got["b"] != "plain" {
 		t.Fatalf("got %v, %v", got, err)
 	}
-	_, err = ResolveEnv(map[string]string{"database.password": "${env:NOPE}"}, lookup)
+	_, err = testResolver(t).ResolveEnv(map[string]string{"database.password": "${env:OUTBOX_DB_NOPE}"})
 	var ce ConfigError
 	if !errors.As(err, &ce) || ce[0].Key != "database.password" {
 		t.Fatalf("unset variable: %v", err)

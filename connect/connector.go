@@ -3,6 +3,7 @@ package connect
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -26,7 +27,7 @@ func OutboxConnector() (CreateRequest, error) {
 func DatabaseEnv(databaseURL string) (map[string]string, error) {
 	u, err := url.Parse(databaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("database URL %q is not a postgres:// URL", databaseURL)
+		return nil, errors.New("the database URL is not a postgres:// URL") // not quoted: it may hold a password
 	}
 	password, _ := u.User.Password()
 	port := u.Port()

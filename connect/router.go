@@ -52,7 +52,7 @@ var DefaultRouter = Router{
 	Headers:       []HeaderPlacement{{Column: "type", Header: "eventType"}},
 }
 
-func newRouter(v map[string]string) (Router, ConfigError) {
+func newRouter(v map[string]string, shown func(key string) string) (Router, ConfigError) {
 	r := Router{
 		RouteBy:       v[transformPrefix+"route.by.field"],
 		TopicTemplate: v[transformPrefix+"route.topic.replacement"],
@@ -66,9 +66,9 @@ func newRouter(v map[string]string) (Router, ConfigError) {
 		parts := strings.Split(p, ":")
 		// column:header[:alias]; Debezium also has envelope placement, which
 		// changes the value and is not implemented here.
-		if len(parts) < 2 || len(parts) > 3 || parts[1] != "header" || pgIdentifier(parts[0]) != "" {
+		if len(parts) < 2 || len(parts) > 3 || parts[1] != "header" || !isPgIdentifier(parts[0]) {
 			errs = append(errs, FieldError{Key: key,
-				Message: fmt.Sprintf("the embedded engine supports column:header[:name] placements, not %q", p)})
+				Message: fmt.Sprintf("the embedded engine supports column:header[:name] placements, not %s", shown(key))})
 			continue
 		}
 		h := HeaderPlacement{Column: parts[0], Header: parts[0]}

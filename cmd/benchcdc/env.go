@@ -190,14 +190,15 @@ func (env *benchEnv) connectorConfig(slot string) (raw map[string]string, cfg co
 	if err != nil {
 		return nil, connect.Config{}, err
 	}
-	resolved, err := connect.ResolveEnv(raw, func(name string) (string, bool) {
+	allow, err := connect.CompileEnvAllowlist(connect.DefaultEnvAllowlistPattern)
+	if err != nil {
+		return nil, connect.Config{}, err
+	}
+	lookup := func(name string) (string, bool) {
 		v, ok := dbEnv[name]
 		return v, ok
-	})
-	if err != nil {
-		return nil, connect.Config{}, fmt.Errorf("resolve connector config: %w", err)
 	}
-	if cfg, err = connect.ParseConfig(resolved); err != nil {
+	if cfg, err = (connect.Env{Lookup: lookup, Allow: allow}).ParseConfig(raw); err != nil {
 		return nil, connect.Config{}, fmt.Errorf("parse connector config: %w", err)
 	}
 	return raw, cfg, nil

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/outboxpay/outboxpay/connect"
 )
 
 // config is every setting, read once from the environment at start-up.
@@ -39,6 +42,12 @@ type config struct {
 	KafkaPorts []int `env:"KAFKA_PORTS" envDefault:"9092,9093,9094"`
 	// ConnectAddr is where the Kafka Connect REST API of the embedded engine listens.
 	ConnectAddr string `env:"CONNECT_ADDR" envDefault:":8083"`
+	// ConnectEnvAllowlistPattern is what names ${env:NAME} in a connector
+	// config may reference (the whole name must match), as Kafka's
+	// config.providers.env.param.allowlist.pattern.
+	ConnectEnvAllowlistPattern string `env:"CONNECT_ENV_ALLOWLIST_PATTERN" envDefault:"OUTBOX_DB_[A-Z0-9_]*"`
+	// envAllowlist is ConnectEnvAllowlistPattern compiled by loadConfig.
+	envAllowlist *regexp.Regexp
 	// ConnectorConfig is the connector `dev` registers; empty: the shipped
 	// connect/outbox-connector.json.
 	ConnectorConfig string `env:"CONNECTOR_CONFIG"`
@@ -102,6 +111,9 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: KAFKA_PORTS must list at least one port")
 	case cfg.APIMaxBodyBytes < 1:
 		return config{}, fmt.Errorf("read configuration: API_MAX_BODY_BYTES must be at least 1")
+	}
+	if cfg.envAllowlist, err = connect.CompileEnvAllowlist(cfg.ConnectEnvAllowlistPattern); err != nil {
+		return config{}, fmt.Errorf("read configuration: CONNECT_ENV_ALLOWLIST_PATTERN: %w", err)
 	}
 	return cfg, nil
 }

@@ -34,7 +34,8 @@ func runConnect(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 // serveConnect runs the embedded CDC engine's Kafka Connect worker and its
 // REST API (with /metrics) until ctx is done. Connector configs are kept in
-// db; lookup resolves their ${env:...} references. listening, if not nil, is
+// db; lookup resolves their ${env:...} references, for the names that
+// CONNECT_ENV_ALLOWLIST_PATTERN allows. listening, if not nil, is
 // called once the REST API accepts connections.
 func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string, reg *prometheus.Registry,
 	lookup func(string) (string, bool), logger *slog.Logger, listening func(net.Addr)) error {
@@ -46,7 +47,8 @@ func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string,
 	engineLogger := logger.With("component", "cdc")
 	w := worker.New(db, func(name string, c connect.Config) (worker.Task, error) {
 		return engine.New(name, c, engine.Options{Bootstrap: bootstrap, Metrics: metrics, Logger: engineLogger}), nil
-	}, worker.Options{WorkerID: localAddr(ln.Addr()), Lookup: lookup, Logger: logger.With("component", "connect")})
+	}, worker.Options{WorkerID: localAddr(ln.Addr()), Lookup: lookup, EnvAllowlist: cfg.envAllowlist,
+		Logger: logger.With("component", "connect")})
 
 	mux := http.NewServeMux()
 	mux.Handle("/", rest.NewServer(w, rest.ServerOptions{Logger: logger}))

@@ -106,6 +106,9 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	// What ${env:...} resolves to: the environment, else the private
+	// database's OUTBOX_DB_*; the worker and registerConnector resolve only
+	// the names CONNECT_ENV_ALLOWLIST_PATTERN allows.
 	lookup := func(name string) (string, bool) {
 		if v, ok := os.LookupEnv(name); ok {
 			return v, true
@@ -168,11 +171,7 @@ func registerConnector(ctx context.Context, cfg config, connectURL string, looku
 	if err != nil {
 		return err
 	}
-	resolved, err := connect.ResolveEnv(req.Config, lookup)
-	if err != nil {
-		return fmt.Errorf("connector %s: %w", req.Name, err)
-	}
-	parsed, err := connect.ParseConfig(resolved)
+	parsed, err := (connect.Env{Lookup: lookup, Allow: cfg.envAllowlist}).ParseConfig(req.Config)
 	if err != nil {
 		return fmt.Errorf("connector %s: %w", req.Name, err)
 	}

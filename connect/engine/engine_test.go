@@ -61,7 +61,11 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 		"OUTBOX_DB_HOST": u.Hostname(), "OUTBOX_DB_PORT": u.Port(), "OUTBOX_DB_USER": u.User.Username(),
 		"OUTBOX_DB_PASSWORD": "", "OUTBOX_DB_NAME": strings.TrimPrefix(u.Path, "/"),
 	}
-	raw, err := connect.ResolveEnv(req.Config, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	allow, err := connect.CompileEnvAllowlist(connect.DefaultEnvAllowlistPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := connect.Env{Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok }, Allow: allow}.ResolveEnv(req.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,10 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/lib/pq"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxpay/outboxpay/connect"
 )
@@ -91,19 +92,22 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 }
 
 // prepare checks the database, creates the publication (if the config asks)
-// and the slot (if missing), and returns the slot's confirmed position.
+// and the slot (if missing), and returns the slot's confirmed position. Both
+// of its connections honour database.sslmode as libpq does (pgconn).
 func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 	cfg := s.e.cfg
-	db, err := sql.Open("postgres", cfg.Database.URL())
+	connConfig, err := pgx.ParseConfig(cfg.Database.URL())
 	if err != nil {
-		return 0, fmt.Errorf("open database: %w", err)
+		// pgconn's message quotes the connection string: not shown.
+		return 0, permanent("database settings: %s", connectSettingsError(err))
 	}
+	db := stdlib.OpenDB(*connConfig)
 	db.SetMaxOpenConns(2)
 	s.db = db
 
 	var walLevel string
 	if err := db.QueryRowContext(ctx, `SHOW wal_level`).Scan(&walLevel); err != nil {
-		return 0, fmt.Errorf("connect to %s: %w", cfg.Database.Name, err)
+		return 0, dbError("connect to the database", err)
 	}
 	if walLevel != "logical" {
 		return 0, permanent("wal_level is %q; logical decoding needs wal_level=logical", walLevel)
@@ -114,7 +118,7 @@ func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 
 	s.conn, err = pgconn.Connect(ctx, cfg.Database.URL()+"&replication=database")
 	if err != nil {
-		return 0, fmt.Errorf("open replication connection: %w", err)
+		return 0, dbError("open replication connection", err)
 	}
 	var confirmed sql.NullString
 	err = db.QueryRowContext(ctx,
@@ -127,14 +131,14 @@ func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 			err = nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("create replication slot %s: %w", cfg.SlotName, err)
+			return 0, dbError("create replication slot "+cfg.SlotName, err)
 		}
 		s.e.logger.Info("replication slot created", "slot", cfg.SlotName)
 		err = db.QueryRowContext(ctx,
 			`SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, cfg.SlotName).Scan(&confirmed)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read replication slot %s: %w", cfg.SlotName, err)
+		return 0, dbError("read replication slot "+cfg.SlotName, err)
 	}
 	if !confirmed.Valid {
 		return 0, permanent("replication slot %s is not a logical slot", cfg.SlotName)
@@ -155,7 +159,7 @@ func (s *session) ensurePublication(ctx context.Context) error {
 		`SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
 		cfg.PublicationName, cfg.Table.Schema, cfg.Table.Name).Scan(&covers)
 	if err != nil {
-		return fmt.Errorf("check publication %s: %w", cfg.PublicationName, err)
+		return dbError("check publication "+cfg.PublicationName, err)
 	}
 	if covers {
 		return nil
@@ -163,7 +167,7 @@ func (s *session) ensurePublication(ctx context.Context) error {
 	var exists bool
 	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
 		cfg.PublicationName).Scan(&exists); err != nil {
-		return fmt.Errorf("check publication %s: %w", cfg.PublicationName, err)
+		return dbError("check publication "+cfg.PublicationName, err)
 	}
 	switch {
 	case exists:
@@ -171,14 +175,14 @@ func (s *session) ensurePublication(ctx context.Context) error {
 	case !cfg.CreatePublication:
 		return permanent("publication %s does not exist and publication.autocreate.mode is disabled", cfg.PublicationName)
 	}
-	_, err = s.db.ExecContext(ctx, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s.%s WITH (publish = 'insert')`,
-		pq.QuoteIdentifier(cfg.PublicationName), pq.QuoteIdentifier(cfg.Table.Schema), pq.QuoteIdentifier(cfg.Table.Name)))
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "42710" { // created meanwhile
+	_, err = s.db.ExecContext(ctx, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')`,
+		pgx.Identifier{cfg.PublicationName}.Sanitize(), pgx.Identifier{cfg.Table.Schema, cfg.Table.Name}.Sanitize()))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("create publication %s: %w", cfg.PublicationName, err)
+		return dbError("create publication "+cfg.PublicationName, err)
 	}
 	s.e.logger.Info("publication created", "publication", cfg.PublicationName, "table", cfg.Table.String())
 	return nil
@@ -195,7 +199,7 @@ func (s *session) startReplication(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("start replication from slot %s: %w", cfg.SlotName, err)
+		return dbError("start replication from slot "+cfg.SlotName, err)
 	}
 	return nil
 }
@@ -233,7 +237,7 @@ func (s *session) receive(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("receive from slot %s: %w", s.e.cfg.SlotName, err)
+			return dbError("receive from slot "+s.e.cfg.SlotName, err)
 		}
 		lastHeard = time.Now()
 		switch msg := msg.(type) {
@@ -272,7 +276,7 @@ func (s *session) sendStatus(ctx context.Context, force bool) error {
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed})
 	if err != nil {
-		return fmt.Errorf("send status to slot %s: %w", s.e.cfg.SlotName, err)
+		return dbError("send status to slot "+s.e.cfg.SlotName, err)
 	}
 	s.lastStatus, s.lastSent = time.Now(), confirmed
 	return nil
@@ -468,16 +472,20 @@ func (s *session) fail(err error) {
 	}
 }
 
-// housekeeping runs the heartbeat action query every heartbeat.interval.ms
-// and measures the slot's lag.
+// housekeeping emits the heartbeat every heartbeat.interval.ms and measures
+// the slot's lag. The heartbeat runs as a fixed statement with the parsed
+// heartbeat.action.query's values bound as parameters.
 func (s *session) housekeeping(ctx context.Context) {
 	lagTick := time.NewTicker(lagPollInterval)
 	defer lagTick.Stop()
 	var heartbeat <-chan time.Time
-	if s.e.cfg.HeartbeatInterval > 0 && s.e.cfg.HeartbeatQuery != "" {
+	var heartbeatSQL string
+	var heartbeatArgs []any
+	if s.e.cfg.HeartbeatInterval > 0 && s.e.cfg.Heartbeat != nil {
 		t := time.NewTicker(s.e.cfg.HeartbeatInterval)
 		defer t.Stop()
 		heartbeat = t.C
+		heartbeatSQL, heartbeatArgs = s.e.cfg.Heartbeat.Statement()
 	}
 	s.measureLag(ctx)
 	for {
@@ -485,8 +493,8 @@ func (s *session) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-heartbeat:
-			if _, err := s.db.ExecContext(ctx, s.e.cfg.HeartbeatQuery); err != nil && ctx.Err() == nil {
-				s.e.logger.Warn("heartbeat action query failed", "err", err)
+			if _, err := s.db.ExecContext(ctx, heartbeatSQL, heartbeatArgs...); err != nil && ctx.Err() == nil {
+				s.e.logger.Warn("heartbeat failed", "err", dbError("emit heartbeat", err))
 			}
 		case <-lagTick.C:
 			s.measureLag(ctx)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -73,6 +74,10 @@ type Options struct {
 	WorkerID string
 	// Lookup resolves ${env:NAME} references; nil means os.LookupEnv.
 	Lookup func(string) (string, bool)
+	// EnvAllowlist is what names ${env:NAME} may reference (see
+	// connect.CompileEnvAllowlist); nil means
+	// connect.DefaultEnvAllowlistPattern. Other names fail validation.
+	EnvAllowlist *regexp.Regexp
 	// Logger takes one line per state change; nil discards.
 	Logger *slog.Logger
 }
@@ -84,7 +89,7 @@ type Worker struct {
 	db      *sql.DB
 	factory TaskFactory
 	id      string
-	lookup  func(string) (string, bool)
+	env     connect.Env
 	log     *slog.Logger
 
 	ops     chan struct{} // one slot: serializes changes, database then memory
@@ -137,11 +142,14 @@ func New(db *sql.DB, factory TaskFactory, opts Options) *Worker {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.EnvAllowlist == nil {
+		opts.EnvAllowlist = regexp.MustCompile(`^(?:` + connect.DefaultEnvAllowlistPattern + `)$`)
+	}
 	return &Worker{
 		db:         db,
 		factory:    factory,
 		id:         opts.WorkerID,
-		lookup:     opts.Lookup,
+		env:        connect.Env{Lookup: opts.Lookup, Allow: opts.EnvAllowlist},
 		log:        opts.Logger,
 		ops:        make(chan struct{}, 1),
 		ready:      make(chan struct{}),
@@ -681,11 +689,7 @@ func (w *Worker) prepare(name string, raw map[string]string) (map[string]string,
 
 // parse resolves ${env:...} references and validates the result.
 func (w *Worker) parse(config map[string]string) (connect.Config, error) {
-	resolved, err := connect.ResolveEnv(config, w.lookup)
-	if err != nil {
-		return connect.Config{}, err
-	}
-	return connect.ParseConfig(resolved)
+	return w.env.ParseConfig(config)
 }
 
 func (t TargetState) valid() bool {
