@@ -120,11 +120,9 @@ func (e ConfigError) Unwrap() error { return ErrInvalidConfig }
 
 // option is a key the embedded engine accepts.
 type option struct {
-	def   string // default value; "" with required means no default
-	req   bool
-	// check returns a message for a wrong value v, "" if fine; a message
-	// that mentions the value uses shown, never v (see ParseConfigEnv).
-	check func(v, shown string) string
+	def   string                       // default value; "" with required means no default
+	req   bool                         // no default
+	check func(v, shown string) string // message for a wrong v, "" if fine; it quotes shown, never v
 }
 
 func oneOf(values ...string) func(string, string) string {
@@ -176,7 +174,10 @@ const transformPrefix = "transforms.outbox."
 
 // options is every key the embedded engine implements. Keys are Debezium's
 // and Kafka Connect's; defaults are theirs where the engine has the same
-// behaviour.
+// behaviour. heartbeat.action.query is not SQL the engine runs: it accepts
+// only the grammar of ParseHeartbeat, SELECT pg_logical_emit_message(
+// <true|false>, '<prefix>', <now()::varchar|now()::text|'<text>'>), and
+// executes that with bind parameters.
 var options = map[string]option{
 	"name":                          {},
 	"connector.class":               {req: true, check: oneOf(PostgresConnectorClass)},
@@ -197,11 +198,7 @@ var options = map[string]option{
 	"snapshot.mode":                 {def: "initial", check: oneOf("no_data", "never")},
 	"tombstones.on.delete":          {def: "true", check: oneOf("false")},
 	"heartbeat.interval.ms":         {def: "0", check: intBetween(0, 24*3600*1000)},
-	// heartbeat.action.query is not SQL the engine runs: only the grammar of
-	// ParseHeartbeat, SELECT pg_logical_emit_message(<true|false>,
-	// '<prefix>', <now()::varchar|now()::text|'<text>'>), which the engine
-	// executes with bind parameters.
-	"heartbeat.action.query": {check: heartbeatQuery},
+	"heartbeat.action.query":        {check: heartbeatQuery},
 	"message.prefix.exclude.list":   {},
 	"status.update.interval.ms":     {def: "10000", check: intBetween(100, 3600*1000)},
 	"errors.max.retries":            {def: "-1", check: intBetween(-1, 1<<31-1)},

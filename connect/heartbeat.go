@@ -38,7 +38,7 @@ var errHeartbeatQuery = errors.New("the embedded engine runs only SELECT pg_logi
 // where transactional is true or false, prefix is a non-empty string
 // literal, and content is now()::varchar, now()::text or a string literal.
 // Keywords are case-insensitive, whitespace between tokens is free, string
-// literals are standard SQL ('' for a quote inside; no E'', $$ or
+// literals are standard SQL (” for a quote inside; no E”, $$ or
 // backslash escapes) without control characters. Anything else is an error.
 func ParseHeartbeat(q string) (Heartbeat, error) {
 	m := heartbeatGrammar.FindStringSubmatch(q)
