@@ -231,7 +231,7 @@ func topicReplacement(v, shown string) string {
 // ConfigError lists every key that is unknown to the embedded engine,
 // missing, or has a value it does not implement; its messages may quote the
 // values of raw. A config with ${env:...} references goes through
-// ParseConfigEnv instead.
+// Env.ParseConfig instead.
 func ParseConfig(raw map[string]string) (Config, error) {
 	return parseConfig(raw, func(k string) string { return strconv.Quote(raw[k]) })
 }

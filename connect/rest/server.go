@@ -365,10 +365,10 @@ func (s *server) handleError(err error, c echo.Context) {
 	status, message := s.classify(err, c)
 	if status >= http.StatusInternalServerError {
 		s.log.Error("connect rest: request failed", "method", c.Request().Method,
-			"path", c.Request().URL.Path, "status", status, "error", err)
+			"path", c.Request().URL.Path, "status", status, "err", err)
 	}
 	if err := c.JSON(status, connect.ErrorBody{ErrorCode: status, Message: message}); err != nil {
-		s.log.Warn("connect rest: write error response", "error", err)
+		s.log.Warn("connect rest: write error response", "err", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/outboxpay/outboxpay/connect"
 )
@@ -30,7 +31,8 @@ func (w *Worker) Info(name string) (connect.ConnectorInfo, error) {
 	return w.info(c), nil
 }
 
-// Config returns the connector's config as stored, ${env:...} kept.
+// Config returns the connector's config as stored, ${env:...} kept, a
+// literal password shown as HiddenPassword.
 func (w *Worker) Config(name string) (map[string]string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -38,7 +40,34 @@ func (w *Worker) Config(name string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return maps.Clone(c.config), nil
+	return masked(c.config), nil
+}
+
+// HiddenPassword stands for a password in configs the Worker returns, as
+// Kafka Connect's Password.HIDDEN.
+const HiddenPassword = "[hidden]"
+
+// passwordKey is the config key whose literal value is never shown.
+const passwordKey = "database.password"
+
+// masked returns a copy of config with every literal password replaced by
+// HiddenPassword. A value that is a single ${env:NAME} reference is shown:
+// it names the variable, not its value.
+func masked(config map[string]string) map[string]string {
+	out := maps.Clone(config)
+	if v, ok := out[passwordKey]; ok && v != "" && !isSingleEnvRef(v) {
+		out[passwordKey] = HiddenPassword
+	}
+	return out
+}
+
+func isSingleEnvRef(v string) bool {
+	name, ok := strings.CutPrefix(v, "${env:")
+	if !ok {
+		return false
+	}
+	name, ok = strings.CutSuffix(name, "}")
+	return ok && connect.HasEnvRef(v) && !strings.ContainsAny(name, "${}")
 }
 
 // Status returns the states of the connector and its task.
@@ -79,7 +108,7 @@ func (w *Worker) Tasks(name string) ([]connect.TaskInfo, error) {
 	}
 	tasks := []connect.TaskInfo{}
 	if c.hasTask() {
-		config := maps.Clone(c.config)
+		config := masked(c.config)
 		config["task.class"] = TaskClass
 		tasks = append(tasks, connect.TaskInfo{ID: connect.TaskID{Connector: c.name, Task: 0}, Config: config})
 	}
@@ -92,7 +121,7 @@ func (w *Worker) info(c *connector) connect.ConnectorInfo {
 	if c.hasTask() {
 		ids = append(ids, connect.TaskID{Connector: c.name, Task: 0})
 	}
-	return connect.ConnectorInfo{Name: c.name, Config: maps.Clone(c.config), Tasks: ids, Type: ConnectorType}
+	return connect.ConnectorInfo{Name: c.name, Config: masked(c.config), Tasks: ids, Type: ConnectorType}
 }
 
 // status derives the connector's and its task's states from the target

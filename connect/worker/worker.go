@@ -590,7 +590,7 @@ func (w *Worker) runTask(ctx context.Context, c *connector, r *run, prev <-chan 
 	w.mu.Unlock()
 	w.log.Info("task running", "connector", c.name, "task", 0)
 
-	err := runSafely(ctx, task)
+	err := w.runSafely(ctx, c.name, task)
 	switch {
 	case ctx.Err() != nil:
 		w.end(c, r, phaseStopped, nil)
@@ -614,9 +614,9 @@ func (w *Worker) end(c *connector, r *run, p phase, err error) {
 	}
 	switch p {
 	case phaseConnectorFailed:
-		w.log.Error("connector failed", "connector", c.name, "error", err)
+		w.log.Error("connector failed", "connector", c.name, "err", err)
 	case phaseFailed:
-		w.log.Error("task failed", "connector", c.name, "task", 0, "error", err)
+		w.log.Error("task failed", "connector", c.name, "task", 0, "err", err)
 	default:
 		w.log.Info("task stopped", "connector", c.name, "task", 0)
 	}
@@ -631,7 +631,8 @@ func (w *Worker) build(name string, config map[string]string) (task Task, err er
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("task factory panicked: %v\n%s", p, debug.Stack())
+			w.log.Error("task factory panicked", "connector", name, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("task factory panicked: %v", p)
 		}
 	}()
 	task, err = w.factory(name, cfg)
@@ -644,11 +645,13 @@ func (w *Worker) build(name string, config map[string]string) (task Task, err er
 	return task, nil
 }
 
-// runSafely runs the task, turning a panic into a failure with its stack.
-func runSafely(ctx context.Context, task Task) (err error) {
+// runSafely runs the task, turning a panic into a failure. The stack goes
+// to the log, not into the error: the error is the task's trace in status.
+func (w *Worker) runSafely(ctx context.Context, name string, task Task) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("task panicked: %v\n%s", p, debug.Stack())
+			w.log.Error("task panicked", "connector", name, "task", 0, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("task panicked: %v", p)
 		}
 	}()
 	return task.Run(ctx)
