@@ -39,7 +39,7 @@ func describeDBError(err error) string {
 		switch {
 		case pgErr.Code == "28P01":
 			return "authentication failed (SQLSTATE 28P01)"
-		case pgErr.Code == "28000": // pg_hba.conf has no entry; its message names the client's address
+		case pgErr.Code == "28000" && strings.Contains(pgErr.Message, "pg_hba.conf"): // the message names the client's address
 			return "the server does not allow this connection (pg_hba.conf; SQLSTATE 28000)"
 		case strings.HasPrefix(pgErr.Code, "08"):
 			return "connection failed (SQLSTATE " + pgErr.Code + ")"
