@@ -325,6 +325,10 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 		{"unsupported value", func(c map[string]string) { c["tasks.max"] = "2" }, "tasks.max"},
 		{"unset env variable", func(c map[string]string) { c["database.user"] = "${env:NOT_SET}" }, "database.user"},
 		{"name differs from the path", func(c map[string]string) { c["name"] = "other" }, "name"},
+		{"arbitrary heartbeat SQL", func(c map[string]string) {
+			c["heartbeat.action.query"] = "DO $$ BEGIN UPDATE users SET balance = balance + 1000000; END $$"
+		}, "heartbeat.action.query"},
+		{"env variable outside the allow-list", func(c map[string]string) { c["database.password"] = "${env:HOME}" }, "database.password"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -769,4 +773,56 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "worker.(*Worker).runTask")
 	})
+}
+
+// panicTask panics in Run.
+type panicTask struct{}
+
+func (panicTask) Run(context.Context) error { panic("boom") }
+
+// A task that panics fails with the panic as its trace, without a Go stack.
+func TestPanicTraceHasNoStack(t *testing.T) {
+	db, _ := pgtest.NewDB(t)
+	w := worker.New(db, func(string, connect.Config) (worker.Task, error) { return panicTask{}, nil },
+		worker.Options{WorkerID: workerID, Lookup: lookup})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if _, err := w.Create(t.Context(), "outbox", validConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	var st connect.ConnectorStatus
+	waitFor(t, "the task FAILED", func() bool {
+		st, _ = w.Status("outbox")
+		return len(st.Tasks) == 1 && st.Tasks[0].State == connect.StateFailed
+	})
+	if trace := st.Tasks[0].Trace; trace != "task panicked: boom" {
+		t.Fatalf("trace %q, want the panic without a stack", trace)
+	}
+}
+
+// GET config shows a literal password as [hidden] and the stored config
+// keeps it.
+func TestConfigHidesALiteralPassword(t *testing.T) {
+	h := newHarness(t)
+	config := validConfig(t)
+	config["database.password"] = "hunter2"
+	if _, err := h.w.Create(t.Context(), "outbox", config); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.w.Config("outbox")
+	if err != nil || got["database.password"] != worker.HiddenPassword {
+		t.Fatalf("Config password %q, %v", got["database.password"], err)
+	}
+	info, err := h.w.Info("outbox")
+	if err != nil || info.Config["database.password"] != worker.HiddenPassword {
+		t.Fatalf("Info password %q, %v", info.Config["database.password"], err)
+	}
+	if stored, _, _ := h.row(t, "outbox"); stored["database.password"] != "hunter2" {
+		t.Fatalf("stored password %q", stored["database.password"])
+	}
+	if last := h.fakes.last(t, "outbox"); last.cfg.Database.Password != "hunter2" {
+		t.Fatalf("the task got password %q", last.cfg.Database.Password)
+	}
 }
