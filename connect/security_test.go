@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestParseHeartbeat(t *testing.T) {
@@ -193,5 +195,28 @@ func TestValidationNeverShowsResolvedValues(t *testing.T) {
 	raw["database.port"] = "fivefour"
 	if _, err := e.ParseConfig(raw); err == nil || !strings.Contains(err.Error(), `"fivefour"`) {
 		t.Errorf("literal value not shown: %v", err)
+	}
+}
+
+// No database field can change the connection's other settings: sslmode
+// stays what database.sslmode says.
+func TestDatabaseURLKeepsSSLMode(t *testing.T) {
+	for _, d := range []Database{
+		{Host: "db", Port: 5432, User: "u", Password: "p", Name: "app?sslmode=disable"},
+		{Host: "db", Port: 5432, User: "u", Password: "p&sslmode=disable", Name: "app"},
+		{Host: "db", Port: 5432, User: "u?sslmode=disable", Password: "p", Name: "app#x"},
+		{Host: "db/app?sslmode=disable", Port: 5432, User: "u", Password: "p", Name: "app"},
+	} {
+		d.SSLMode = "verify-full"
+		c, err := pgconn.ParseConfig(d.URL())
+		if err != nil {
+			continue // refused outright: fine
+		}
+		if c.TLSConfig == nil || len(c.Fallbacks) != 0 {
+			t.Errorf("%+v: the connection may go without verified TLS", d)
+		}
+		if c.Password != d.Password || c.User != d.User || c.Database != d.Name {
+			t.Errorf("%+v parsed as user %q database %q", d, c.User, c.Database)
+		}
 	}
 }
