@@ -18,8 +18,8 @@ import (
 
 // Fulfilment is what FulfilPaidOrder did.
 type Fulfilment struct {
-	Duplicate  bool // the event was handled before: nothing done
-	Refunded   bool // stock was short: the payment was refunded and the order cancelled
+	Duplicate  bool  // the event was handled before: nothing done
+	Refunded   bool  // stock was short: the payment was refunded and the order cancelled
 	OrderID    int64 // the order, from the outbox row (0 for a Duplicate whose row is gone)
 	Completion outbox.Completion
 }
