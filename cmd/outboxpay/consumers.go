@@ -44,7 +44,8 @@ func consumerGroups(cfg config, db *sql.DB, bootstrap string, reg prometheus.Reg
 			Bootstrap:       bootstrap,
 			Group:           name,
 			Topics:          topics,
-			ShutdownTimeout: cfg.ShutdownTimeout,
+			ShutdownTimeout:  cfg.ShutdownTimeout,
+			VisibilityWindow: cfg.ConsumerVisibilityWindow,
 		}, h, m, logger))
 	}
 	return groups, nil
