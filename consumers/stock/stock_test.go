@@ -318,7 +318,7 @@ func TestFutureTimestampsDoNotHoldThePartition(t *testing.T) {
 			!strings.Contains(reason, "outbox row not found") {
 			t.Errorf("DLQ reason %q", reason)
 		}
-		if !m.Timestamp.After(start.Add(30*time.Minute)) {
+		if !m.Timestamp.After(start.Add(30 * time.Minute)) {
 			t.Errorf("DLQ record timestamp %v: the test did not send the future timestamps it means to", m.Timestamp)
 		}
 	}
