@@ -118,3 +118,33 @@ func Load(ctx context.Context, q Execer, id uuid.UUID) (event.Message, error) {
 	m.Payload = payload
 	return m, nil
 }
+
+// Heads reads the outbox rows of events, without their payloads, by id:
+// ids with no visible row are absent from the result.
+func Heads(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event.Message, error) {
+	out := make(map[uuid.UUID]event.Message, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := q.QueryContext(ctx,
+		`SELECT id, aggregatetype, aggregateid, type FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
+	if err != nil {
+		return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m event.Message
+		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type); err != nil {
+			return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+		}
+		out[m.ID] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+	}
+	return out, nil
+}
