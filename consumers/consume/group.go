@@ -414,8 +414,8 @@ func (g *Group) handleWithRetry(ctx context.Context, p *partition, items []queue
 			}
 		}
 		wait := b.NextBackOff()
-		if left := time.Until(recentUntil); notYet && wait > left {
-			wait = max(left, 0) // try once more as the window closes, then give up
+		if left := time.Until(recentUntil); notYet && left > 0 && wait > left {
+			wait = left // try once more as the window closes, then give up
 		}
 		select {
 		case <-p.stopping:
