@@ -63,6 +63,10 @@ type config struct {
 	PlatformMaxTries uint          `env:"PLATFORM_MAX_TRIES" envDefault:"8"`
 	// ConsumerGroups are the groups `consumers` runs.
 	ConsumerGroups []string `env:"CONSUMER_GROUPS" envDefault:"stock,data-platform,outbox-tracker"`
+	// ConsumerVisibilityWindow is how long, from when a group first sees a
+	// record, it retries a record whose outbox row it cannot see before
+	// sending it to the DLQ.
+	ConsumerVisibilityWindow time.Duration `env:"CONSUMER_VISIBILITY_WINDOW" envDefault:"1m"`
 
 	// PlatformMock* configure `platform-mock` (and the mock `dev` runs).
 	PlatformMockAddr        string        `env:"PLATFORM_MOCK_ADDR" envDefault:":8090"`
@@ -105,6 +109,8 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: LOG_FORMAT must be text or json, not %q", cfg.LogFormat)
 	case cfg.DBMaxConns < 1:
 		return config{}, fmt.Errorf("read configuration: DB_MAX_CONNS must be at least 1")
+	case cfg.ConsumerVisibilityWindow <= 0:
+		return config{}, fmt.Errorf("read configuration: CONSUMER_VISIBILITY_WINDOW must be positive")
 	case len(cfg.ConsumerGroups) == 0:
 		return config{}, fmt.Errorf("read configuration: CONSUMER_GROUPS must name at least one group")
 	case len(cfg.KafkaPorts) == 0:

@@ -41,10 +41,11 @@ func consumerGroups(cfg config, db *sql.DB, bootstrap string, reg prometheus.Reg
 			return nil, fmt.Errorf("unknown consumer group %q in CONSUMER_GROUPS", name)
 		}
 		groups = append(groups, consume.New(consume.Config{
-			Bootstrap:       bootstrap,
-			Group:           name,
-			Topics:          topics,
-			ShutdownTimeout: cfg.ShutdownTimeout,
+			Bootstrap:        bootstrap,
+			Group:            name,
+			Topics:           topics,
+			ShutdownTimeout:  cfg.ShutdownTimeout,
+			VisibilityWindow: cfg.ConsumerVisibilityWindow,
 		}, h, m, logger))
 	}
 	return groups, nil

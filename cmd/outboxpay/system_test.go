@@ -61,6 +61,9 @@ func newSystem(t *testing.T) *system {
 	cfg.PlatformTimeout = 2 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.PlatformMaxTries = 20 // a 50% failing platform must not exhaust them
+	// A record whose outbox row never shows up (the poison record below)
+	// holds its partition this long.
+	cfg.ConsumerVisibilityWindow = 3 * time.Second
 	s.cfg = cfg
 	logger := slog.New(slog.DiscardHandler)
 
@@ -406,7 +409,8 @@ func TestPoisonRecordsAndReplay(t *testing.T) {
 	s := newSystem(t)
 	user, detail := s.newUser(100000), s.newDetail(1000, 10)
 
-	// A payment event nobody can handle, on the partition of the user's key.
+	// A payment event nobody can handle (no outbox row has its id), on the
+	// partition of the user's key.
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": s.bootstrap, "partitioner": "murmur2_random", "enable.metrics.push": false})
 	if err != nil {
 		t.Fatal(err)
@@ -429,7 +433,7 @@ func TestPoisonRecordsAndReplay(t *testing.T) {
 	if len(dlq) != 1 || kafkatest.Header(dlq[0], "id") != poisonID {
 		t.Fatalf("DLQ holds %d records, want the poison one", len(dlq))
 	}
-	for h, want := range map[string]string{"dlq.handler": "data-platform", "dlq.original.topic": topic, "dlq.reason": "lacks"} {
+	for h, want := range map[string]string{"dlq.handler": "data-platform", "dlq.original.topic": topic, "dlq.reason": "outbox row not found"} {
 		if got := kafkatest.Header(dlq[0], h); !strings.Contains(got, want) {
 			t.Errorf("DLQ header %s = %q, want %q in it", h, got, want)
 		}

@@ -14,11 +14,15 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
 // Handler handles one record. nil, ErrSkipped and ErrDuplicate mean done; an
-// error wrapped with Permanent sends the record to the DLQ; any other error
-// (a database outage, say) is retried with backoff, holding the partition.
+// error wrapped with Permanent sends the record to the DLQ; one wrapped with
+// RetryWhileRecent is retried while the record is recent, then sent to the
+// DLQ; any other error (a database outage, say) is retried with backoff,
+// holding the partition.
 type Handler interface {
 	Handle(ctx context.Context, rec Record) error
 }
@@ -41,6 +45,13 @@ type Config struct {
 	// RetryInitial and RetryMax bound the backoff between retries of a
 	// record whose handling failed (defaults 100ms, 10s).
 	RetryInitial, RetryMax time.Duration
+	// VisibilityWindow and VisibilityAttempts bound the retries of a record
+	// whose handler returns a RetryWhileRecent error: the record goes to the
+	// DLQ once VisibilityWindow has passed since the group first saw it (by
+	// this process's clock) or after VisibilityAttempts attempts, whichever
+	// comes first (defaults outbox.VisibilityWindow, 20).
+	VisibilityWindow   time.Duration
+	VisibilityAttempts int
 	// ShutdownTimeout is how long revocation and shutdown wait for a record
 	// in progress before abandoning it (default 10s).
 	ShutdownTimeout time.Duration
@@ -83,6 +94,12 @@ func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.VisibilityWindow <= 0 {
+		cfg.VisibilityWindow = outbox.VisibilityWindow
+	}
+	if cfg.VisibilityAttempts <= 0 {
+		cfg.VisibilityAttempts = 20
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -188,7 +205,7 @@ func (g *Group) dispatch(ctx context.Context, m *kafka.Message) {
 		return // fetched before the pause; it is fetched again after the resume
 	}
 	select {
-	case p.queue <- m:
+	case p.queue <- queued{m, time.Now()}:
 	default:
 		tp := m.TopicPartition
 		if err := g.consumer.Pause([]kafka.TopicPartition{tp}); err != nil {
@@ -252,10 +269,17 @@ func isNoOffset(err error) bool {
 	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrNoOffset
 }
 
+// queued is a record waiting for its partition's goroutine, with the time
+// the group first saw it: the poll that fetched it.
+type queued struct {
+	m    *kafka.Message
+	seen time.Time
+}
+
 // partition is one assigned partition's queue and goroutine.
 type partition struct {
 	key        partitionKey
-	queue      chan *kafka.Message
+	queue      chan queued
 	paused     bool        // Run goroutine only
 	wantResume atomic.Bool // set when paused; the goroutine asks for a resume once the queue drains
 	cancel     context.CancelFunc
@@ -267,7 +291,7 @@ func (g *Group) startPartition(ctx context.Context, k partitionKey) *partition {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &partition{
 		key:      k,
-		queue:    make(chan *kafka.Message, queueSize),
+		queue:    make(chan queued, queueSize),
 		cancel:   cancel,
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -307,13 +331,13 @@ func (g *Group) stopPartitions(keys []partitionKey) {
 func (g *Group) work(ctx context.Context, p *partition) {
 	defer close(p.done)
 	for {
-		var first *kafka.Message
+		var first queued
 		select {
 		case <-p.stopping:
 			return
 		case first = <-p.queue:
 		}
-		batch := []*kafka.Message{first}
+		batch := []queued{first}
 		if g.batch != nil {
 		drain:
 			for len(batch) < g.cfg.MaxBatch {
@@ -328,7 +352,7 @@ func (g *Group) work(ctx context.Context, p *partition) {
 		if !g.handleWithRetry(ctx, p, batch) {
 			return // stopping, or abandoned
 		}
-		last := batch[len(batch)-1].TopicPartition
+		last := batch[len(batch)-1].m.TopicPartition
 		last.Offset++
 		if _, err := g.consumer.StoreOffsets([]kafka.TopicPartition{last}); err != nil {
 			g.logger.Debug("store offset", "err", err) // the partition was revoked meanwhile
@@ -346,16 +370,22 @@ func (g *Group) work(ctx context.Context, p *partition) {
 
 // handleWithRetry handles records until they are done or sent to the DLQ.
 // It reports false if it gave up because the partition is stopping.
-func (g *Group) handleWithRetry(ctx context.Context, p *partition, msgs []*kafka.Message) bool {
-	recs := make([]Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = recordOf(m)
+func (g *Group) handleWithRetry(ctx context.Context, p *partition, items []queued) bool {
+	recs := make([]Record, len(items))
+	for i, it := range items {
+		recs[i] = recordOf(it.m)
 	}
+	// The records are recent until the window has passed since the group
+	// saw the first of them: the record's own timestamp is the producer's
+	// word and is not trusted.
+	recentUntil := items[0].seen.Add(g.cfg.VisibilityWindow)
 	b := &backoff.ExponentialBackOff{InitialInterval: g.cfg.RetryInitial, RandomizationFactor: 0.3,
 		Multiplier: 2, MaxInterval: g.cfg.RetryMax}
 	b.Reset()
 	for attempt := 1; ; attempt++ {
 		err := g.handle(ctx, recs)
+		notYet := errors.Is(err, ErrNotYet)
+		err = expireNotYet(err, time.Since(items[0].seen), attempt, g.cfg.VisibilityWindow, g.cfg.VisibilityAttempts)
 		switch {
 		case err == nil:
 			return true
@@ -368,9 +398,10 @@ func (g *Group) handleWithRetry(ctx context.Context, p *partition, msgs []*kafka
 			}
 			g.logger.Warn("dead-letter failed; retrying", "record", recs[0].String(), "err", dlqErr)
 		case errors.Is(err, ErrPermanent):
-			// One record of a batch is poison: handle them one by one so only it goes to the DLQ.
-			for _, r := range recs {
-				if !g.handleWithRetry(ctx, p, []*kafka.Message{msgOf(msgs, r)}) {
+			// One record of a batch is poison: handle them one by one so only
+			// it goes to the DLQ. Each keeps the time the group first saw it.
+			for _, it := range items {
+				if !g.handleWithRetry(ctx, p, []queued{it}) {
 					return false
 				}
 			}
@@ -382,21 +413,27 @@ func (g *Group) handleWithRetry(ctx context.Context, p *partition, msgs []*kafka
 					"attempt", attempt, "err", err)
 			}
 		}
+		wait := b.NextBackOff()
+		if left := time.Until(recentUntil); notYet && left > 0 && wait > left {
+			wait = left // try once more as the window closes, then give up
+		}
 		select {
 		case <-p.stopping:
 			return false
-		case <-time.After(b.NextBackOff()):
+		case <-time.After(wait):
 		}
 	}
 }
 
-func msgOf(msgs []*kafka.Message, r Record) *kafka.Message {
-	for _, m := range msgs {
-		if int64(m.TopicPartition.Offset) == r.Offset {
-			return m
-		}
+// expireNotYet turns a RetryWhileRecent error into a Permanent one once the
+// group has seen the record for window (by its own clock) or tried it
+// maxAttempts times; other errors are returned as they are.
+func expireNotYet(err error, seen time.Duration, attempt int, window time.Duration, maxAttempts int) error {
+	if !errors.Is(err, ErrNotYet) || errors.Is(err, ErrPermanent) || (seen < window && attempt < maxAttempts) {
+		return err
 	}
-	return nil
+	return Permanent(fmt.Errorf("still failing %v after the group first saw the record, after %d attempts: %w",
+		seen.Round(time.Millisecond), attempt, err))
 }
 
 // handle runs the handler and counts the outcome.

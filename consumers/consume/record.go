@@ -91,16 +91,79 @@ type permanentError struct{ err error }
 func (e permanentError) Error() string   { return e.err.Error() }
 func (e permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
 
-// RetryWhileRecent is for an error about state that the record's own
-// transaction wrote and that the handler cannot see (yet): it returns err,
-// which is retried, while the record is younger than window, and a
-// Permanent error after, so a record whose state never shows up goes to the
-// DLQ instead of holding its partition forever.
-func RetryWhileRecent(rec Record, err error, window time.Duration, now time.Time) error {
-	if !rec.Timestamp.IsZero() && now.Sub(rec.Timestamp) < window {
+// ErrMismatch: a record does not match the outbox row its id names (another
+// type, topic or key). The row is the truth and the record a notification of
+// it, so such a record is forged or corrupt: it is Permanent.
+var ErrMismatch = errors.New("record does not match its outbox row")
+
+// Match checks that the record is the notification of row, as a CDC engine
+// writes it (the Outbox Event Router of connect/outbox-connector.json): its
+// id header names the row, its eventType header is the row's type, its topic
+// is the row's aggregate type's (event.Topic) and its key the row's
+// aggregate id. Otherwise it returns a Permanent error wrapping ErrMismatch
+// that says what differs. A handler that passes Match acts on the row (its
+// payload), never on the record's value.
+func (r Record) Match(row event.Message) error {
+	mismatch := func(format string, args ...any) error {
+		return Permanent(fmt.Errorf("%w %s: %s", ErrMismatch, row.ID, fmt.Sprintf(format, args...)))
+	}
+	id, err := r.EventID()
+	if err != nil {
 		return err
 	}
-	return Permanent(fmt.Errorf("still failing %v after the record's commit: %w", now.Sub(rec.Timestamp).Round(time.Second), err))
+	if id != row.ID {
+		return mismatch("id header %s names another row", id)
+	}
+	typ, ok := r.Header(event.HeaderEventType)
+	switch {
+	case !ok:
+		return mismatch("record has no %s header, row type is %q", event.HeaderEventType, row.Type)
+	case typ != row.Type:
+		return mismatch("%s header %s, row type is %q", event.HeaderEventType, quote(typ), row.Type)
+	}
+	if want := row.Topic(); r.Topic != want {
+		return mismatch("topic %s, row's is %q (aggregatetype %q)", quote(r.Topic), want, row.AggregateType)
+	}
+	if r.Key == nil {
+		return mismatch("record has no key, row aggregateid is %q", row.AggregateID)
+	}
+	if string(r.Key) != row.AggregateID {
+		return mismatch("key %s, row aggregateid is %q", quote(string(r.Key)), row.AggregateID)
+	}
+	return nil
+}
+
+// quote quotes a value taken from a record for an error message, cut short:
+// a forged record must not fill the DLQ reason or the logs.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q...", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// ErrNotYet marks an error about state that the record's own transaction
+// wrote and that the handler cannot see (yet): see RetryWhileRecent.
+var ErrNotYet = errors.New("not visible yet")
+
+type notYetError struct{ err error }
+
+func (e notYetError) Error() string   { return e.err.Error() }
+func (e notYetError) Unwrap() []error { return []error{e.err, ErrNotYet} }
+
+// RetryWhileRecent wraps an error about state that the record's own
+// transaction wrote and that the handler cannot see (yet), such as
+// outbox.ErrNotFound: the group retries the record while it is recent, that
+// is for Config.VisibilityWindow after this group first saw it (by this
+// process's clock, never the record's timestamp, which its producer chose)
+// and at most Config.VisibilityAttempts times; then it sends the record to
+// the DLQ, so a record whose state never shows up cannot hold its partition.
+func RetryWhileRecent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notYetError{err}
 }
 
 // Permanent wraps err so that the record goes to the DLQ with err as reason.

@@ -65,9 +65,11 @@ func New(db *sql.DB, cfg Config, m *consume.Metrics, logger *slog.Logger) *Handl
 
 // Handle POSTs a payment event to the platform with Idempotency-Key = the
 // event id, retrying timeouts, connection errors and 5xx with backoff; then
-// records it as handled. A 4xx, or running out of tries, sends the record
-// to the DLQ. A crash between the POST and the record is safe: the platform
-// de-duplicates the redelivery by its key.
+// records it as handled. What it POSTs is the payload of the event's outbox
+// row, which the record must match (Record.Match), not the record's value. A
+// 4xx, or running out of tries, sends the record to the DLQ. A crash between
+// the POST and the record is safe: the platform de-duplicates the
+// redelivery by its key.
 func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	typ := rec.EventType()
 	if typ != event.TypePaymentCompleted && typ != event.TypePaymentRefunded {
@@ -77,9 +79,6 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	if err != nil {
 		return err
 	}
-	if err := checkPayment(typ, rec.Value); err != nil {
-		return consume.Permanent(err)
-	}
 	done, err := inbox.Handled(ctx, h.db, event.GroupDataPlatform, id)
 	if err != nil {
 		return err
@@ -87,14 +86,25 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	if done {
 		return consume.ErrDuplicate
 	}
-	if err := h.deliver(ctx, id, typ, rec.Value); err != nil {
+	row, err := outbox.Load(ctx, h.db, id)
+	if errors.Is(err, outbox.ErrNotFound) {
+		return consume.RetryWhileRecent(err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := rec.Match(row); err != nil {
+		return err
+	}
+	if err := checkPayment(typ, row.Payload); err != nil {
+		return consume.Permanent(fmt.Errorf("outbox row %s: %w", id, err))
+	}
+	if err := h.deliver(ctx, id, typ, row.Payload); err != nil {
 		return err
 	}
 	err = h.record(ctx, id, typ)
 	if errors.Is(err, outbox.ErrNotFound) {
-		// Delivered, but its row is not visible yet: deliver again (the
-		// platform de-duplicates) and record then.
-		return consume.RetryWhileRecent(rec, err, outbox.VisibilityWindow, time.Now())
+		return consume.RetryWhileRecent(err) // the row was read above; only a concurrent delete gets here
 	}
 	return err
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
@@ -31,7 +30,9 @@ func New(svc *shop.Service, m *consume.Metrics, logger *slog.Logger) *Handler {
 	return &Handler{shop: svc, metrics: m, logger: logger}
 }
 
-// Handle takes the stock of a paid order once, or refunds it.
+// Handle takes the stock of a paid order once, or refunds it. It acts on
+// the event's outbox row, which the record must match (Record.Match), and
+// on the row's payload, not the record's.
 func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	if rec.EventType() != event.TypeOrderPaid {
 		return consume.ErrSkipped
@@ -40,13 +41,18 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 	if err != nil {
 		return err
 	}
-	e, err := parseOrderPaid(rec.Value)
-	if err != nil {
-		return consume.Permanent(err)
-	}
-	f, err := h.shop.FulfilPaidOrder(ctx, id, event.GroupStock, e)
+	f, err := h.shop.FulfilPaidOrder(ctx, id, event.GroupStock, func(row event.Message) (event.OrderPaid, error) {
+		if err := rec.Match(row); err != nil {
+			return event.OrderPaid{}, err
+		}
+		e, err := parseOrderPaid(row.Payload)
+		if err != nil {
+			return e, consume.Permanent(fmt.Errorf("outbox row %s: %w", id, err))
+		}
+		return e, nil
+	})
 	if errors.Is(err, outbox.ErrNotFound) {
-		return consume.RetryWhileRecent(rec, err, outbox.VisibilityWindow, time.Now())
+		return consume.RetryWhileRecent(err)
 	}
 	if err != nil {
 		return err
@@ -55,7 +61,7 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 		return consume.ErrDuplicate
 	}
 	if f.Refunded {
-		h.logger.Info("order refunded: stock short", "order", e.OrderID, "event", id)
+		h.logger.Info("order refunded: stock short", "order", f.OrderID, "event", id)
 	}
 	if f.Completion.Completed {
 		h.metrics.ObserveCompletion(event.TypeOrderPaid, f.Completion.Latency)

@@ -33,7 +33,9 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 }
 
 // HandleBatch marks the rows of a partition's queued records in one update.
-// A record without a valid id is skipped: there is no row to mark.
+// Only a record that matches its row (consume.Record.Match) marks it: a
+// record without a valid id, or whose row is not visible, is skipped, and one
+// that does not match its row is skipped with a warning.
 func (h *Handler) HandleBatch(ctx context.Context, recs []consume.Record) error {
 	ids := make([]uuid.UUID, 0, len(recs))
 	for _, r := range recs {
@@ -44,6 +46,29 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []consume.Record) error 
 	if len(ids) == 0 {
 		return consume.ErrSkipped
 	}
-	_, err := outbox.MarkPublished(ctx, h.db, ids)
+	rows, err := outbox.Heads(ctx, h.db, ids)
+	if err != nil {
+		return err
+	}
+	matching := make([]uuid.UUID, 0, len(ids))
+	for _, r := range recs {
+		id, err := r.EventID()
+		if err != nil {
+			continue
+		}
+		row, ok := rows[id]
+		if !ok {
+			continue
+		}
+		if err := r.Match(row); err != nil {
+			h.logger.Warn("record does not match its outbox row; not marking it published", "record", r.String(), "err", err)
+			continue
+		}
+		matching = append(matching, id)
+	}
+	if len(matching) == 0 {
+		return consume.ErrSkipped
+	}
+	_, err = outbox.MarkPublished(ctx, h.db, matching)
 	return err
 }

@@ -97,3 +97,54 @@ func MarkPublished(ctx context.Context, q Execer, ids []uuid.UUID) (int64, error
 	}
 	return n, nil
 }
+
+// Load reads the outbox row of an event, as the message it is: ErrNotFound
+// when the row is not there or not visible yet. A consumer takes an event's
+// type, routing and payload from its row, never from the Kafka record, which
+// anyone able to write to the topic could have forged; call Load in the
+// transaction that applies the event's effects.
+func Load(ctx context.Context, q Execer, id uuid.UUID) (event.Message, error) {
+	m := event.Message{ID: id}
+	var payload []byte
+	err := q.QueryRowContext(ctx,
+		`SELECT aggregatetype, aggregateid, type, payload FROM outbox WHERE id = $1`, id).
+		Scan(&m.AggregateType, &m.AggregateID, &m.Type, &payload)
+	if errors.Is(err, sql.ErrNoRows) {
+		return event.Message{}, fmt.Errorf("load event %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return event.Message{}, fmt.Errorf("load event %s: %w", id, err)
+	}
+	m.Payload = payload
+	return m, nil
+}
+
+// Heads reads the outbox rows of events, without their payloads, by id:
+// ids with no visible row are absent from the result.
+func Heads(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event.Message, error) {
+	out := make(map[uuid.UUID]event.Message, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := q.QueryContext(ctx,
+		`SELECT id, aggregatetype, aggregateid, type FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
+	if err != nil {
+		return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m event.Message
+		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type); err != nil {
+			return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+		}
+		out[m.ID] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
+	}
+	return out, nil
+}

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -52,5 +53,40 @@ func TestMarkHandledCompletesOnce(t *testing.T) {
 	var status string
 	if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, id).Scan(&status); err != nil || status != "COMPLETE" {
 		t.Fatalf("status %q, %v", status, err)
+	}
+}
+
+// Load returns the row as written, and ErrNotFound for an id with no row.
+func TestLoad(t *testing.T) {
+	db, _ := pgtest.NewDB(t)
+	ctx := context.Background()
+	if _, err := outbox.Load(ctx, db, uuid.New()); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("Load of a missing row: %v, want ErrNotFound", err)
+	}
+	msg, err := event.NewOrderPaid(event.OrderPaid{OrderID: 7, UserID: 3, Items: []event.Item{{ProductDetailID: 2, Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(ctx, tx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := outbox.Load(ctx, db, msg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p event.OrderPaid
+	if err := json.Unmarshal(got.Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != msg.ID || got.Type != event.TypeOrderPaid || got.AggregateType != event.AggregateOrder ||
+		got.AggregateID != "7" || p.OrderID != 7 || p.UserID != 3 || len(p.Items) != 1 {
+		t.Fatalf("Load: %+v (payload %+v), want the row of %+v", got, p, msg)
 	}
 }

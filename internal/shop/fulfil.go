@@ -18,30 +18,50 @@ import (
 
 // Fulfilment is what FulfilPaidOrder did.
 type Fulfilment struct {
-	Duplicate  bool // the event was handled before: nothing done
-	Refunded   bool // stock was short: the payment was refunded and the order cancelled
+	Duplicate  bool  // the event was handled before: nothing done
+	Refunded   bool  // stock was short: the payment was refunded and the order cancelled
+	OrderID    int64 // the order, from the outbox row (0 for a Duplicate whose row is gone)
 	Completion outbox.Completion
 }
 
-// FulfilPaidOrder handles an OrderPaid event for consumer group group, once:
-// in one transaction it records the event as handled, then either takes the
-// stock of every item (locked in product detail order, so concurrent orders
-// cannot deadlock) or, if any item is short, takes none and refunds the
-// payment, cancels the order and writes a PaymentRefunded outbox row. Stock
-// never goes negative and a payment is refunded at most once.
-func (s *Service) FulfilPaidOrder(ctx context.Context, eventID uuid.UUID, group string, e event.OrderPaid) (Fulfilment, error) {
+// FulfilPaidOrder handles the OrderPaid event whose outbox row has id
+// eventID for consumer group group, once. In one transaction it records the
+// event as handled, reads its outbox row (outbox.ErrNotFound if it is not
+// visible yet) and hands it to accept, which checks that the row is the
+// event the caller was told of and decodes the order from the row's payload
+// (an error from accept is returned as is, and nothing changes); then it
+// either takes the stock of every item (locked in product detail order, so
+// concurrent orders cannot deadlock) or, if any item is short, takes none
+// and refunds the payment, cancels the order and writes a PaymentRefunded
+// outbox row. Stock never goes negative and a payment is refunded at most
+// once. An event handled before is a Duplicate, also once its row is gone
+// (deleted by retention).
+func (s *Service) FulfilPaidOrder(ctx context.Context, eventID uuid.UUID, group string,
+	accept func(row event.Message) (event.OrderPaid, error)) (Fulfilment, error) {
 	var f Fulfilment
-	items := slices.Clone(e.Items)
-	slices.SortFunc(items, func(a, b event.Item) int { return int(a.ProductDetailID - b.ProductDetailID) })
+	var e event.OrderPaid
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		claimed, err := inbox.Claim(ctx, tx, group, eventID)
 		if err != nil {
+			return err
+		}
+		row, err := outbox.Load(ctx, tx, eventID)
+		if errors.Is(err, outbox.ErrNotFound) && !claimed {
+			f.Duplicate = true // handled, and its row since deleted
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e, err = accept(row); err != nil {
 			return err
 		}
 		if !claimed {
 			f.Duplicate = true
 			return nil
 		}
+		items := slices.Clone(e.Items)
+		slices.SortFunc(items, func(a, b event.Item) int { return int(a.ProductDetailID - b.ProductDetailID) })
 		short, err := takeStock(ctx, tx, items)
 		if err != nil {
 			return err
@@ -56,8 +76,9 @@ func (s *Service) FulfilPaidOrder(ctx context.Context, eventID uuid.UUID, group 
 		return err
 	})
 	if err != nil {
-		return Fulfilment{}, fmt.Errorf("fulfil order %d: %w", e.OrderID, err)
+		return Fulfilment{}, fmt.Errorf("fulfil paid order of event %s: %w", eventID, err)
 	}
+	f.OrderID = e.OrderID
 	return f, nil
 }
 

@@ -32,8 +32,11 @@ func TestFulfilWithoutVisibleRowChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := uuid.New()
-	_, err := svc.FulfilPaidOrder(ctx, id, event.GroupStock,
-		event.OrderPaid{OrderID: 1, UserID: 1, Items: []event.Item{{ProductDetailID: detail, Quantity: 1}}})
+	accepted := false
+	_, err := svc.FulfilPaidOrder(ctx, id, event.GroupStock, func(event.Message) (event.OrderPaid, error) {
+		accepted = true
+		return event.OrderPaid{OrderID: 1, UserID: 1, Items: []event.Item{{ProductDetailID: detail, Quantity: 1}}}, nil
+	})
 	if !errors.Is(err, outbox.ErrNotFound) {
 		t.Fatalf("fulfil: %v, want ErrNotFound", err)
 	}
@@ -44,7 +47,7 @@ func TestFulfilWithoutVisibleRowChangesNothing(t *testing.T) {
 	if err := db.QueryRow(`SELECT count(*) FROM processed_events WHERE event_id = $1`, id).Scan(&claims); err != nil {
 		t.Fatal(err)
 	}
-	if after != before || claims != 0 {
-		t.Fatalf("stock %d -> %d, %d inbox claims; want nothing changed", before, after, claims)
+	if after != before || claims != 0 || accepted {
+		t.Fatalf("stock %d -> %d, %d inbox claims, accept called %v; want nothing changed", before, after, claims, accepted)
 	}
 }
