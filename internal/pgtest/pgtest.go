@@ -52,8 +52,8 @@ type harness struct {
 	// rolePasswords gives the migrations' roles LOGIN and random
 	// passwords, once, and returns them.
 	rolePasswords func() (map[string]string, error)
-	createMu sync.Mutex   // serializes copies of templateDB
-	seq      atomic.Int64 // numbers the test databases
+	createMu      sync.Mutex   // serializes copies of templateDB
+	seq           atomic.Int64 // numbers the test databases
 }
 
 // Run starts one private, non-durable cluster in a temporary folder, runs
