@@ -193,6 +193,15 @@ func (c *Cluster) URL(dbname string) string {
 	return u.String()
 }
 
+// redactedURL is URL without the password, for logs.
+func (c *Cluster) redactedURL(dbname string) string {
+	u, err := url.Parse(c.URL(dbname))
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
 // Stop shuts the server down: fast shutdown (SIGINT, which ends the open
 // sessions and writes a checkpoint), then waits for it to exit. When ctx
 // ends first, Stop forces an immediate shutdown (SIGQUIT, then SIGKILL),
@@ -345,7 +354,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.proc = s
 	s.watched.Store(true)
-	c.logger.Info("postgres ready", "pid", s.pid, "url", c.URL("postgres"))
+	c.logger.Info("postgres ready", "pid", s.pid, "url", c.redactedURL("postgres"))
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -216,6 +217,42 @@ func assertAuthenticates(t *testing.T, c *Cluster) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %v, want 0600", passwordFile, fi.Mode().Perm())
 	}
+}
+
+// The log of a start never holds the superuser's password.
+func TestLogHoldsNoPassword(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	c, err := Start(t.Context(), Options{DataDir: filepath.Join(testDir(t), "data"), Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if log.String() == "" || strings.Contains(log.String(), c.password) {
+		t.Errorf("log holds the password, or nothing:\n%s", log.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // A data dir made by the earlier version, which trusted every connection
