@@ -11,8 +11,8 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
-	"github.com/outboxpay/outboxpay/migrations"
 	"github.com/outboxpay/outboxpay/internal/shop"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
