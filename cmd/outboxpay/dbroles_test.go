@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/outboxpay/outboxpay/internal/pgcluster"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
@@ -73,5 +76,67 @@ func TestWithUserAndRedact(t *testing.T) {
 	}
 	if r := redactURL("postgres://u:se%zzcret@h/db"); strings.Contains(r, "se%zzcret") {
 		t.Errorf("redactURL of a bad URL = %s", r)
+	}
+}
+
+// migrate, as the superuser with DB_*_PASSWORD, creates the roles and lets
+// log in exactly those whose password it was given; it never prints a
+// password. It runs on a cluster of its own: role passwords belong to the
+// cluster, and the other tests' roles must keep theirs.
+func TestMigrateSetsRolePasswords(t *testing.T) {
+	dir, err := os.MkdirTemp("", "outboxpay-migrate-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user runs the server when we are root
+		t.Fatal(err)
+	}
+	cluster, err := pgcluster.Start(t.Context(), pgcluster.Options{DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := cluster.CreateDatabase(t.Context(), "app", ""); err != nil {
+		t.Fatal(err)
+	}
+	admin := cluster.URL("app")
+	const apiPW, workerPW = "api-secret-1234", "worker-secret-5678"
+	code, stdout, stderr := run(t, []string{"DATABASE_URL=" + admin, "DB_API_PASSWORD=" + apiPW, "DB_WORKER_PASSWORD=" + workerPW}, "migrate")
+	if code != 0 || !strings.Contains(stderr, "database roles can log in") {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	for _, secret := range []string{apiPW, workerPW} {
+		if strings.Contains(stdout+stderr, secret) {
+			t.Error("migrate printed a role password")
+		}
+	}
+
+	for _, tc := range []struct {
+		role, password string
+		login          bool
+	}{
+		{migrations.RoleAPI, apiPW, true},
+		{migrations.RoleWorker, workerPW, true},
+		{migrations.RoleAPI, "wrong", false},
+		{migrations.RoleCDC, "anything", false}, // no DB_CDC_PASSWORD: still NOLOGIN
+	} {
+		u, err := withUser(admin, tc.role, tc.password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("postgres", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.PingContext(t.Context())
+		db.Close()
+		if (err == nil) != tc.login {
+			t.Errorf("%s with password %q: login error %v, want login=%v", tc.role, tc.password, err, tc.login)
+		}
 	}
 }
