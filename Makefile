@@ -53,6 +53,9 @@ bench-cdc:
 # .env holds the stack's passwords: made once from .env.example with random ones.
 .env:
 	sed -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^DB_API_PASSWORD=.*/DB_API_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^DB_WORKER_PASSWORD=.*/DB_WORKER_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^DB_CDC_PASSWORD=.*/DB_CDC_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    .env.example > .env
 	@echo "wrote .env with fresh passwords (Grafana admin password: grep GRAFANA .env)"

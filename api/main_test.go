@@ -24,6 +24,7 @@ import (
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -39,12 +40,14 @@ type server struct {
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	db, _ := pgtest.NewDB(t)
+	db, dbURL := pgtest.NewDB(t)
+	// The API runs as its role; the test sets up and checks as the superuser.
+	apiDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
 	reg := prometheus.NewRegistry()
-	e, err := api.New(shop.New(db), api.Config{
+	e, err := api.New(shop.New(apiDB), api.Config{
 		MaxBodyBytes:   64 << 10,
 		RequestTimeout: 30 * time.Second,
-		Ready:          db.PingContext,
+		Ready:          apiDB.PingContext,
 		Registerer:     reg,
 		Gatherer:       reg,
 	})

@@ -146,6 +146,11 @@ func pgbench(ctx context.Context, tools pgTools, dbURL, tmp string, clients int,
 	all = append(all, db)
 	cmd := exec.Command(tools.pgbench, all...)
 	cmd.Env = clientEnv()
+	if u, err := url.Parse(dbURL); err == nil {
+		if pw, ok := u.User.Password(); ok { // the cluster asks for a password (scram-sha-256)
+			cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
+		}
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

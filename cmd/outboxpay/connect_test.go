@@ -25,14 +25,16 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 // cdcRig is a fresh database, an embedded Kafka and the shipped connector
 // config pointed at them.
 type cdcRig struct {
 	t         *testing.T
-	db        *sql.DB
-	dbURL     string
+	db        *sql.DB // the superuser's, for setting up and checking
+	cdcDB     *sql.DB // the connector's role's: the worker's config store
+	cdcURL    string  // the connect process's DATABASE_URL
 	bootstrap string
 	env       map[string]string // OUTBOX_DB_* for the config's placeholders
 	name      string
@@ -48,7 +50,8 @@ func newCDCRig(t *testing.T) *cdcRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kc.Close() })
-	env, err := connect.DatabaseEnv(dbURL)
+	cdcDB, cdcURL := pgtest.AsRole(t, dbURL, migrations.RoleCDC)
+	env, err := connect.DatabaseEnv(cdcURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +59,7 @@ func newCDCRig(t *testing.T) *cdcRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &cdcRig{t: t, db: db, dbURL: dbURL, bootstrap: kc.Bootstrap(), env: env, name: req.Name, config: req.Config}
+	r := &cdcRig{t: t, db: db, cdcDB: cdcDB, cdcURL: cdcURL, bootstrap: kc.Bootstrap(), env: env, name: req.Name, config: req.Config}
 	r.slot = "slot_" + env["OUTBOX_DB_NAME"] // slots belong to the cluster: one per test database
 	r.config["slot.name"] = r.slot
 	r.config["status.update.interval.ms"] = "1000"
@@ -168,7 +171,7 @@ type connectProcess struct {
 func (r *cdcRig) startConnect(addr string) *connectProcess {
 	r.t.Helper()
 	cmd := exec.Command(binary(r.t), "connect")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+r.dbURL, "KAFKA_BOOTSTRAP_SERVERS="+r.bootstrap,
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+r.cdcURL, "KAFKA_BOOTSTRAP_SERVERS="+r.bootstrap,
 		"CONNECT_ADDR="+addr, "LOG_LEVEL=warn")
 	for k, v := range r.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -250,7 +253,7 @@ func TestConnectRESTWithTheEngine(t *testing.T) {
 	addrCh := make(chan net.Addr, 1)
 	served := make(chan error, 1)
 	go func() {
-		served <- serveConnect(ctx, cfg, r.db, r.bootstrap, newRegistry(), r.lookup, slog.New(slog.DiscardHandler),
+		served <- serveConnect(ctx, cfg, r.cdcDB, r.bootstrap, newRegistry(), r.lookup, slog.New(slog.DiscardHandler),
 			func(a net.Addr) { addrCh <- a })
 	}()
 	t.Cleanup(func() {

@@ -57,7 +57,7 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			return err
 		}
 		url = cluster.URL(devDatabase)
-		logger.Info("private postgres running", "data_dir", dir, "url", url)
+		logger.Info("private postgres running", "data_dir", dir, "url", redactURL(url))
 	}
 
 	bootstrap := cfg.KafkaBootstrap
@@ -84,25 +84,13 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		logger.Info("embedded kafka running", "bootstrap", bootstrap)
 	}
 
-	db, err := openDB(ctx, cfg, url, logger)
+	dbs, cdcURL, err := openDevDatabases(ctx, cfg, url, logger)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := migrate(ctx, db, logger); err != nil {
-		return err
-	}
-	if cfg.SeedDemoData {
-		seeded, err := shop.New(db).SeedDemo(ctx)
-		if err != nil {
-			return fmt.Errorf("seed demo data: %w", err)
-		}
-		if seeded {
-			logger.Info("demo data seeded: users 1-3, products 1-3")
-		}
-	}
+	defer dbs.close()
 
-	dbEnv, err := connect.DatabaseEnv(url)
+	dbEnv, err := connect.DatabaseEnv(cdcURL)
 	if err != nil {
 		return err
 	}
@@ -121,7 +109,7 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	connectAddr, mockAddr := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	g.Go(func() error {
-		return serveConnect(gctx, cfg, db, bootstrap, reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
+		return serveConnect(gctx, cfg, dbs.cdc, bootstrap, reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
 	})
 	g.Go(func() error {
 		return servePlatformMock(gctx, cfg, logger, func(a net.Addr) { mockAddr <- a })
@@ -147,20 +135,69 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 		// The connector holds its slot before the API takes a payment, so no
 		// outbox row is written before change data capture can see it.
-		if err := registerConnector(gctx, cfg, connectURL, lookup, db, logger); err != nil {
+		if err := registerConnector(gctx, cfg, connectURL, lookup, dbs.worker, logger); err != nil {
 			return err
 		}
-		groups, err := consumerGroups(cfg, db, bootstrap, reg, logger)
+		groups, err := consumerGroups(cfg, dbs.worker, bootstrap, reg, logger)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return runGroups(gctx, groups) })
-		g.Go(func() error { return reconcileAndExport(gctx, cfg, db, bootstrap, connectURL, reg, logger) })
-		return serveAPI(gctx, cfg, db, reg, logger, func(apiAddr net.Addr) {
-			fmt.Print(banner(apiAddr, url, bootstrap, connectURL, cfg.PlatformURL))
+		g.Go(func() error { return reconcileAndExport(gctx, cfg, dbs.worker, bootstrap, connectURL, reg, logger) })
+		return serveAPI(gctx, cfg, dbs.api, reg, logger, func(apiAddr net.Addr) {
+			fmt.Print(banner(apiAddr, redactURL(url), bootstrap, connectURL, cfg.PlatformURL))
 		})
 	})
 	return g.Wait()
+}
+
+// devDatabases are `dev`'s connection pools, one per component's role.
+type devDatabases struct {
+	api, worker, cdc *sql.DB
+}
+
+func (d devDatabases) close() {
+	for _, db := range []*sql.DB{d.api, d.worker, d.cdc} {
+		if db != nil {
+			db.Close()
+		}
+	}
+}
+
+// openDevDatabases migrates the database of adminURL (a superuser's), seeds
+// it when cfg says so, gives the roles their passwords (see devRoles), and
+// opens a pool as each role. It returns the pools and the URL as the
+// connector's role.
+func openDevDatabases(ctx context.Context, cfg config, adminURL string, logger *slog.Logger) (devDatabases, string, error) {
+	admin, err := openDB(ctx, cfg, adminURL, logger)
+	if err != nil {
+		return devDatabases{}, "", err
+	}
+	defer admin.Close()
+	if err := migrate(ctx, admin, logger); err != nil {
+		return devDatabases{}, "", err
+	}
+	if cfg.SeedDemoData {
+		seeded, err := shop.New(admin).SeedDemo(ctx)
+		if err != nil {
+			return devDatabases{}, "", fmt.Errorf("seed demo data: %w", err)
+		}
+		if seeded {
+			logger.Info("demo data seeded: users 1-3, products 1-3")
+		}
+	}
+	urls, err := devRoles(ctx, admin, adminURL, cfg.DataDir, logger)
+	if err != nil {
+		return devDatabases{}, "", err
+	}
+	var dbs devDatabases
+	for dst, u := range map[**sql.DB]string{&dbs.api: urls.API, &dbs.worker: urls.Worker, &dbs.cdc: urls.CDC} {
+		if *dst, err = openDB(ctx, cfg, u, logger); err != nil {
+			dbs.close()
+			return devDatabases{}, "", err
+		}
+	}
+	return dbs, urls.CDC, nil
 }
 
 // registerConnector puts the connector config through the Kafka Connect REST

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +85,8 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		return len(events) == 2, nil
 	})
 
+	assertDevUsesRoles(t, sys)
+
 	pidFile := filepath.Join(dir, "data", "postgres", "postmaster.pid")
 	pid := postmasterPID(t, pidFile)
 	if err := sys.stop(); err != nil {
@@ -90,6 +94,87 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Errorf("postgres (pid %d) still running after dev exited", pid)
+	}
+}
+
+// assertDevUsesRoles checks, as the superuser, that every component of dev
+// connects to the database as its own role (the API, the consumers and
+// reconciler, the connector's replication and config store), that the
+// role passwords are kept private and that neither they nor the superuser's
+// appear in dev's output.
+func assertDevUsesRoles(t *testing.T, sys *devSystem) {
+	t.Helper()
+	data := filepath.Join(sys.dir, "data")
+	superPW, err := os.ReadFile(filepath.Join(data, "postgres", "pgcluster-superuser.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolesPath := filepath.Join(data, devRolesFile)
+	if fi, err := os.Stat(rolesPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, mode %v; want 0600", rolesPath, err, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(rolesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passwords map[string]string
+	if err := json.Unmarshal(raw, &passwords); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{strings.TrimSpace(string(superPW))}
+	for _, pw := range passwords {
+		secrets = append(secrets, pw)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(sys.Postgres, secret) {
+			t.Error("dev's banner holds a database password")
+		}
+		for _, line := range strings.Split(sys.stderr.String(), "\n") {
+			if strings.Contains(line, secret) {
+				t.Errorf("dev's log holds a database password: %.80s...", line)
+			}
+		}
+	}
+
+	u, err := url.Parse(sys.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("postgres", strings.TrimSpace(string(superPW)))
+	db, err := sql.Open("postgres", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Which roles hold connections, and which walsenders: the connector's
+	// replication connection as outboxpay_cdc.
+	rows, err := db.QueryContext(t.Context(), `SELECT DISTINCT usename, backend_type FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]bool{}
+	for rows.Next() {
+		var user, backend string
+		if err := rows.Scan(&user, &backend); err != nil {
+			t.Fatal(err)
+		}
+		got[user+" "+backend] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"outboxpay_api client backend", "outboxpay_worker client backend",
+		"outboxpay_cdc client backend", "outboxpay_cdc walsender"} {
+		if !got[want] {
+			t.Errorf("no %s connection; connections: %v", want, got)
+		}
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "postgres ") {
+			t.Errorf("a component connects as the superuser: %s", k)
+		}
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -55,7 +57,17 @@ func runMigrate(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	return migrate(ctx, db, logger)
+	if err := migrate(ctx, db, logger); err != nil {
+		return err
+	}
+	if pw := cfg.rolePasswords(); len(pw) > 0 {
+		if err := migrations.SetRolePasswords(ctx, db, pw); err != nil {
+			return err
+		}
+		roles := slices.Sorted(maps.Keys(pw))
+		logger.Info("database roles can log in", "roles", roles)
+	}
+	return nil
 }
 
 func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {

@@ -250,9 +250,32 @@ func TestComposeFile(t *testing.T) {
 			if s.Restart != "unless-stopped" && s.Restart != "always" {
 				t.Errorf("%s: restart %q", name, s.Restart)
 			}
-			if !strings.Contains(s.Environment["DATABASE_URL"], "@postgres:5432/") {
-				t.Errorf("%s: DATABASE_URL %q", name, s.Environment["DATABASE_URL"])
+		}
+		// Each service connects as its own role, or not at all; only the
+		// one-shot migrate and seed use the superuser.
+		for name, role := range map[string]string{
+			"api": "outboxpay_api", "consumers": "outboxpay_worker", "reconciler": "outboxpay_worker",
+			"platform-mock": "", "connector-register": "", "migrate": "outboxpay", "seed": "outboxpay",
+		} {
+			dbURL := svc(name).Environment["DATABASE_URL"]
+			if role == "" {
+				if dbURL != "" {
+					t.Errorf("%s needs no database, but has DATABASE_URL", name)
+				}
+				continue
 			}
+			if !strings.HasPrefix(dbURL, "postgres://"+role+":") || !strings.Contains(dbURL, "@postgres:5432/") {
+				t.Errorf("%s: DATABASE_URL %q, want %s's", name, dbURL, role)
+			}
+		}
+		mig := svc("migrate").Environment
+		for _, v := range []string{"DB_API_PASSWORD", "DB_WORKER_PASSWORD", "DB_CDC_PASSWORD"} {
+			if mig[v] != "change-me" {
+				t.Errorf("migrate: %s = %q, want .env.example's", v, mig[v])
+			}
+		}
+		if c := svc("connect").Environment; c["OUTBOX_DB_USER"] != "outboxpay_cdc" || c["OUTBOX_DB_PASSWORD"] != "change-me" {
+			t.Errorf("connect: OUTBOX_DB_USER %q, want outboxpay_cdc with DB_CDC_PASSWORD", c["OUTBOX_DB_USER"])
 		}
 		for _, name := range []string{"kafka-ui", "prometheus", "grafana"} {
 			svc(name)
@@ -301,6 +324,10 @@ func TestComposeFile(t *testing.T) {
 		c := embedded.Services["connect"]
 		if c.command() != "connect" || c.Build == nil || !strings.Contains(c.Environment["KAFKA_BOOTSTRAP_SERVERS"], "kafka-1") {
 			t.Errorf("embedded connect: command %q, build %v, env %v", c.command(), c.Build, c.Environment)
+		}
+		if !strings.HasPrefix(c.Environment["DATABASE_URL"], "postgres://outboxpay_cdc:") || c.Environment["OUTBOX_DB_USER"] != "outboxpay_cdc" {
+			t.Errorf("embedded connect: DATABASE_URL %q, OUTBOX_DB_USER %q; want outboxpay_cdc's",
+				c.Environment["DATABASE_URL"], c.Environment["OUTBOX_DB_USER"])
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -38,7 +39,9 @@ type rig struct {
 func newRig(t *testing.T, overrides map[string]string) *rig {
 	t.Helper()
 	db, dbURL := pgtest.NewDB(t)
-	u, err := url.Parse(dbURL)
+	// The engine connects as the connector's role; the test checks as the superuser.
+	_, cdcURL := pgtest.AsRole(t, dbURL, migrations.RoleCDC)
+	u, err := url.Parse(cdcURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +62,7 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	}
 	env := map[string]string{
 		"OUTBOX_DB_HOST": u.Hostname(), "OUTBOX_DB_PORT": u.Port(), "OUTBOX_DB_USER": u.User.Username(),
-		"OUTBOX_DB_PASSWORD": "", "OUTBOX_DB_NAME": strings.TrimPrefix(u.Path, "/"),
+		"OUTBOX_DB_PASSWORD": password(u), "OUTBOX_DB_NAME": strings.TrimPrefix(u.Path, "/"),
 	}
 	allow, err := connect.CompileEnvAllowlist(connect.DefaultEnvAllowlistPattern)
 	if err != nil {
@@ -178,3 +181,5 @@ func (r *rig) waitIDs(topics []string, ids []string, timeout time.Duration) (map
 		}
 	}
 }
+
+func password(u *url.URL) string { pw, _ := u.User.Password(); return pw }

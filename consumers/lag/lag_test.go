@@ -23,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -228,7 +229,9 @@ func TestReplicationSlots(t *testing.T) {
 	otherDB, _ := pgtest.NewDB(t)
 	createSlot(t, otherDB, "lag_other")
 
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap()})
+	// The exporter reads as the worker role, which sees the slots too.
+	worker, _ := pgtest.AsRole(t, url, migrations.RoleWorker)
+	c := newCollector(t, lag.Options{DB: worker, Bootstrap: kc.Bootstrap()})
 	lagSeries := fmt.Sprintf(`outboxpay_replication_slot_lag_bytes{slot=%q}`, slot)
 	activeSeries := fmt.Sprintf(`outboxpay_replication_slot_active{slot=%q}`, slot)
 

@@ -22,6 +22,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -31,11 +32,13 @@ var topics = []string{event.Topic(event.AggregateOrder), event.Topic(event.Aggre
 
 // rig is one test's database, Kafka cluster and publisher.
 type rig struct {
-	t     *testing.T
-	db    *sql.DB
-	url   string
-	kafka *kafkacluster.Cluster
-	pub   *reconcile.KafkaPublisher
+	t  *testing.T
+	db *sql.DB // the superuser's, for setting up and checking
+	// worker is the reconciler's, as outboxpay_worker.
+	worker *sql.DB
+	url    string
+	kafka  *kafkacluster.Cluster
+	pub    *reconcile.KafkaPublisher
 }
 
 func newRig(t *testing.T) *rig {
@@ -51,13 +54,14 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(pub.Close)
-	return &rig{t: t, db: db, url: url, kafka: kc, pub: pub}
+	worker, _ := pgtest.AsRole(t, url, migrations.RoleWorker)
+	return &rig{t: t, db: db, worker: worker, url: url, kafka: kc, pub: pub}
 }
 
 // reconciler returns a reconciler of the rig's outbox with its own registry.
 func (r *rig) reconciler(cfg reconcile.Config, cc *rest.Client) (*reconcile.Reconciler, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
-	return reconcile.New(r.db, cc, r.pub, connect.DefaultRouter, cfg, reg, testLogger(r.t)), reg
+	return reconcile.New(r.worker, cc, r.pub, connect.DefaultRouter, cfg, reg, testLogger(r.t)), reg
 }
 
 // insert commits outbox rows for n paid orders: an OrderPaid and a

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 // Names of the system's processes.
@@ -98,9 +100,15 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 	s.connect = fmt.Sprintf("http://127.0.0.1:%d", connectPort)
 	s.platform = fmt.Sprintf("http://127.0.0.1:%d", platform)
 
+	// Each process connects as its component's role; migrate, as the
+	// superuser, creates the roles and gives them these passwords. The
+	// checker (s.db) reads as the superuser.
+	roles, err := roleURLs(s.dbURL)
+	if err != nil {
+		return nil, err
+	}
 	base := []string{
 		"PATH=" + os.Getenv("PATH"),
-		"DATABASE_URL=" + s.dbURL,
 		"KAFKA_BOOTSTRAP_SERVERS=" + s.bootstrap,
 		"CONNECT_URL=" + s.connect,
 		"PLATFORM_URL=" + s.platform,
@@ -114,8 +122,8 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		// What ${env:...} in the connector config resolves to.
 		"OUTBOX_DB_HOST=127.0.0.1",
 		"OUTBOX_DB_PORT=" + strconv.Itoa(s.pg.Port()),
-		"OUTBOX_DB_USER=postgres",
-		"OUTBOX_DB_PASSWORD=",
+		"OUTBOX_DB_USER=" + migrations.RoleCDC,
+		"OUTBOX_DB_PASSWORD=" + roles.passwords[migrations.RoleCDC],
 		"OUTBOX_DB_NAME=" + database,
 	}
 	with := func(extra ...string) []string { return append(append([]string{}, base...), extra...) }
@@ -129,19 +137,23 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 	}
 	add(procKafka, with("KAFKA_PORTS="+joinInts(kafkaPorts)), "kafka")
 	add(procPlatform, with(fmt.Sprintf("PLATFORM_MOCK_ADDR=127.0.0.1:%d", platform)), "platform-mock")
-	add(procConnect, with(fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort)), "connect")
-	add(procStock, with("CONSUMER_GROUPS=stock", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0])), "consumers")
-	add(procDataPlat, with("CONSUMER_GROUPS=data-platform", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1])), "consumers")
-	add(procTracker, with("CONSUMER_GROUPS=outbox-tracker", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2])), "consumers")
-	add(procReconciler, with(fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
+	add(procConnect, with(roles.env(migrations.RoleCDC), fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort)), "connect")
+	add(procStock, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=stock", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0])), "consumers")
+	add(procDataPlat, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=data-platform", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1])), "consumers")
+	add(procTracker, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=outbox-tracker", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2])), "consumers")
+	add(procReconciler, with(roles.env(migrations.RoleWorker), fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
 		"RECONCILE_INTERVAL=2s",
 		"RECONCILE_STUCK_AFTER="+cfg.StuckAfter.String(),
 		"RECONCILE_REPUBLISH_AFTER="+(2*cfg.StuckAfter).String(),
 		"RECONCILE_PUBLISHED_STUCK_AFTER="+(3*cfg.StuckAfter).String(),
 		"RECONCILE_MAX_ATTEMPTS=1000"), "reconcile")
-	add(procAPI, with(fmt.Sprintf("API_ADDR=127.0.0.1:%d", api)), "api")
+	add(procAPI, with(roles.env(migrations.RoleAPI), fmt.Sprintf("API_ADDR=127.0.0.1:%d", api)), "api")
 
-	if err := s.runOnce(ctx, "migrate", with(), "migrate"); err != nil {
+	migrateEnv := with("DATABASE_URL="+s.dbURL,
+		"DB_API_PASSWORD="+roles.passwords[migrations.RoleAPI],
+		"DB_WORKER_PASSWORD="+roles.passwords[migrations.RoleWorker],
+		"DB_CDC_PASSWORD="+roles.passwords[migrations.RoleCDC])
+	if err := s.runOnce(ctx, "migrate", migrateEnv, "migrate"); err != nil {
 		return nil, err
 	}
 	for _, name := range s.order {
@@ -170,6 +182,33 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 	}
 	return s, nil
 }
+
+// rolePasswords are random passwords for the migrations' roles, and the
+// database's URL as each.
+type rolePasswords struct {
+	passwords map[string]string
+	urls      map[string]string
+}
+
+func roleURLs(adminURL string) (rolePasswords, error) {
+	r := rolePasswords{passwords: map[string]string{}, urls: map[string]string{}}
+	for _, role := range migrations.Roles() {
+		pw, err := migrations.NewPassword()
+		if err != nil {
+			return rolePasswords{}, err
+		}
+		u, err := url.Parse(adminURL)
+		if err != nil {
+			return rolePasswords{}, errors.New("database URL does not parse")
+		}
+		u.User = url.UserPassword(role, pw)
+		r.passwords[role], r.urls[role] = pw, u.String()
+	}
+	return r, nil
+}
+
+// env returns the DATABASE_URL setting of a process that runs as role.
+func (r rolePasswords) env(role string) string { return "DATABASE_URL=" + r.urls[role] }
 
 // superviseRestarts starts p again a second after it exited by itself,
 // until the system closes.

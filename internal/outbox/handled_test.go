@@ -12,6 +12,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -30,7 +31,7 @@ func TestMarkHandledWithoutTheRow(t *testing.T) {
 }
 
 func TestMarkHandledCompletesOnce(t *testing.T) {
-	db, _ := pgtest.NewDB(t)
+	db, dbURL := pgtest.NewDB(t)
 	ctx := context.Background()
 	id := uuid.New()
 	tx, err := db.BeginTx(ctx, nil)
@@ -44,8 +45,9 @@ func TestMarkHandledCompletesOnce(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	worker, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker) // the consumers' role marks
 	for i, want := range []bool{true, false} {
-		c, err := outbox.MarkHandled(ctx, db, id, event.TypePaymentCompleted, event.GroupDataPlatform)
+		c, err := outbox.MarkHandled(ctx, worker, id, event.TypePaymentCompleted, event.GroupDataPlatform)
 		if err != nil || c.Completed != want {
 			t.Fatalf("call %d: %+v, %v; want Completed %v", i+1, c, err, want)
 		}

@@ -2,8 +2,13 @@
 // PostgreSQL binaries, as a child process of the calling program.
 //
 // It serves development (make run) and tests: the cluster listens on
-// 127.0.0.1 only, trusts every connection, and is set up for logical
-// replication. The server is started directly rather than through pg_ctl,
+// 127.0.0.1 only, authenticates every connection, replication included,
+// with scram-sha-256 (the superuser postgres has a random password, kept in
+// the data dir's pgcluster-superuser.password, mode 0600, and in
+// [Cluster.URL]), and is set up for logical replication. A data dir created
+// by an earlier version, which trusted every connection, is converted on
+// its first start: the superuser gets a password and the trust rules of
+// pg_hba.conf become scram-sha-256. The server is started directly rather than through pg_ctl,
 // so that this process owns it: it runs in its own process group, is shut
 // down immediately by the kernel if this process dies (Linux), and is
 // stopped in order by [Cluster.Stop].
@@ -85,6 +90,11 @@ type Cluster struct {
 	bins    binaries
 	runAs   *account // nil: the current user
 	logger  *slog.Logger
+	// password is the superuser's, kept in the data dir.
+	password string
+	// trusting is true while pg_hba.conf has trust rules (a data dir of an
+	// earlier version): Start converts it.
+	trusting bool
 
 	mu   sync.Mutex // serializes Stop, Restart and Kill
 	proc *server    // the running postmaster; nil when stopped
@@ -150,6 +160,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			}
 		}
 		err = c.start(ctx)
+		if err == nil && c.trusting {
+			if err = c.convertTrust(ctx); err != nil {
+				c.Stop(context.WithoutCancel(ctx))
+				return nil, fmt.Errorf("start postgres: %w", err)
+			}
+		}
 		if err == nil {
 			return c, nil
 		}
@@ -164,16 +180,26 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 func (c *Cluster) Port() int { return c.port }
 
 // URL returns the connection URL of database dbname as the postgres
-// superuser, for github.com/lib/pq and other libpq-style clients.
+// superuser, with its password, for github.com/lib/pq and other libpq-style
+// clients. It holds a secret: log it with [url.URL.Redacted] only.
 func (c *Cluster) URL(dbname string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.User("postgres"),
+		User:     url.UserPassword("postgres", c.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)),
 		Path:     "/" + dbname,
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
+}
+
+// redactedURL is URL without the password, for logs.
+func (c *Cluster) redactedURL(dbname string) string {
+	u, err := url.Parse(c.URL(dbname))
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
 }
 
 // Stop shuts the server down: fast shutdown (SIGINT, which ends the open
@@ -328,7 +354,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.proc = s
 	s.watched.Store(true)
-	c.logger.Info("postgres ready", "pid", s.pid, "url", c.URL("postgres"))
+	c.logger.Info("postgres ready", "pid", s.pid, "url", c.redactedURL("postgres"))
 	return nil
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -142,7 +144,7 @@ func TestStartSettings(t *testing.T) {
 		t.Run(fmt.Sprintf("durable=%v", tc.durable), func(t *testing.T) {
 			t.Parallel()
 			c := startCluster(t, "", tc.durable)
-			if want := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/app?sslmode=disable", c.Port()); c.URL("app") != want {
+			if want := fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/app?sslmode=disable", c.password, c.Port()); len(c.password) != 32 || c.URL("app") != want {
 				t.Errorf("URL(app) = %s, want %s", c.URL("app"), want)
 			}
 			db := open(t, c, "postgres")
@@ -164,11 +166,7 @@ func TestStartSettings(t *testing.T) {
 					t.Errorf("%s = %q, want %q", setting, got, want)
 				}
 			}
-			rules := queryString(t, db, `SELECT count(*) FROM pg_hba_file_rules
-				WHERE type = 'host' AND 'replication' = ANY(database) AND address = '127.0.0.1' AND auth_method = 'trust'`)
-			if rules == "0" {
-				t.Error("pg_hba.conf has no trust rule for replication from 127.0.0.1")
-			}
+			assertAuthenticates(t, c)
 
 			// A commit reaches logical decoding at once.
 			mustExec(t, db,
@@ -180,6 +178,145 @@ func TestStartSettings(t *testing.T) {
 			}
 			mustExec(t, db, "SELECT pg_drop_replication_slot('s')")
 		})
+	}
+}
+
+// assertAuthenticates fails unless every rule of c's pg_hba.conf asks for
+// scram-sha-256, replication from 127.0.0.1 included, a wrong password is
+// refused, and the password file is private.
+func assertAuthenticates(t *testing.T, c *Cluster) {
+	t.Helper()
+	db := open(t, c, "postgres")
+	if n := queryString(t, db, `SELECT count(*) FROM pg_hba_file_rules WHERE auth_method <> 'scram-sha-256' OR error IS NOT NULL`); n != "0" {
+		t.Errorf("pg_hba.conf has %s rules that are not scram-sha-256", n)
+	}
+	if n := queryString(t, db, `SELECT count(*) FROM pg_hba_file_rules
+		WHERE type = 'host' AND 'replication' = ANY(database) AND address = '127.0.0.1'`); n == "0" {
+		t.Error("pg_hba.conf has no rule for replication from 127.0.0.1")
+	}
+	u, err := url.Parse(c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []*url.Userinfo{url.User("postgres"), url.UserPassword("postgres", "wrong")} {
+		u.User = user
+		wrong, err := sql.Open("postgres", u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = wrong.PingContext(t.Context())
+		wrong.Close()
+		if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+			t.Errorf("connecting as %s: %v, want password authentication failed", u.Redacted(), err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(c.dataDir, passwordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", passwordFile, fi.Mode().Perm())
+	}
+}
+
+// The log of a start never holds the superuser's password.
+func TestLogHoldsNoPassword(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	c, err := Start(t.Context(), Options{DataDir: filepath.Join(testDir(t), "data"), Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if log.String() == "" || strings.Contains(log.String(), c.password) {
+		t.Errorf("log holds the password, or nothing:\n%s", log.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A data dir made by the earlier version, which trusted every connection
+// and set no superuser password, starts and is converted.
+func TestStartConvertsTrustDataDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testDir(t), "data")
+	c := startCluster(t, dir, false)
+	mustExec(t, open(t, c, "postgres"), "CREATE TABLE t (v text)", "INSERT INTO t VALUES ('kept')",
+		"ALTER ROLE postgres PASSWORD NULL")
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// What initdb --auth=trust and the earlier pgcluster wrote.
+	hba := filepath.Join(dir, "pg_hba.conf")
+	data, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.ReplaceAll(string(data), "scram-sha-256", "trust"))
+	if err := os.WriteFile(hba, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, passwordFile)); err != nil {
+		t.Fatal(err)
+	}
+
+	c = startCluster(t, dir, false)
+	if got := queryString(t, open(t, c, "postgres"), "SELECT v FROM t"); got != "kept" {
+		t.Errorf("v = %q, want kept", got)
+	}
+	assertAuthenticates(t, c)
+
+	// The next start finds the converted data dir as a new one.
+	if err := c.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c = startCluster(t, dir, false)
+	if c.trusting {
+		t.Error("the converted data dir still counts as trusting")
+	}
+	assertAuthenticates(t, c)
+}
+
+func TestReplaceTrustRules(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"# trust me\nlocal all all trust\n", "# trust me\nlocal all all scram-sha-256\n"},
+		{"host replication all 127.0.0.1/32 trust # added\n", "host replication all 127.0.0.1/32 scram-sha-256 # added\n"},
+		{"host all all ::1/128 scram-sha-256\n", "host all all ::1/128 scram-sha-256\n"},
+		{"host all all 127.0.0.1/32 trust", "host all all 127.0.0.1/32 scram-sha-256"},
+	} {
+		if got := string(replaceTrustRules([]byte(tc.in))); got != tc.want {
+			t.Errorf("replaceTrustRules(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if hasTrustRule([]byte(tc.want)) {
+			t.Errorf("hasTrustRule(%q) = true", tc.want)
+		}
+	}
+	if !hasTrustRule([]byte("local all all trust\n")) {
+		t.Error("hasTrustRule misses a trust rule")
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/lib/pq"
 )
 
 // confMarker starts the block of settings that setup appends to
@@ -35,8 +40,15 @@ max_connections = 300
 wal_sender_timeout = '60s'
 `
 
-// hbaReplication lets replication connections in from 127.0.0.1.
-const hbaReplication = "\n# Added by pgcluster.\nhost    replication     all             127.0.0.1/32            trust\n"
+// hbaReplication lets replication connections in from 127.0.0.1, with a
+// password.
+const hbaReplication = "\n# Added by pgcluster.\nhost    replication     all             127.0.0.1/32            scram-sha-256\n"
+
+// passwordFile, in the data dir (mode 0600), holds the superuser's password.
+const passwordFile = "pgcluster-superuser.password"
+
+// authMethod is how every connection authenticates.
+const authMethod = "scram-sha-256"
 
 // account is the system user that runs initdb and postgres when this
 // process runs as root, which PostgreSQL refuses to run as.
@@ -211,6 +223,10 @@ func (c *Cluster) setup(ctx context.Context) error {
 		}
 	case err != nil:
 		return fmt.Errorf("check data dir: %w", err)
+	default:
+		if err := c.loadPassword(); err != nil {
+			return err
+		}
 	}
 
 	if err := c.configure(); err != nil {
@@ -225,9 +241,32 @@ func (c *Cluster) setup(ctx context.Context) error {
 	return nil
 }
 
-// initdb creates a cluster in the (empty) data dir.
+// initdb creates a cluster in the (empty) data dir, with a new random
+// superuser password that it then keeps in the data dir.
 func (c *Cluster) initdb(ctx context.Context) error {
-	args := []string{"-D", c.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"}
+	password, err := newPassword()
+	if err != nil {
+		return err
+	}
+	// initdb wants the data dir empty: the password goes through a file
+	// beside it, readable only by the server's account.
+	pwfile, err := os.CreateTemp(filepath.Dir(c.dataDir), ".pgcluster-pwfile-*")
+	if err != nil {
+		return fmt.Errorf("initdb: password file: %w", err)
+	}
+	defer os.Remove(pwfile.Name())
+	_, err = pwfile.WriteString(password + "\n")
+	if err == nil && c.runAs != nil {
+		err = pwfile.Chown(int(c.runAs.uid), int(c.runAs.gid))
+	}
+	if cerr := pwfile.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("initdb: password file: %w", err)
+	}
+	args := []string{"-D", c.dataDir, "-U", "postgres", "--pwfile", pwfile.Name(),
+		"--auth-host=" + authMethod, "--auth-local=" + authMethod, "-E", "UTF8", "--no-locale"}
 	if !c.durable {
 		args = append(args, "--no-sync")
 	}
@@ -254,6 +293,126 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	if s.waitErr != nil {
 		return fmt.Errorf("initdb %s: %w\n%s", c.dataDir, s.waitErr, bytes.TrimSpace(out.Bytes()))
 	}
+	return c.savePassword(password)
+}
+
+// newPassword returns a random password: 32 hex digits, safe in URLs.
+func newPassword() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate password: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// savePassword keeps the superuser's password in the data dir, readable by
+// its owner only.
+func (c *Cluster) savePassword(password string) error {
+	if err := os.WriteFile(filepath.Join(c.dataDir, passwordFile), []byte(password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save superuser password: %w", err)
+	}
+	c.password = password
+	return nil
+}
+
+// loadPassword reads the superuser's password of an existing data dir. A
+// data dir made by an earlier version of this package, which trusted every
+// connection and set no password, gets a new password and is marked for
+// conversion: Start sets it and replaces the trust rules once the server
+// runs.
+func (c *Cluster) loadPassword() error {
+	hba, err := os.ReadFile(filepath.Join(c.dataDir, "pg_hba.conf"))
+	if err != nil {
+		return fmt.Errorf("read pg_hba.conf: %w", err)
+	}
+	c.trusting = hasTrustRule(hba)
+	data, err := os.ReadFile(filepath.Join(c.dataDir, passwordFile))
+	switch {
+	case err == nil:
+		c.password = strings.TrimSpace(string(data))
+		if c.password == "" {
+			return fmt.Errorf("%s in %s is empty", passwordFile, c.dataDir)
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("read superuser password: %w", err)
+	case !c.trusting:
+		return fmt.Errorf("data dir %s has no %s and does not trust connections: its superuser password is unknown "+
+			"(remove the data dir to start afresh)", c.dataDir, passwordFile)
+	}
+	password, err := newPassword()
+	if err != nil {
+		return err
+	}
+	return c.savePassword(password)
+}
+
+// hasTrustRule reports whether a pg_hba.conf lets any connection in without
+// authentication.
+func hasTrustRule(hba []byte) bool {
+	sc := bufio.NewScanner(bytes.NewReader(hba))
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if f := strings.Fields(line); len(f) > 0 && slices.Contains(f, "trust") {
+			return true
+		}
+	}
+	return false
+}
+
+// replaceTrustRules rewrites the authentication method of every trust rule
+// of a pg_hba.conf to scram-sha-256, keeping everything else as it was.
+func replaceTrustRules(hba []byte) []byte {
+	lines := strings.SplitAfter(string(hba), "\n")
+	for i, l := range lines {
+		rule, comment, hasComment := strings.Cut(l, "#")
+		f := strings.Fields(rule)
+		if !slices.Contains(f, "trust") {
+			continue
+		}
+		for j := range f {
+			if f[j] == "trust" {
+				f[j] = authMethod
+			}
+		}
+		nl := ""
+		if strings.HasSuffix(l, "\n") && !hasComment {
+			nl = "\n"
+		}
+		lines[i] = strings.Join(f, " ")
+		if hasComment {
+			lines[i] += " #" + comment
+		}
+		lines[i] += nl
+	}
+	return []byte(strings.Join(lines, ""))
+}
+
+// convertTrust sets the superuser's password on a running server that
+// trusts connections (a data dir of an earlier version), then replaces its
+// trust rules and has the server reload them.
+func (c *Cluster) convertTrust(ctx context.Context) error {
+	db, err := sql.Open("postgres", c.URL("postgres")) // trusted: the password is not checked yet
+	if err != nil {
+		return fmt.Errorf("convert to %s: %w", authMethod, err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "ALTER ROLE postgres WITH PASSWORD "+pq.QuoteLiteral(c.password)); err != nil {
+		return fmt.Errorf("convert to %s: set superuser password: %w", authMethod, err)
+	}
+	path := filepath.Join(c.dataDir, "pg_hba.conf")
+	hba, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("convert to %s: %w", authMethod, err)
+	}
+	if err := os.WriteFile(path, replaceTrustRules(hba), 0o600); err != nil {
+		return fmt.Errorf("convert to %s: %w", authMethod, err)
+	}
+	if _, err := db.ExecContext(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("convert to %s: reload pg_hba.conf: %w", authMethod, err)
+	}
+	c.trusting = false
+	c.logger.Info("converted the data dir from trust to " + authMethod + " authentication")
 	return nil
 }
 
@@ -285,8 +444,7 @@ func (c *Cluster) configure() error {
 }
 
 // allowsLocalReplication reports whether a pg_hba.conf has a rule for
-// replication connections from 127.0.0.1 by any user. initdb --auth=trust
-// writes one.
+// replication connections from 127.0.0.1 by any user. initdb writes one.
 func allowsLocalReplication(hba []byte) bool {
 	sc := bufio.NewScanner(bytes.NewReader(hba))
 	for sc.Scan() {

@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -48,8 +49,11 @@ var active atomic.Pointer[harness]
 type harness struct {
 	cluster  *pgcluster.Cluster
 	template func() error // creates and migrates templateDB, once
-	createMu sync.Mutex   // serializes copies of templateDB
-	seq      atomic.Int64 // numbers the test databases
+	// rolePasswords gives the migrations' roles LOGIN and random
+	// passwords, once, and returns them.
+	rolePasswords func() (map[string]string, error)
+	createMu      sync.Mutex   // serializes copies of templateDB
+	seq           atomic.Int64 // numbers the test databases
 }
 
 // Run starts one private, non-durable cluster in a temporary folder, runs
@@ -88,6 +92,7 @@ func Run(m *testing.M) int {
 
 	h := &harness{cluster: cluster}
 	h.template = sync.OnceValue(h.createTemplate)
+	h.rolePasswords = sync.OnceValues(h.setRolePasswords)
 	active.Store(h)
 	code := m.Run()
 	active.Store(nil)
@@ -137,6 +142,65 @@ func NewDB(t testing.TB) (*sql.DB, string) {
 		}
 	})
 	return db, url
+}
+
+// AsRole opens the test database at dbURL (from [NewDB]) as role, one of
+// [migrations.Roles], and returns it with its URL; the database is closed
+// when the test ends. The roles get LOGIN and a random password once per
+// test binary.
+func AsRole(t testing.TB, dbURL, role string) (*sql.DB, string) {
+	t.Helper()
+	h := current(t)
+	passwords, err := h.rolePasswords()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	password, ok := passwords[role]
+	if !ok {
+		t.Fatalf("pgtest: %q is not a role of the migrations", role)
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: parse database URL: %v", err)
+	}
+	u.User = url.UserPassword(role, password)
+	db, err := sql.Open("postgres", u.String())
+	if err != nil {
+		t.Fatalf("pgtest: open as %s: %v", role, err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("pgtest: close connection as %s: %v", role, err)
+		}
+	})
+	return db, u.String()
+}
+
+// setRolePasswords creates the roles (the template's migration does) and
+// gives them random passwords.
+func (h *harness) setRolePasswords() (map[string]string, error) {
+	if err := h.template(); err != nil {
+		return nil, err
+	}
+	passwords := map[string]string{}
+	for _, role := range migrations.Roles() {
+		pw, err := migrations.NewPassword()
+		if err != nil {
+			return nil, err
+		}
+		passwords[role] = pw
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), templateTimeout)
+	defer cancel()
+	db, err := sql.Open("postgres", h.cluster.URL("postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	defer db.Close()
+	if err := migrations.SetRolePasswords(ctx, db, passwords); err != nil {
+		return nil, err
+	}
+	return passwords, nil
 }
 
 // Cluster returns the cluster of the test binary, for tests that restart or

@@ -12,6 +12,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
+	"github.com/outboxpay/outboxpay/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -20,10 +21,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // nothing: no stock taken, and no inbox claim, so the retry applies it.
 // `make chaos` found the claim committed without the row's completion.
 func TestFulfilWithoutVisibleRowChangesNothing(t *testing.T) {
-	db, _ := pgtest.NewDB(t)
+	db, dbURL := pgtest.NewDB(t)
 	ctx := context.Background()
-	svc := shop.New(db)
-	if _, err := svc.SeedDemo(ctx); err != nil {
+	if _, err := shop.New(db).SeedDemo(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var detail int64
@@ -31,6 +31,9 @@ func TestFulfilWithoutVisibleRowChangesNothing(t *testing.T) {
 	if err := db.QueryRow(`SELECT id, stock FROM product_details ORDER BY id LIMIT 1`).Scan(&detail, &before); err != nil {
 		t.Fatal(err)
 	}
+	// The stock consumer's role fulfils.
+	workerDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
+	svc := shop.New(workerDB)
 	id := uuid.New()
 	accepted := false
 	_, err := svc.FulfilPaidOrder(ctx, id, event.GroupStock, func(event.Message) (event.OrderPaid, error) {

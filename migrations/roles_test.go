@@ -1,0 +1,248 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lib/pq"
+
+	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
+)
+
+// What each role must not do: every statement fails with
+// insufficient_privilege (42501) and changes nothing.
+func TestRolesCannot(t *testing.T) {
+	admin, dbURL := pgtest.NewDB(t)
+	mustExec(t, admin, `INSERT INTO users (name, balance) VALUES ('victim', 100)`)
+	everyRole := []string{
+		`CREATE TABLE stolen (v int)`,
+		`ALTER TABLE users ADD COLUMN x int`,
+		`DROP TABLE processed_events`,
+		`TRUNCATE outbox`,
+		`CREATE ROLE intruder`,
+		`CREATE PUBLICATION p FOR TABLE users`,
+		`ALTER PUBLICATION outbox_publication ADD TABLE users`,
+		`UPDATE outbox SET payload = '{}'`,
+		`UPDATE users SET name = 'renamed'`,
+		`COPY (SELECT 1) TO PROGRAM 'id'`,
+	}
+	for _, tc := range []struct {
+		role  string
+		stmts []string
+	}{
+		{migrations.RoleCDC, []string{
+			`UPDATE users SET balance = balance + 1000000`,
+			`INSERT INTO users (name) VALUES ('forged')`,
+			`DELETE FROM users`,
+			`SELECT balance FROM users`,
+			`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+			 VALUES ('00000000-0000-0000-0000-000000000001', 'order', '1', 'OrderPaid', '{}')`,
+			`DELETE FROM outbox`,
+			`UPDATE outbox SET status = 'COMPLETE'`,
+			`SELECT * FROM idempotency_keys`,
+		}},
+		{migrations.RoleAPI, []string{
+			`SELECT pg_create_logical_replication_slot('api_slot', 'pgoutput')`,
+			`DELETE FROM outbox`,
+			`UPDATE outbox SET status = 'COMPLETE'`,
+			`DELETE FROM users`,
+			`INSERT INTO users (name) VALUES ('forged')`,
+			`UPDATE product_details SET stock = 1000000`,
+			`INSERT INTO processed_events (consumer_group, event_id) VALUES ('stock', gen_random_uuid())`,
+			`SELECT * FROM connect_connectors`,
+		}},
+		{migrations.RoleWorker, []string{
+			`SELECT pg_create_logical_replication_slot('worker_slot', 'pgoutput')`,
+			`INSERT INTO users (name) VALUES ('forged')`,
+			`DELETE FROM users`,
+			`UPDATE outbox SET type = 'OrderPaid'`,
+			`UPDATE product_details SET price = 1`,
+			`SELECT * FROM idempotency_keys`,
+			`SELECT * FROM connect_connectors`,
+			`DELETE FROM processed_events`,
+		}},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			db, _ := pgtest.AsRole(t, dbURL, tc.role)
+			for _, stmt := range append(tc.stmts, everyRole...) {
+				_, err := db.ExecContext(t.Context(), stmt)
+				var pqErr *pq.Error
+				if !errors.As(err, &pqErr) || pqErr.Code != "42501" {
+					t.Errorf("%s: err = %v, want insufficient_privilege (42501)", stmt, err)
+				}
+			}
+		})
+	}
+	var balance int
+	if err := admin.QueryRow(`SELECT balance FROM users WHERE name = 'victim'`).Scan(&balance); err != nil || balance != 100 {
+		t.Errorf("balance = %d (%v), want 100", balance, err)
+	}
+	var tables int
+	if err := admin.QueryRow(`SELECT count(*) FROM pg_tables WHERE tablename = 'stolen'`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("%d tables named stolen (%v)", tables, err)
+	}
+}
+
+// Only the connector's role opens a replication connection; it creates a
+// slot there and emits the heartbeat message.
+func TestReplication(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	for _, role := range []string{migrations.RoleAPI, migrations.RoleWorker} {
+		_, roleURL := pgtest.AsRole(t, dbURL, role)
+		conn, err := pgconn.Connect(t.Context(), replicationURL(t, roleURL))
+		if err == nil {
+			conn.Close(context.Background())
+			t.Errorf("%s opened a replication connection", role)
+		} else if !strings.Contains(err.Error(), "replication") {
+			t.Errorf("%s: replication connection refused with %v, want a lack of the replication privilege", role, err)
+		}
+	}
+
+	cdc, cdcURL := pgtest.AsRole(t, dbURL, migrations.RoleCDC)
+	conn, err := pgconn.Connect(t.Context(), replicationURL(t, cdcURL))
+	if err != nil {
+		t.Fatalf("%s: replication connection: %v", migrations.RoleCDC, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := pglogrepl.CreateReplicationSlot(t.Context(), conn, "cdc_role_test", "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Temporary: true}); err != nil {
+		t.Errorf("%s: create slot: %v", migrations.RoleCDC, err)
+	}
+	if _, err := cdc.ExecContext(t.Context(), `SELECT pg_logical_emit_message(false, 'heartbeat', '')`); err != nil {
+		t.Errorf("%s: heartbeat: %v", migrations.RoleCDC, err)
+	}
+	var n int
+	if err := cdc.QueryRowContext(t.Context(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Errorf("%s: read the outbox: %v", migrations.RoleCDC, err)
+	}
+}
+
+func replicationURL(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("replication", "database")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// The roles log in, with nothing but what the migration grants: no
+// superuser, no role or database creation, and replication for the
+// connector only. No authentication rule of the cluster is trust.
+func TestRoleAttributes(t *testing.T) {
+	admin, dbURL := pgtest.NewDB(t)
+	for _, role := range migrations.Roles() {
+		db, _ := pgtest.AsRole(t, dbURL, role)
+		var user string
+		if err := db.QueryRowContext(t.Context(), `SELECT current_user`).Scan(&user); err != nil || user != role {
+			t.Errorf("logged in as %q (%v), want %s", user, err, role)
+		}
+		var super, createRole, createDB, replication, bypassRLS bool
+		err := admin.QueryRow(`SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+			FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &createRole, &createDB, &replication, &bypassRLS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if super || createRole || createDB || bypassRLS || replication != (role == migrations.RoleCDC) {
+			t.Errorf("%s: superuser=%v createrole=%v createdb=%v replication=%v bypassrls=%v",
+				role, super, createRole, createDB, replication, bypassRLS)
+		}
+	}
+	var trust int
+	if err := admin.QueryRow(`SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'`).Scan(&trust); err != nil || trust != 0 {
+		t.Errorf("%d trust rules in pg_hba.conf (%v)", trust, err)
+	}
+}
+
+func TestSetRolePasswordsRejects(t *testing.T) {
+	admin, _ := pgtest.NewDB(t)
+	for _, tc := range []struct {
+		passwords map[string]string
+		want      error
+	}{
+		{map[string]string{"postgres": "x"}, migrations.ErrUnknownRole},
+		{map[string]string{migrations.RoleAPI: ""}, migrations.ErrEmptyPassword},
+	} {
+		err := migrations.SetRolePasswords(t.Context(), admin, tc.passwords)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("SetRolePasswords(%v) = %v, want %v", tc.passwords, err, tc.want)
+		}
+	}
+	// Errors never carry the password.
+	err := migrations.SetRolePasswords(t.Context(), admin, map[string]string{"nobody": "s3cret-value"})
+	if err == nil || strings.Contains(err.Error(), "s3cret-value") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// Roles belong to the cluster: several databases of a new cluster, migrating
+// at once, race to create them, and all succeed.
+func TestConcurrentMigrationsOfOneCluster(t *testing.T) {
+	dir, err := os.MkdirTemp("", "migrations-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user runs the server when we are root
+		t.Fatal(err)
+	}
+	cluster, err := pgcluster.Start(t.Context(), pgcluster.Options{DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	dbs := make([]*sql.DB, len(errs))
+	for i := range errs {
+		name := fmt.Sprintf("concurrent_%d", i)
+		if err := cluster.CreateDatabase(t.Context(), name, ""); err != nil {
+			t.Fatal(err)
+		}
+		if dbs[i], err = sql.Open("postgres", cluster.URL(name)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dbs[i].Close() })
+	}
+	for i, db := range dbs {
+		wg.Go(func() { errs[i] = migrations.Up(t.Context(), db) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("migration %d: %v", i, err)
+		}
+	}
+	var roles int
+	if err := dbs[0].QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)`, pq.Array(migrations.Roles())).Scan(&roles); err != nil || roles != 3 {
+		t.Errorf("%d roles (%v), want 3", roles, err)
+	}
+}
+
+func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
