@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/lag"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
@@ -89,7 +90,7 @@ func TestConsumerGroupLag(t *testing.T) {
 		return len(parts) == 3, err
 	})
 
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: bootstrap})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: bootstrap}})
 
 	wantHigh := map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`:     5,
@@ -142,7 +143,7 @@ func TestConsumerGroupLag(t *testing.T) {
 	}
 
 	// Only the configured groups; one that does not exist yet is no error.
-	only := newCollector(t, lag.Options{DB: db, Bootstrap: bootstrap, Groups: []string{"stock", "not-started-yet"}})
+	only := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: bootstrap}, Groups: []string{"stock", "not-started-yet"}})
 	waitSeries(t, only, "outboxpay_consumer_group_lag", filter(wantLag, `group="stock"`))
 	waitSeries(t, only, "outboxpay_consumer_group_committed_offset", filter(wantCommitted, `group="stock"`))
 	if got := gather(t, only)[`outboxpay_lag_exporter_errors_total{source="kafka"}`]; got != 0 {
@@ -160,7 +161,7 @@ func TestOutboxRows(t *testing.T) {
 	t.Parallel()
 	kc := startKafka(t)
 	db, _ := pgtest.NewDB(t)
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 
 	const rowsHelp = "# HELP outboxpay_outbox_rows Outbox rows by status.\n# TYPE outboxpay_outbox_rows gauge\n"
 	const ageHelp = "# HELP outboxpay_outbox_oldest_unfinished_age_seconds Age of the oldest outbox row whose status is not COMPLETE; 0 when there is none.\n" +
@@ -228,7 +229,7 @@ func TestReplicationSlots(t *testing.T) {
 	otherDB, _ := pgtest.NewDB(t)
 	createSlot(t, otherDB, "lag_other")
 
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 	lagSeries := fmt.Sprintf(`outboxpay_replication_slot_lag_bytes{slot=%q}`, slot)
 	activeSeries := fmt.Sprintf(`outboxpay_replication_slot_active{slot=%q}`, slot)
 
@@ -321,7 +322,7 @@ func TestKafkaUnreachable(t *testing.T) {
 
 	// Postgres is queried within the same deadline, which Kafka uses up.
 	const timeout = 3 * time.Second
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap(), Timeout: timeout})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}, Timeout: timeout})
 	waitSeries(t, c, "outboxpay_topic_high_watermark", map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`: 1,
 		`outboxpay_topic_high_watermark{partition="1",topic="outbox.event.order"}`: 1,
@@ -376,7 +377,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bad.Close() })
-	c := newCollector(t, lag.Options{DB: bad, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: bad, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 	waitSeries(t, c, "outboxpay_topic_high_watermark", map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`: 2,
 		`outboxpay_topic_high_watermark{partition="1",topic="outbox.event.order"}`: 0,
@@ -402,16 +403,16 @@ func TestNewAndClose(t *testing.T) {
 	}
 	defer db.Close()
 	for name, opts := range map[string]lag.Options{
-		"no db":            {Bootstrap: "127.0.0.1:9092"},
+		"no db":            {Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:9092"}},
 		"no bootstrap":     {DB: db},
-		"negative timeout": {DB: db, Bootstrap: "127.0.0.1:9092", Timeout: -time.Second},
+		"negative timeout": {DB: db, Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:9092"}, Timeout: -time.Second},
 	} {
 		if _, err := lag.New(opts); err == nil {
 			t.Errorf("%s: New succeeded, want an error", name)
 		}
 	}
 
-	c, err := lag.New(lag.Options{DB: db, Bootstrap: "127.0.0.1:1", Timeout: 200 * time.Millisecond})
+	c, err := lag.New(lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
