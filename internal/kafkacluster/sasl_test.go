@@ -334,12 +334,18 @@ func TestSASLRestart(t *testing.T) {
 func TestSASLOptionsValidated(t *testing.T) {
 	base := productSASL
 	cases := map[string]func(*SASL){
-		"mechanism":         func(s *SASL) { s.Mechanism = "PLAIN" },
-		"no superuser":      func(s *SASL) { s.SuperuserPassword = "" },
-		"empty password":    func(s *SASL) { s.Users["stock"] = "" },
-		"unknown principal": func(s *SASL) { s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "mallory", Resource: "topic", Name: "x", Operation: "Read"}) },
-		"unknown operation": func(s *SASL) { s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "stock", Resource: "topic", Name: "x", Operation: "Steal"}) },
-		"cluster with name": func(s *SASL) { s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "stock", Resource: "cluster", Name: "x", Operation: "Describe"}) },
+		"mechanism":      func(s *SASL) { s.Mechanism = "PLAIN" },
+		"no superuser":   func(s *SASL) { s.SuperuserPassword = "" },
+		"empty password": func(s *SASL) { s.Users["stock"] = "" },
+		"unknown principal": func(s *SASL) {
+			s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "mallory", Resource: "topic", Name: "x", Operation: "Read"})
+		},
+		"unknown operation": func(s *SASL) {
+			s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "stock", Resource: "topic", Name: "x", Operation: "Steal"})
+		},
+		"cluster with name": func(s *SASL) {
+			s.ACLs = append(s.ACLs, kafkaclient.ACL{Principal: "stock", Resource: "cluster", Name: "x", Operation: "Describe"})
+		},
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
