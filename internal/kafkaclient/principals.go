@@ -149,3 +149,25 @@ func ACLs() []ACL {
 	)
 	return acls
 }
+
+// Names the compose stack's Debezium Connect worker uses (docker-compose.yml).
+const (
+	ConnectWorkerGroup       = "outboxpay-connect"
+	ConnectWorkerTopicPrefix = "outboxpay.connect."
+	DebeziumHeartbeatPrefix  = "__debezium-heartbeat."
+)
+
+// ConnectWorkerACLs returns what the compose stack's Debezium Connect worker
+// needs as principal connector beyond ACLs: its config, offset and status
+// topics (it creates them and checks their configs), its worker group, and
+// Debezium's heartbeat topic. The embedded engine needs none of it.
+func ConnectWorkerACLs() []ACL {
+	acls := []ACL{}
+	for _, op := range []string{OpRead, OpWrite, OpCreate, OpDescribeConfigs} {
+		acls = append(acls, ACL{PrincipalConnector, ResourceTopic, ConnectWorkerTopicPrefix, true, op})
+	}
+	return append(acls,
+		ACL{PrincipalConnector, ResourceGroup, ConnectWorkerGroup, false, OpRead},
+		ACL{PrincipalConnector, ResourceTopic, DebeziumHeartbeatPrefix, true, OpWrite},
+	)
+}
