@@ -157,6 +157,36 @@ func TestConsumerGroupLag(t *testing.T) {
 	waitSeries(t, c, "outboxpay_consumer_group_lag", wantLag)
 }
 
+// The exporter reads lag as principal reconciler on a cluster that enforces
+// the product's ACLs (as dev, chaos and compose run it).
+func TestConsumerGroupLagUnderACLs(t *testing.T) {
+	t.Parallel()
+	sasl := &kafkacluster.SASL{Mechanism: kafkaclient.ScramSHA512, Superuser: kafkaclient.PrincipalAdmin,
+		SuperuserPassword: "admin-pw", Users: map[string]string{}, ACLs: kafkaclient.ACLs()}
+	for _, p := range kafkaclient.Principals() {
+		sasl.Users[p] = p + "-pw"
+	}
+	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{SASL: sasl})
+	if err != nil {
+		t.Fatalf("start kafka: %v", err)
+	}
+	t.Cleanup(func() { _ = kc.Close() })
+	as := func(p string) kafkaclient.Config {
+		return kafkaclient.Config{Bootstrap: kc.Bootstrap()}.WithUser(sasl.Mechanism, p, sasl.Users[p])
+	}
+	db, _ := pgtest.NewDB(t)
+
+	produceAs(t, as(kafkaclient.PrincipalConnector), map[string][]int{orderTopic: {2, 1, 0}})
+	commitOffsets(t, newConsumerAs(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
+
+	c := newCollector(t, lag.Options{DB: db, Kafka: as(kafkaclient.PrincipalReconciler)})
+	waitSeries(t, c, "outboxpay_consumer_group_lag", map[string]float64{
+		`outboxpay_consumer_group_lag{group="stock",partition="0",topic="outbox.event.order"}`: 1,
+		`outboxpay_consumer_group_lag{group="stock",partition="1",topic="outbox.event.order"}`: 0,
+		`outboxpay_consumer_group_lag{group="stock",partition="2",topic="outbox.event.order"}`: 0,
+	})
+}
+
 func TestOutboxRows(t *testing.T) {
 	t.Parallel()
 	kc := startKafka(t)
@@ -456,12 +486,17 @@ func newCollector(t *testing.T, opts lag.Options) *lag.Collector {
 // waits until Kafka has acknowledged them all.
 func produce(t *testing.T, bootstrap string, counts map[string][]int) {
 	t.Helper()
-	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
-		"acks":                 "all",
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	})
+	produceAs(t, kafkaclient.Config{Bootstrap: bootstrap}, counts)
+}
+
+// produceAs is produce as kc's principal.
+func produceAs(t *testing.T, kc kafkaclient.Config, counts map[string][]int) {
+	t.Helper()
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{"acks": "all", "enable.metrics.push": false, "log.connection.close": false}) {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		t.Fatalf("new producer: %v", err)
 	}
@@ -521,14 +556,23 @@ func deleteRecordsBefore(t *testing.T, bootstrap, topic string, partition int32,
 // to, closed when the test ends.
 func newConsumer(t *testing.T, bootstrap, group string) *kafka.Consumer {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	return newConsumerAs(t, kafkaclient.Config{Bootstrap: bootstrap}, group)
+}
+
+// newConsumerAs is newConsumer as kc's principal.
+func newConsumerAs(t *testing.T, kc kafkaclient.Config, group string) *kafka.Consumer {
+	t.Helper()
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             group,
 		"auto.offset.reset":    "earliest",
 		"enable.auto.commit":   false,
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		t.Fatalf("new consumer of %s: %v", group, err)
 	}
