@@ -256,6 +256,23 @@ func checkAuthorization(t *testing.T, c *Cluster, s *SASL) {
 		t.Fatalf("stock producing to its DLQ %s: %v", orderDLQ, err)
 	}
 
+	// The operator's replay tool reads the DLQ in its group and writes
+	// the event topic back.
+	replay := saslConsumer(t, asUser(c, s, kafkaclient.PrincipalReplay, nil), kafkaclient.ReplayGroup)
+	if err := replay.Subscribe(orderDLQ, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := consume(t, replay, 1); len(got) != 1 {
+		t.Fatalf("replay consumed %d records", len(got))
+	}
+	if _, err := replay.Commit(); err != nil {
+		t.Fatalf("replay commit: %v", err)
+	}
+	redrive := saslProducer(t, asUser(c, s, kafkaclient.PrincipalReplay, kafka.ConfigMap{"enable.idempotence": true}))
+	if err := produceOne(t, redrive, orderTopic); err != nil {
+		t.Fatalf("replay producing to %s: %v", orderTopic, err)
+	}
+
 	// stock may not read the payment topic, nor use another group.
 	other := saslConsumer(t, asUser(c, s, "stock", nil), "stock")
 	if err := other.Subscribe(paymentTopic, nil); err != nil {
