@@ -381,3 +381,28 @@ func TestSASLOptionsValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestSASLRestartWhileOffline checks that a restart while offline does not
+// wait for the network, and that users and ACLs hold once back online.
+func TestSASLRestartWhileOffline(t *testing.T) {
+	s := productSASL()
+	c := startCluster(t, Options{SASL: s, DataDir: t.TempDir()})
+	createTopics(t, c, s, orderTopic)
+	if err := c.SetOffline(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetOffline(false); err != nil {
+		t.Fatal(err)
+	}
+	connector := saslProducer(t, asUser(c, s, kafkaclient.PrincipalConnector, kafka.ConfigMap{"enable.idempotence": true}))
+	if err := produceOne(t, connector, orderTopic); err != nil {
+		t.Fatalf("connector after the restart: %v", err)
+	}
+	stock := saslProducer(t, asUser(c, s, "stock", nil))
+	if err := produceOne(t, stock, orderTopic); errCode(err) != kafka.ErrTopicAuthorizationFailed {
+		t.Fatalf("stock after the restart: got %v, want %v", err, kafka.ErrTopicAuthorizationFailed)
+	}
+}
