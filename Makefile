@@ -58,6 +58,8 @@ bench-cdc:
 	    -e "s/^DB_CDC_PASSWORD=.*/DB_CDC_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    .env.example > .env
+	for v in $$(sed -n 's/^\(KAFKA_[A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do \
+	    sed -i "s/^$$v=.*/$$v=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" .env; done
 	@echo "wrote .env with fresh passwords (Grafana admin password: grep GRAFANA .env)"
 
 # Build and start the stack, wait until the connector is RUNNING, print the URLs.

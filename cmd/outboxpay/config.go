@@ -10,6 +10,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // config is every setting, read once from the environment at start-up.
@@ -43,6 +44,16 @@ type config struct {
 	// KafkaBootstrap is the Kafka to use. Unset in `dev`: an embedded
 	// cluster starts. Required by `connect`.
 	KafkaBootstrap string `env:"KAFKA_BOOTSTRAP_SERVERS"`
+	// Kafka holds the client security settings (KAFKA_SECURITY_PROTOCOL,
+	// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD;
+	// default: no SASL) every Kafka client of this process uses. `dev`
+	// with its embedded cluster ignores them: it gives each component its
+	// own principal.
+	Kafka kafkaclient.Config
+	// KafkaUsersFile, for `kafka`, names the users file ("name: password"
+	// lines, kafkaclient.PrincipalAdmin and kafkaclient.Principals()) that
+	// turns on SASL/SCRAM and the product's ACLs; empty: no SASL.
+	KafkaUsersFile string `env:"KAFKA_USERS_FILE"`
 	// KafkaPorts are the embedded cluster's broker ports in `dev`, one per
 	// broker; 0s pick free ports.
 	KafkaPorts []int `env:"KAFKA_PORTS" envDefault:"9092,9093,9094"`
@@ -127,7 +138,18 @@ func loadConfig() (config, error) {
 	if cfg.envAllowlist, err = connect.CompileEnvAllowlist(cfg.ConnectEnvAllowlistPattern); err != nil {
 		return config{}, fmt.Errorf("read configuration: CONNECT_ENV_ALLOWLIST_PATTERN: %w", err)
 	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		return config{}, fmt.Errorf("read configuration: %w", err)
+	}
 	return cfg, nil
+}
+
+// kafka returns the settings of this process's Kafka clients for the
+// cluster at bootstrap.
+func (c config) kafka(bootstrap string) kafkaclient.Config {
+	k := c.Kafka
+	k.Bootstrap = bootstrap
+	return k
 }
 
 func (c config) logger() *slog.Logger {

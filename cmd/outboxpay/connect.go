@@ -18,6 +18,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 func runConnect(ctx context.Context, cfg config, logger *slog.Logger) error {
@@ -29,15 +30,16 @@ func runConnect(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	return serveConnect(ctx, cfg, db, cfg.KafkaBootstrap, newRegistry(), os.LookupEnv, logger, nil)
+	return serveConnect(ctx, cfg, db, cfg.kafka(cfg.KafkaBootstrap), newRegistry(), os.LookupEnv, logger, nil)
 }
 
 // serveConnect runs the embedded CDC engine's Kafka Connect worker and its
 // REST API (with /metrics) until ctx is done. Connector configs are kept in
 // db; lookup resolves their ${env:...} references, for the names that
-// CONNECT_ENV_ALLOWLIST_PATTERN allows. listening, if not nil, is
-// called once the REST API accepts connections.
-func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string, reg *prometheus.Registry,
+// CONNECT_ENV_ALLOWLIST_PATTERN allows; the engine produces to Kafka as kc's
+// principal. listening, if not nil, is called once the REST API accepts
+// connections.
+func serveConnect(ctx context.Context, cfg config, db *sql.DB, kc kafkaclient.Config, reg *prometheus.Registry,
 	lookup func(string) (string, bool), logger *slog.Logger, listening func(net.Addr)) error {
 	ln, err := net.Listen("tcp", cfg.ConnectAddr)
 	if err != nil {
@@ -46,7 +48,7 @@ func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string,
 	metrics := engine.NewMetrics(reg)
 	engineLogger := logger.With("component", "cdc")
 	w := worker.New(db, func(name string, c connect.Config) (worker.Task, error) {
-		return engine.New(name, c, engine.Options{Bootstrap: bootstrap, Metrics: metrics, Logger: engineLogger}), nil
+		return engine.New(name, c, engine.Options{Kafka: kc, Metrics: metrics, Logger: engineLogger}), nil
 	}, worker.Options{WorkerID: localAddr(ln.Addr()), Lookup: lookup, EnvAllowlist: cfg.envAllowlist,
 		Logger: logger.With("component", "connect")})
 
@@ -59,7 +61,7 @@ func serveConnect(ctx context.Context, cfg config, db *sql.DB, bootstrap string,
 	go func() { workerDone <- w.Run(ctx) }()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("kafka connect REST API listening", "addr", ln.Addr().String(), "kafka", bootstrap)
+	logger.Info("kafka connect REST API listening", "addr", ln.Addr().String(), "kafka", kc)
 	if listening != nil {
 		listening(ln.Addr())
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
@@ -253,7 +254,7 @@ func TestConnectRESTWithTheEngine(t *testing.T) {
 	addrCh := make(chan net.Addr, 1)
 	served := make(chan error, 1)
 	go func() {
-		served <- serveConnect(ctx, cfg, r.cdcDB, r.bootstrap, newRegistry(), r.lookup, slog.New(slog.DiscardHandler),
+		served <- serveConnect(ctx, cfg, r.cdcDB, kafkaclient.Config{Bootstrap: r.bootstrap}, newRegistry(), r.lookup, slog.New(slog.DiscardHandler),
 			func(a net.Addr) { addrCh <- a })
 	}()
 	t.Cleanup(func() {

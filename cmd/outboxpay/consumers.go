@@ -14,14 +14,17 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/consumers/tracker"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // outboxTopics matches every outbox topic and no dead-letter topic.
 const outboxTopics = `^outbox\.event\.[^.]+$`
 
-// consumerGroups builds the configured consumer groups' workers.
-func consumerGroups(cfg config, db *sql.DB, bootstrap string, reg prometheus.Registerer, logger *slog.Logger) ([]*consume.Group, error) {
+// consumerGroups builds the configured consumer groups' workers; kafkaFor
+// returns the Kafka settings (the principal) of a group.
+func consumerGroups(cfg config, db *sql.DB, kafkaFor func(group string) kafkaclient.Config, reg prometheus.Registerer,
+	logger *slog.Logger) ([]*consume.Group, error) {
 	m := consume.NewMetrics(reg)
 	var groups []*consume.Group
 	for _, name := range cfg.ConsumerGroups {
@@ -41,7 +44,7 @@ func consumerGroups(cfg config, db *sql.DB, bootstrap string, reg prometheus.Reg
 			return nil, fmt.Errorf("unknown consumer group %q in CONSUMER_GROUPS", name)
 		}
 		groups = append(groups, consume.New(consume.Config{
-			Bootstrap:        bootstrap,
+			Kafka:            kafkaFor(name),
 			Group:            name,
 			Topics:           topics,
 			ShutdownTimeout:  cfg.ShutdownTimeout,

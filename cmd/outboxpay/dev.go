@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
 	"github.com/outboxpay/outboxpay/internal/shop"
@@ -61,16 +62,25 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	}
 
 	bootstrap := cfg.KafkaBootstrap
+	// kafkaAs returns the Kafka settings of a component, by its principal.
+	kafkaAs := func(string) kafkaclient.Config { return cfg.kafka(bootstrap) }
+	usersFile := ""
 	if bootstrap == "" {
 		ports := cfg.KafkaPorts
 		if slices.Contains(ports, 0) { // 0: free ports
 			ports = nil
+		}
+		usersFile = filepath.Join(cfg.DataDir, "kafka-users")
+		sasl, err := embeddedSASL(usersFile)
+		if err != nil {
+			return err
 		}
 		kc, err := kafkacluster.Start(ctx, kafkacluster.Options{
 			Brokers: len(cfg.KafkaPorts),
 			Ports:   ports,
 			DataDir: filepath.Join(cfg.DataDir, "kafka"),
 			Logger:  logger,
+			SASL:    sasl,
 		})
 		if err != nil {
 			return err
@@ -81,7 +91,14 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			}
 		}()
 		bootstrap = kc.Bootstrap()
-		logger.Info("embedded kafka running", "bootstrap", bootstrap)
+		kafkaAs = func(principal string) kafkaclient.Config {
+			pw := sasl.Users[principal]
+			if principal == sasl.Superuser {
+				pw = sasl.SuperuserPassword
+			}
+			return kafkaclient.Config{Bootstrap: bootstrap}.WithUser(sasl.Mechanism, principal, pw)
+		}
+		logger.Info("embedded kafka running", "bootstrap", bootstrap, "sasl", sasl.Mechanism, "users_file", usersFile)
 	}
 
 	dbs, cdcURL, err := openDevDatabases(ctx, cfg, url, logger)
@@ -109,7 +126,7 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	connectAddr, mockAddr := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	g.Go(func() error {
-		return serveConnect(gctx, cfg, dbs.cdc, bootstrap, reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
+		return serveConnect(gctx, cfg, dbs.cdc, kafkaAs(kafkaclient.PrincipalConnector), reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
 	})
 	g.Go(func() error {
 		return servePlatformMock(gctx, cfg, logger, func(a net.Addr) { mockAddr <- a })
@@ -138,14 +155,16 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		if err := registerConnector(gctx, cfg, connectURL, lookup, dbs.worker, logger); err != nil {
 			return err
 		}
-		groups, err := consumerGroups(cfg, dbs.worker, bootstrap, reg, logger)
+		groups, err := consumerGroups(cfg, dbs.worker, kafkaAs, reg, logger)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return runGroups(gctx, groups) })
-		g.Go(func() error { return reconcileAndExport(gctx, cfg, dbs.worker, bootstrap, connectURL, reg, logger) })
+		g.Go(func() error {
+			return reconcileAndExport(gctx, cfg, dbs.worker, kafkaAs(kafkaclient.PrincipalReconciler), connectURL, reg, logger)
+		})
 		return serveAPI(gctx, cfg, dbs.api, reg, logger, func(apiAddr net.Addr) {
-			fmt.Print(banner(apiAddr, redactURL(url), bootstrap, connectURL, cfg.PlatformURL))
+			fmt.Print(banner(apiAddr, redactURL(url), bootstrap, usersFile, connectURL, cfg.PlatformURL))
 		})
 	})
 	return g.Wait()
@@ -281,7 +300,40 @@ func localAddr(addr net.Addr) string {
 	return tcp.String()
 }
 
-func banner(apiAddr net.Addr, dbURL, bootstrap, connectURL, platformURL string) string {
+// embeddedSASL returns the SASL settings of the embedded cluster: the
+// product's principals and ACLs, their passwords from usersFile (random
+// ones added for the principals it lacks, kept across restarts).
+func embeddedSASL(usersFile string) (*kafkacluster.SASL, error) {
+	users, err := kafkaclient.EnsureUsers(usersFile, append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)...)
+	if err != nil {
+		return nil, err
+	}
+	return kafkaSASL(users)
+}
+
+// kafkaSASL returns the embedded cluster's SASL settings for users (name ->
+// password), which must hold the superuser and every principal.
+func kafkaSASL(users map[string]string) (*kafkacluster.SASL, error) {
+	s := &kafkacluster.SASL{
+		Mechanism:         kafkaclient.EmbeddedMechanism,
+		Superuser:         kafkaclient.PrincipalAdmin,
+		SuperuserPassword: users[kafkaclient.PrincipalAdmin],
+		Users:             map[string]string{},
+		ACLs:              kafkaclient.ACLs(),
+	}
+	if s.SuperuserPassword == "" {
+		return nil, fmt.Errorf("kafka users: no password for %s", kafkaclient.PrincipalAdmin)
+	}
+	for _, p := range kafkaclient.Principals() {
+		if users[p] == "" {
+			return nil, fmt.Errorf("kafka users: no password for %s", p)
+		}
+		s.Users[p] = users[p]
+	}
+	return s, nil
+}
+
+func banner(apiAddr net.Addr, dbURL, bootstrap, usersFile, connectURL, platformURL string) string {
 	base := "http://" + localAddr(apiAddr)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
@@ -295,6 +347,12 @@ func banner(apiAddr net.Addr, dbURL, bootstrap, connectURL, platformURL string) 
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H 'Content-Type: application/json' -d '{\"userId\": 1, \"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{\"userId\": 1}'\n", base)
 	fmt.Fprintf(&b, "  curl -s %s/orders/1\n", base)
-	fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(bootstrap, ",")[0])
+	if usersFile == "" {
+		fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(bootstrap, ",")[0])
+	} else {
+		fmt.Fprintf(&b, "  kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=%s -X sasl.username=%s \\\n"+
+			"    -X sasl.password=\"$(sed -n 's/^%s: //p' %s)\" -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n",
+			strings.Split(bootstrap, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, usersFile)
+	}
 	return b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 )
 
@@ -55,14 +56,17 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	if view["status"] != "PAID" || len(events) != 2 {
 		t.Fatalf("order: %v", view)
 	}
-	// The engine streams both events to Kafka.
-	bootstrap := sys.Kafka
+	// The engine streams both events to Kafka, which asks for credentials.
+	admin := sys.kafkaAs(t, kafkaclient.PrincipalAdmin)
+	if _, err := kafkatest.ReadAs(kafkaclient.Config{Bootstrap: sys.Kafka}, []string{"outbox.event.payment"}, 0, time.Second); err == nil {
+		t.Error("the embedded Kafka answered a client without credentials")
+	}
 	want := map[string]string{}
 	for _, e := range events {
 		e := e.(map[string]any)
 		want[e["id"].(string)] = e["topic"].(string)
 	}
-	msgs := kafkatest.ReadAll(t, bootstrap, []string{"outbox.event.payment", "outbox.event.order"}, 2, time.Minute)
+	msgs := kafkatest.ReadAllAs(t, admin, []string{"outbox.event.payment", "outbox.event.order"}, 2, time.Minute)
 	for _, m := range msgs {
 		if id := kafkatest.Header(m, "id"); want[id] == *m.TopicPartition.Topic {
 			delete(want, id)
@@ -94,6 +98,16 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Errorf("postgres (pid %d) still running after dev exited", pid)
+	}
+	// No Kafka password in what dev printed or logged.
+	users, err := kafkaclient.ReadUsers(filepath.Join(dir, "data", "kafka-users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pw := range users {
+		if strings.Contains(sys.stderr.String(), pw) || strings.Contains(sys.stdout.String(), pw) {
+			t.Errorf("the password of Kafka user %s is in dev's output", name)
+		}
 	}
 }
 

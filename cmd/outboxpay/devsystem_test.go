@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // devSystem is `outboxpay dev` running as its own process, on free ports,
@@ -24,7 +26,27 @@ type devSystem struct {
 	dir                                     string
 	cmd                                     *exec.Cmd
 	exited                                  chan error
-	stderr                                  *syncBuffer
+	stderr, stdout                          *syncBuffer
+}
+
+// kafkaAs returns the settings of a Kafka client of the system's embedded
+// cluster as principal, with its password from the users file dev wrote
+// (mode 0600).
+func (d *devSystem) kafkaAs(t *testing.T, principal string) kafkaclient.Config {
+	t.Helper()
+	path := filepath.Join(d.dir, "data", "kafka-users")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", path, st.Mode().Perm())
+	}
+	users, err := kafkaclient.ReadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafkaclient.Config{Bootstrap: d.Kafka}.WithUser(kafkaclient.EmbeddedMechanism, principal, users[principal])
 }
 
 // launchDev starts `outboxpay dev` in dir with env added to the test's
@@ -41,7 +63,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	cmd.Env = append(append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
 		"KAFKA_BOOTSTRAP_SERVERS="), env...)
-	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &syncBuffer{}}
+	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &syncBuffer{}, stdout: &syncBuffer{}}
 	cmd.Stderr = d.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -59,6 +81,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 		sc := bufio.NewScanner(stdout)
 		seen := 0
 		for sc.Scan() {
+			_, _ = fmt.Fprintln(d.stdout, sc.Text())
 			if m := line.FindStringSubmatch(sc.Text()); m != nil && seen < len(fields) {
 				*fields[m[1]] = m[2]
 				if seen++; seen == len(fields) {
@@ -66,7 +89,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 				}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(d.stdout, stdout)
 		d.exited <- cmd.Wait()
 	}()
 	select {

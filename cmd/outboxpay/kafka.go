@@ -8,24 +8,37 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 )
 
 // runKafka runs the embedded Kafka cluster as its own process: one broker
 // per port of KAFKA_PORTS on 127.0.0.1, its state in DATA_DIR/kafka, so the
 // process can be killed and started again and keep its topics, records and
-// committed offsets. It stops the cluster (saving its state) on SIGINT or
-// SIGTERM.
+// committed offsets. With KAFKA_USERS_FILE it requires SASL/SCRAM of those
+// users and enforces the product's ACLs (kafkaclient.ACLs). It stops the
+// cluster (saving its state) on SIGINT or SIGTERM.
 func runKafka(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if slices.Contains(cfg.KafkaPorts, 0) {
 		return errors.New("KAFKA_PORTS: the kafka command needs fixed ports, so clients find it again after a restart")
 	}
 	dir := filepath.Join(cfg.DataDir, "kafka")
+	var sasl *kafkacluster.SASL
+	if cfg.KafkaUsersFile != "" {
+		users, err := kafkaclient.ReadUsers(cfg.KafkaUsersFile)
+		if err != nil {
+			return err
+		}
+		if sasl, err = kafkaSASL(users); err != nil {
+			return fmt.Errorf("KAFKA_USERS_FILE: %w", err)
+		}
+	}
 	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{
 		Brokers: len(cfg.KafkaPorts),
 		Ports:   cfg.KafkaPorts,
 		DataDir: dir,
 		Logger:  logger,
+		SASL:    sasl,
 	})
 	if err != nil {
 		return err
@@ -35,7 +48,7 @@ func runKafka(ctx context.Context, cfg config, logger *slog.Logger) (err error) 
 			err = errors.Join(err, closeErr)
 		}
 	}()
-	logger.Info("embedded kafka running", "bootstrap", kc.Bootstrap(), "data_dir", dir)
+	logger.Info("embedded kafka running", "bootstrap", kc.Bootstrap(), "data_dir", dir, "sasl", sasl != nil)
 	fmt.Printf("kafka %s\n", kc.Bootstrap())
 	<-ctx.Done()
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 )
 
@@ -27,10 +28,19 @@ func TestKafkaProcessKilledKeepsAcknowledgedRecords(t *testing.T) {
 		ports = append(ports, port)
 	}
 	bootstrap := "127.0.0.1:" + strings.Join(ports, ",127.0.0.1:")
+	// As chaos runs it: SASL/SCRAM with the product's users and ACLs.
+	usersFile := filepath.Join(dir, "kafka-users")
+	users, err := kafkaclient.EnsureUsers(usersFile, append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(principal string) kafkaclient.Config {
+		return kafkaclient.Config{Bootstrap: bootstrap}.WithUser(kafkaclient.EmbeddedMechanism, principal, users[principal])
+	}
 	start := func() *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command(binary(t), "kafka")
-		cmd.Env = append(os.Environ(), "DATA_DIR="+dir, "KAFKA_PORTS="+strings.Join(ports, ","))
+		cmd.Env = append(os.Environ(), "DATA_DIR="+dir, "KAFKA_PORTS="+strings.Join(ports, ","), "KAFKA_USERS_FILE="+usersFile)
 		logs := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
@@ -45,8 +55,11 @@ func TestKafkaProcessKilledKeepsAcknowledgedRecords(t *testing.T) {
 	cmd := start()
 
 	const topic, n = "outbox.event.crashtest", 300
-	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "acks": "all",
-		"enable.idempotence": true, "enable.metrics.push": false, "log.connection.close": false})
+	cm := as(kafkaclient.PrincipalConnector).ConfigMap()
+	for k, v := range (kafka.ConfigMap{"acks": "all", "enable.idempotence": true, "enable.metrics.push": false, "log.connection.close": false}) {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +92,7 @@ func TestKafkaProcessKilledKeepsAcknowledgedRecords(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	start()
-	msgs := kafkatest.ReadAll(t, bootstrap, []string{topic}, n, time.Minute)
+	msgs := kafkatest.ReadAllAs(t, as(kafkaclient.PrincipalAdmin), []string{topic}, n, time.Minute)
 	seen := map[string]bool{}
 	for _, m := range msgs {
 		seen[string(m.Value)] = true
@@ -89,6 +102,30 @@ func TestKafkaProcessKilledKeepsAcknowledgedRecords(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "kafka")); err != nil {
 		t.Errorf("no data folder: %v", err)
+	}
+
+	// The users and ACLs are back too: a consumer group's principal still
+	// cannot write an event topic.
+	scm := as("stock").ConfigMap()
+	scm["enable.metrics.push"], scm["message.timeout.ms"] = false, 10000
+	stock, err := kafka.NewProducer(&scm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stock.Close()
+	delivery := make(chan kafka.Event, 1)
+	if err := stock.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topicName, Partition: kafka.PartitionAny},
+		Value: []byte("forged")}, delivery); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-delivery:
+		if m := ev.(*kafka.Message); m.TopicPartition.Error == nil ||
+			m.TopicPartition.Error.(kafka.Error).Code() != kafka.ErrTopicAuthorizationFailed {
+			t.Fatalf("stock producing to %s after the restart: %v, want %v", topic, m.TopicPartition.Error, kafka.ErrTopicAuthorizationFailed)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no delivery report within a minute")
 	}
 }
 

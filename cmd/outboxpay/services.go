@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/lag"
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // runConsumers runs the consumer groups of CONSUMER_GROUPS, with /metrics
@@ -34,7 +35,10 @@ func runConsumers(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	defer db.Close()
 	reg := newRegistry()
-	groups, err := consumerGroups(cfg, db, cfg.KafkaBootstrap, reg, logger)
+	// One process, one principal: run one process per group to give each
+	// group its own.
+	kc := cfg.kafka(cfg.KafkaBootstrap)
+	groups, err := consumerGroups(cfg, db, func(string) kafkaclient.Config { return kc }, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -58,15 +62,17 @@ func runReconcile(ctx context.Context, cfg config, logger *slog.Logger) error {
 	reg := newRegistry()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger) })
-	g.Go(func() error { return reconcileAndExport(ctx, cfg, db, cfg.KafkaBootstrap, cfg.ConnectURL, reg, logger) })
+	g.Go(func() error {
+		return reconcileAndExport(ctx, cfg, db, cfg.kafka(cfg.KafkaBootstrap), cfg.ConnectURL, reg, logger)
+	})
 	return g.Wait()
 }
 
 // reconcileAndExport runs the reconciler and registers the lag exporter on
-// reg until ctx is done.
-func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, bootstrap, connectURL string,
+// reg until ctx is done; both use Kafka as kc's principal.
+func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkaclient.Config, connectURL string,
 	reg prometheus.Registerer, logger *slog.Logger) error {
-	exporter, err := lag.New(lag.Options{DB: db, Bootstrap: bootstrap, Logger: logger.With("component", "lag")})
+	exporter, err := lag.New(lag.Options{DB: db, Kafka: kc, Logger: logger.With("component", "lag")})
 	if err != nil {
 		return err
 	}
@@ -74,7 +80,7 @@ func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, bootstrap, 
 	if err := reg.Register(exporter); err != nil {
 		return fmt.Errorf("register lag exporter: %w", err)
 	}
-	pub, err := reconcile.NewKafkaPublisher(bootstrap, nil)
+	pub, err := reconcile.NewKafkaPublisher(kc, nil)
 	if err != nil {
 		return err
 	}
@@ -112,7 +118,7 @@ func runReplay(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if cfg.KafkaBootstrap == "" {
 		return errors.New("KAFKA_BOOTSTRAP_SERVERS is not set")
 	}
-	n, err := consume.Replay(ctx, cfg.KafkaBootstrap, cfg.ReplayTopics, logger)
+	n, err := consume.Replay(ctx, cfg.kafka(cfg.KafkaBootstrap), cfg.ReplayTopics, logger)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // repoRoot is the repository's top folder; tests run in cmd/outboxpay.
@@ -35,6 +36,7 @@ type composeService struct {
 	Command     any               `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []any             `yaml:"ports"`
+	Expose      []any             `yaml:"expose"`
 	Restart     string            `yaml:"restart"`
 	Volumes     []any             `yaml:"volumes"`
 	Healthcheck *struct {
@@ -60,9 +62,15 @@ func (s composeService) command() string {
 	return ""
 }
 
-// containerPorts are the container-side ports the service publishes.
+// containerPorts are the container-side ports the service publishes or
+// exposes to the other services.
 func (s composeService) containerPorts() []int {
 	var ports []int
+	for _, p := range s.Expose {
+		if n, err := strconv.Atoi(strings.Split(fmt.Sprint(p), "/")[0]); err == nil {
+			ports = append(ports, n)
+		}
+	}
 	for _, p := range s.Ports {
 		switch p := p.(type) {
 		case map[string]any: // long syntax
@@ -239,7 +247,8 @@ func TestComposeFile(t *testing.T) {
 	})
 
 	t.Run("the project's services", func(t *testing.T) {
-		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock"} {
+		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "consumers-data-platform": "consumers",
+			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock"} {
 			s := svc(name)
 			if s.command() != cmd || s.Build == nil {
 				t.Errorf("%s: command %q, build %v; want %q from the Dockerfile", name, s.command(), s.Build, cmd)
@@ -302,6 +311,10 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
+	t.Run("kafka: SASL on every listener, ACLs as in Go, a password per principal", func(t *testing.T) {
+		checkComposeKafkaSecurity(t, cf)
+	})
+
 	t.Run("prometheus scrapes services that serve metrics there", func(t *testing.T) {
 		for _, target := range scrapeTargets(t) {
 			host, port, err := net.SplitHostPort(target)
@@ -330,6 +343,145 @@ func TestComposeFile(t *testing.T) {
 				c.Environment["DATABASE_URL"], c.Environment["OUTBOX_DB_USER"])
 		}
 	})
+}
+
+// checkComposeKafkaSecurity checks the compose stack's Kafka security: every
+// broker listener speaks SASL and is published on loopback only, with
+// StandardAuthorizer and admin as the only superuser; every principal has a
+// password from the environment, created at format time; the ACLs kafka-init
+// creates are exactly kafkaclient.ACLs and kafkaclient.ConnectWorkerACLs;
+// every service that uses Kafka authenticates as a known principal.
+func checkComposeKafkaSecurity(t *testing.T, cf composeFile) {
+	t.Helper()
+	principals := append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)
+	// passwordVar is the .env variable of a principal's password.
+	passwordVar := func(p string) string {
+		if p == kafkaclient.PrincipalKafkaUI {
+			return "KAFKA_UI_PASSWORD"
+		}
+		return "KAFKA_" + strings.ToUpper(strings.ReplaceAll(p, "-", "_")) + "_PASSWORD"
+	}
+	example, err := os.ReadFile(filepath.Join(repoRoot, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range principals {
+		v := passwordVar(p)
+		if !regexp.MustCompile(`(?m)^` + v + `=`).Match(example) {
+			t.Errorf(".env.example has no %s for principal %s", v, p)
+		}
+		if !strings.Contains(string(raw), "${"+v+":?") {
+			t.Errorf("docker-compose.yml does not take %s from the environment", v)
+		}
+	}
+
+	brokers := 0
+	for name, s := range cf.Services {
+		env := s.Environment
+		if env["KAFKA_NODE_ID"] == "" {
+			continue
+		}
+		brokers++
+		for _, l := range strings.Split(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"], ",") {
+			if _, proto, _ := strings.Cut(l, ":"); !strings.HasPrefix(proto, "SASL_") {
+				t.Errorf("%s: listener %s does not authenticate", name, l)
+			}
+		}
+		if !strings.HasSuffix(env["KAFKA_AUTHORIZER_CLASS_NAME"], "StandardAuthorizer") || env["KAFKA_SUPER_USERS"] != "User:admin" ||
+			env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] != "false" {
+			t.Errorf("%s: authorizer %q, super users %q, allow if no ACL %q", name, env["KAFKA_AUTHORIZER_CLASS_NAME"],
+				env["KAFKA_SUPER_USERS"], env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"])
+		}
+		for _, p := range s.Ports {
+			if ps, ok := p.(string); !ok || !strings.HasPrefix(ps, "127.0.0.1:") {
+				if m, ok := p.(map[string]any); !ok || m["host_ip"] != "127.0.0.1" {
+					t.Errorf("%s publishes %v beyond loopback", name, p)
+				}
+			}
+		}
+		for _, p := range principals {
+			v := "SCRAM_" + strings.TrimPrefix(passwordVar(p), "KAFKA_")
+			if p == kafkaclient.PrincipalKafkaUI {
+				v = "SCRAM_KAFKA_UI_PASSWORD"
+			}
+			if env[v] != "change-me" || !strings.Contains(s.command(), `"$$`+v+`"`) && !strings.Contains(s.command(), `"$`+v+`"`) {
+				t.Errorf("%s: the SCRAM user %s is not created at format time from %s", name, p, v)
+			}
+		}
+		if !strings.Contains(s.command(), "kafka-storage.sh format") || !strings.Contains(s.command(), "--add-scram") {
+			t.Errorf("%s: does not format its storage with the SCRAM users", name)
+		}
+	}
+	if brokers != 3 {
+		t.Errorf("%d brokers", brokers)
+	}
+
+	// The ACLs kafka-init creates, against the Go set.
+	type key struct {
+		principal, op, resource, name string
+		prefixed                      bool
+	}
+	want := map[key]bool{}
+	for _, a := range append(kafkaclient.ACLs(), kafkaclient.ConnectWorkerACLs()...) {
+		want[key{a.Principal, a.Operation, a.Resource, a.Name, a.Prefixed}] = true
+	}
+	got := map[key]bool{}
+	line := regexp.MustCompile(`(?m)^acl (\S+) (\S+) --(topic|group|cluster)(?: '?([^' ]+)'?)?( --resource-pattern-type prefixed)?$`)
+	for _, m := range line.FindAllStringSubmatch(cf.Services["kafka-init"].command(), -1) {
+		got[key{m[1], m[2], m[3], m[4], m[5] != ""}] = true
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("kafka-init does not create the ACL %+v", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("kafka-init creates the ACL %+v, which the Go set lacks", k)
+		}
+	}
+
+	// Every service that uses Kafka authenticates as a known principal with
+	// its password from the environment.
+	users := map[string]string{}
+	for name, s := range cf.Services {
+		env := s.Environment
+		user := env["KAFKA_SASL_USERNAME"]
+		switch {
+		case env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"] != "":
+			user = regexp.MustCompile(`username="([^"]+)"`).FindStringSubmatch(env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"])[1]
+		case env["CONNECT_SASL_JAAS_CONFIG"] != "":
+			user = regexp.MustCompile(`username="([^"]+)"`).FindStringSubmatch(env["CONNECT_SASL_JAAS_CONFIG"])[1]
+			for _, k := range []string{"CONNECT_PRODUCER_SASL_JAAS_CONFIG", "CONNECT_CONSUMER_SASL_JAAS_CONFIG", "CONNECT_ADMIN_SASL_JAAS_CONFIG"} {
+				if env[k] != env["CONNECT_SASL_JAAS_CONFIG"] {
+					t.Errorf("%s: %s differs from CONNECT_SASL_JAAS_CONFIG", name, k)
+				}
+			}
+		case user != "":
+			if env["KAFKA_SASL_PASSWORD"] != "change-me" || env["KAFKA_SASL_MECHANISM"] != kafkaclient.ScramSHA512 {
+				t.Errorf("%s: KAFKA_SASL_PASSWORD or KAFKA_SASL_MECHANISM not set from the environment", name)
+			}
+		}
+		if user != "" {
+			if !slices.Contains(principals, user) {
+				t.Errorf("%s: unknown Kafka principal %q", name, user)
+			}
+			users[name] = user
+		}
+	}
+	for name, want := range map[string]string{"consumers": "stock", "consumers-data-platform": "data-platform",
+		"consumers-outbox-tracker": "outbox-tracker", "reconciler": "reconciler", "connect": "connector", "kafka-ui": "kafka-ui"} {
+		if users[name] != want {
+			t.Errorf("%s: Kafka principal %q, want %q", name, users[name], want)
+		}
+	}
+	if g := cf.Services["consumers"].Environment["CONSUMER_GROUPS"]; g != "stock" {
+		t.Errorf("consumers runs groups %q as principal stock", g)
+	}
 }
 
 // readmeServices are the services README.md's "Production stack" table names.

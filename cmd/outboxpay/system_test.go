@@ -23,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -71,7 +72,7 @@ func newSystem(t *testing.T) *system {
 	s.stop, s.stopped = cancel, make(chan error, 1)
 	addrCh := make(chan net.Addr, 1)
 	go func() {
-		s.stopped <- serveConnect(ctx, cfg, r.db, r.bootstrap, s.reg, r.lookup, logger, func(a net.Addr) { addrCh <- a })
+		s.stopped <- serveConnect(ctx, cfg, r.db, kafkaclient.Config{Bootstrap: r.bootstrap}, s.reg, r.lookup, logger, func(a net.Addr) { addrCh <- a })
 	}()
 	s.connectURL = "http://" + (<-addrCh).String()
 	s.connect = rest.NewClient(s.connectURL, &http.Client{Timeout: 10 * time.Second})
@@ -103,7 +104,7 @@ func newSystem(t *testing.T) *system {
 // startGroups runs the consumer groups until stopGroups.
 func (s *system) startGroups() {
 	s.t.Helper()
-	groups, err := consumerGroups(s.cfg, s.db, s.bootstrap, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	groups, err := consumerGroups(s.cfg, s.db, func(string) kafkaclient.Config { return kafkaclient.Config{Bootstrap: s.bootstrap} }, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -375,7 +376,7 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	groups, err := consumerGroups(s.cfg, s.db, s.bootstrap, reg, slog.New(slog.DiscardHandler))
+	groups, err := consumerGroups(s.cfg, s.db, func(string) kafkaclient.Config { return kafkaclient.Config{Bootstrap: s.bootstrap} }, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,12 +466,12 @@ func TestPoisonRecordsAndReplay(t *testing.T) {
 	s.platform.SetFaults(0, 0, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := consume.Replay(ctx, s.bootstrap, []string{"outbox.event.payment.dlq"}, nil)
+	n, err := consume.Replay(ctx, kafkaclient.Config{Bootstrap: s.bootstrap}, []string{"outbox.event.payment.dlq"}, nil)
 	if err != nil || n != 2 {
 		t.Fatalf("replayed %d (%v), want 2", n, err)
 	}
 	s.waitComplete(o2.OrderID)
-	if again, err := consume.Replay(ctx, s.bootstrap, []string{"outbox.event.payment.dlq"}, nil); err != nil || again != 1 {
+	if again, err := consume.Replay(ctx, kafkaclient.Config{Bootstrap: s.bootstrap}, []string{"outbox.event.payment.dlq"}, nil); err != nil || again != 1 {
 		t.Fatalf("second replay: %d (%v), want only the poison record dead-lettered again", again, err)
 	}
 }
@@ -514,7 +515,7 @@ func (s *system) startReconciler() *prometheus.Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- reconcileAndExport(ctx, cfg, s.db, s.bootstrap, s.connectURL, reg, slog.New(slog.DiscardHandler))
+		done <- reconcileAndExport(ctx, cfg, s.db, kafkaclient.Config{Bootstrap: s.bootstrap}, s.connectURL, reg, slog.New(slog.DiscardHandler))
 	}()
 	s.t.Cleanup(func() {
 		cancel()

@@ -15,12 +15,13 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // Options are the engine's settings that are not part of the connector config.
 type Options struct {
-	// Bootstrap is the Kafka bootstrap server list.
-	Bootstrap string
+	// Kafka is the cluster and the connector's principal there.
+	Kafka kafkaclient.Config
 	// ProducerConfig overrides librdkafka producer properties (tests, tuning).
 	ProducerConfig map[string]any
 	// Discard builds every record and drops it instead of producing it, as

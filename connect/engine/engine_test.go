@@ -19,6 +19,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
@@ -101,7 +102,7 @@ func (r *rig) start(reg prometheus.Registerer) (stop func() error) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	opts := engine.Options{Bootstrap: r.kafka.Bootstrap(), ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: testLogger(r.t)}
+	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: testLogger(r.t)}
 	if reg != nil {
 		opts.Metrics = engine.NewMetrics(reg)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // The heartbeat runs as pg_logical_emit_message with the configured values
@@ -115,7 +116,7 @@ func runToFailure(t *testing.T, r *rig) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New("outbox", cfg, engine.Options{Bootstrap: r.kafka.Bootstrap(), Logger: testLogger(t)})
+	e := engine.New("outbox", cfg, engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, Logger: testLogger(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err = e.Run(ctx)

@@ -542,8 +542,8 @@ func (s *session) close() {
 // newProducer returns an idempotent acks=all producer that places keys where
 // Kafka's Java producer does (murmur2).
 func (e *Engine) newProducer() (*kafka.Producer, error) {
-	cm := kafka.ConfigMap{
-		"bootstrap.servers":            e.opts.Bootstrap,
+	cm := e.opts.Kafka.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"enable.idempotence":           true,
 		"acks":                         "all",
 		"partitioner":                  "murmur2_random",
@@ -559,6 +559,8 @@ func (e *Engine) newProducer() (*kafka.Producer, error) {
 		"go.produce.channel.size":   1000,
 		"client.id":                 "outboxpay-cdc-" + e.name,
 		"enable.metrics.push":       false,
+	}) {
+		cm[k] = v
 	}
 	for k, v := range e.opts.ProducerConfig {
 		cm[k] = v

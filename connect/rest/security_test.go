@@ -22,6 +22,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
 
@@ -66,7 +67,7 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 	if factory == nil {
 		factory = func(name string, cfg connect.Config) (worker.Task, error) {
 			// Kafka is never reached: these engines fail or are refused before.
-			return engine.New(name, cfg, engine.Options{Bootstrap: "127.0.0.1:1", Logger: logger}), nil
+			return engine.New(name, cfg, engine.Options{Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, Logger: logger}), nil
 		}
 	}
 	w := worker.New(db, factory, worker.Options{

@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
@@ -36,8 +37,9 @@ type BatchHandler interface {
 
 // Config configures a Group.
 type Config struct {
-	Bootstrap string
-	Group     string
+	// Kafka is the cluster and the group's principal there.
+	Kafka kafkaclient.Config
+	Group string
 	// Topics to subscribe to; a name starting with ^ is a regular expression.
 	Topics []string
 	// MaxBatch bounds the records a BatchHandler gets at once (default 500).
@@ -113,8 +115,8 @@ func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
 // lets each partition finish the record in progress (up to ShutdownTimeout,
 // then abandons it without storing its offset) and commits what was handled.
 func (g *Group) Run(ctx context.Context) error {
-	cm := kafka.ConfigMap{
-		"bootstrap.servers":                  g.cfg.Bootstrap,
+	cm := g.cfg.Kafka.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":                           g.cfg.Group,
 		"enable.auto.commit":                 true,
 		"auto.commit.interval.ms":            1000,
@@ -124,6 +126,8 @@ func (g *Group) Run(ctx context.Context) error {
 		"topic.metadata.refresh.interval.ms": 5000, // finds new topics matching a pattern
 		"enable.metrics.push":                false,
 		"log.connection.close":               false,
+	}) {
+		cm[k] = v
 	}
 	for k, v := range g.cfg.ConsumerConfig {
 		cm[k] = v
@@ -133,13 +137,16 @@ func (g *Group) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer %s: %w", g.cfg.Group, err)
 	}
 	g.consumer = c
-	g.dlq, err = kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":    g.cfg.Bootstrap,
+	dlqCM := g.cfg.Kafka.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"enable.idempotence":   true,
 		"acks":                 "all",
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		dlqCM[k] = v
+	}
+	g.dlq, err = kafka.NewProducer(&dlqCM)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("dlq producer of %s: %w", g.cfg.Group, err)

@@ -8,41 +8,49 @@ import (
 	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // ReplayGroup is the consumer group whose committed offsets remember how far
 // the dead-letter topics have been replayed.
-const ReplayGroup = "outboxpay-dlq-replay"
+const ReplayGroup = kafkaclient.ReplayGroup
 
 // Replay re-drives dead-lettered records: every record of the DLQ topics
 // not replayed before (up to their end when Replay starts) is produced again
 // to its original topic with its original key, value and headers, so the
 // handlers see it anew (they are idempotent). It returns how many records it
 // replayed. Run it once the cause of the failures is fixed.
-func Replay(ctx context.Context, bootstrap string, dlqTopics []string, logger *slog.Logger) (int, error) {
+func Replay(ctx context.Context, kc kafkaclient.Config, dlqTopics []string, logger *slog.Logger) (int, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	ccm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             ReplayGroup,
 		"enable.auto.commit":   false,
 		"auto.offset.reset":    "earliest",
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		ccm[k] = v
+	}
+	c, err := kafka.NewConsumer(&ccm)
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
 	defer c.Close()
-	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	pcm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"enable.idempotence":   true,
 		"acks":                 "all",
 		"partitioner":          "murmur2_random",
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		pcm[k] = v
+	}
+	p, err := kafka.NewProducer(&pcm)
 	if err != nil {
 		return 0, fmt.Errorf("replay producer: %w", err)
 	}

@@ -25,6 +25,8 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // Defaults of Options.
@@ -49,8 +51,9 @@ type Options struct {
 	// DB is the application database (lib/pq), where the outbox table and
 	// the CDC engine's replication slot live. Required.
 	DB *sql.DB
-	// Bootstrap lists the Kafka bootstrap servers. Required.
-	Bootstrap string
+	// Kafka is the cluster (its Bootstrap is required) and the exporter's
+	// principal there.
+	Kafka kafkaclient.Config
 	// Groups are the consumer groups to report. nil reports every group
 	// the admin API lists; an empty, non-nil slice reports none (only the
 	// topics' high watermarks).
@@ -103,8 +106,8 @@ func New(opts Options) (*Collector, error) {
 	if opts.DB == nil {
 		return nil, errors.New("lag: new collector: Options.DB is nil")
 	}
-	if strings.TrimSpace(opts.Bootstrap) == "" {
-		return nil, errors.New("lag: new collector: Options.Bootstrap is empty")
+	if strings.TrimSpace(opts.Kafka.Bootstrap) == "" {
+		return nil, errors.New("lag: new collector: Options.Kafka.Bootstrap is empty")
 	}
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("lag: new collector: negative Options.Timeout %v", opts.Timeout)
@@ -124,21 +127,24 @@ func New(opts Options) (*Collector, error) {
 	}
 	logger = logger.With("component", "lag-exporter")
 
-	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":      opts.Bootstrap,
+	cm := opts.Kafka.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"client.id":              "outboxpay-lag-exporter",
 		"enable.metrics.push":    false,
 		"log.connection.close":   false,
 		"go.delivery.reports":    false,
 		"go.logs.channel.enable": true,
-	})
+	}) {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
 	if err != nil {
-		return nil, fmt.Errorf("lag: create kafka client for %s: %w", opts.Bootstrap, err)
+		return nil, fmt.Errorf("lag: create kafka client for %s: %w", opts.Kafka.Bootstrap, err)
 	}
 	admin, err := kafka.NewAdminClientFromProducer(p)
 	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("lag: create kafka admin client for %s: %w", opts.Bootstrap, err)
+		return nil, fmt.Errorf("lag: create kafka admin client for %s: %w", opts.Kafka.Bootstrap, err)
 	}
 
 	const ns = "outboxpay"
@@ -242,7 +248,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	wg.Go(func() {
 		if err := c.collectKafka(ctx, ch); err != nil {
 			c.errors.WithLabelValues(sourceKafka).Inc()
-			c.logger.Warn("lag scrape: kafka", "bootstrap", c.opts.Bootstrap, "err", err)
+			c.logger.Warn("lag scrape: kafka", "bootstrap", c.opts.Kafka.Bootstrap, "err", err)
 		}
 	})
 	wg.Go(func() {

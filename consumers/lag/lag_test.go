@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/lag"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -90,7 +91,7 @@ func TestConsumerGroupLag(t *testing.T) {
 		return len(parts) == 3, err
 	})
 
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: bootstrap})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: bootstrap}})
 
 	wantHigh := map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`:     5,
@@ -143,7 +144,7 @@ func TestConsumerGroupLag(t *testing.T) {
 	}
 
 	// Only the configured groups; one that does not exist yet is no error.
-	only := newCollector(t, lag.Options{DB: db, Bootstrap: bootstrap, Groups: []string{"stock", "not-started-yet"}})
+	only := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: bootstrap}, Groups: []string{"stock", "not-started-yet"}})
 	waitSeries(t, only, "outboxpay_consumer_group_lag", filter(wantLag, `group="stock"`))
 	waitSeries(t, only, "outboxpay_consumer_group_committed_offset", filter(wantCommitted, `group="stock"`))
 	if got := gather(t, only)[`outboxpay_lag_exporter_errors_total{source="kafka"}`]; got != 0 {
@@ -157,11 +158,41 @@ func TestConsumerGroupLag(t *testing.T) {
 	waitSeries(t, c, "outboxpay_consumer_group_lag", wantLag)
 }
 
+// The exporter reads lag as principal reconciler on a cluster that enforces
+// the product's ACLs (as dev, chaos and compose run it).
+func TestConsumerGroupLagUnderACLs(t *testing.T) {
+	t.Parallel()
+	sasl := &kafkacluster.SASL{Mechanism: kafkaclient.ScramSHA512, Superuser: kafkaclient.PrincipalAdmin,
+		SuperuserPassword: "admin-pw", Users: map[string]string{}, ACLs: kafkaclient.ACLs()}
+	for _, p := range kafkaclient.Principals() {
+		sasl.Users[p] = p + "-pw"
+	}
+	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{SASL: sasl})
+	if err != nil {
+		t.Fatalf("start kafka: %v", err)
+	}
+	t.Cleanup(func() { _ = kc.Close() })
+	as := func(p string) kafkaclient.Config {
+		return kafkaclient.Config{Bootstrap: kc.Bootstrap()}.WithUser(sasl.Mechanism, p, sasl.Users[p])
+	}
+	db, _ := pgtest.NewDB(t)
+
+	produceAs(t, as(kafkaclient.PrincipalConnector), map[string][]int{orderTopic: {2, 1, 0}})
+	commitOffsets(t, newConsumerAs(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
+
+	c := newCollector(t, lag.Options{DB: db, Kafka: as(kafkaclient.PrincipalReconciler)})
+	waitSeries(t, c, "outboxpay_consumer_group_lag", map[string]float64{
+		`outboxpay_consumer_group_lag{group="stock",partition="0",topic="outbox.event.order"}`: 1,
+		`outboxpay_consumer_group_lag{group="stock",partition="1",topic="outbox.event.order"}`: 0,
+		`outboxpay_consumer_group_lag{group="stock",partition="2",topic="outbox.event.order"}`: 0,
+	})
+}
+
 func TestOutboxRows(t *testing.T) {
 	t.Parallel()
 	kc := startKafka(t)
 	db, _ := pgtest.NewDB(t)
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 
 	const rowsHelp = "# HELP outboxpay_outbox_rows Outbox rows by status.\n# TYPE outboxpay_outbox_rows gauge\n"
 	const ageHelp = "# HELP outboxpay_outbox_oldest_unfinished_age_seconds Age of the oldest outbox row whose status is not COMPLETE; 0 when there is none.\n" +
@@ -231,7 +262,7 @@ func TestReplicationSlots(t *testing.T) {
 
 	// The exporter reads as the worker role, which sees the slots too.
 	worker, _ := pgtest.AsRole(t, url, migrations.RoleWorker)
-	c := newCollector(t, lag.Options{DB: worker, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: worker, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 	lagSeries := fmt.Sprintf(`outboxpay_replication_slot_lag_bytes{slot=%q}`, slot)
 	activeSeries := fmt.Sprintf(`outboxpay_replication_slot_active{slot=%q}`, slot)
 
@@ -324,7 +355,7 @@ func TestKafkaUnreachable(t *testing.T) {
 
 	// Postgres is queried within the same deadline, which Kafka uses up.
 	const timeout = 3 * time.Second
-	c := newCollector(t, lag.Options{DB: db, Bootstrap: kc.Bootstrap(), Timeout: timeout})
+	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}, Timeout: timeout})
 	waitSeries(t, c, "outboxpay_topic_high_watermark", map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`: 1,
 		`outboxpay_topic_high_watermark{partition="1",topic="outbox.event.order"}`: 1,
@@ -379,7 +410,7 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bad.Close() })
-	c := newCollector(t, lag.Options{DB: bad, Bootstrap: kc.Bootstrap()})
+	c := newCollector(t, lag.Options{DB: bad, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 	waitSeries(t, c, "outboxpay_topic_high_watermark", map[string]float64{
 		`outboxpay_topic_high_watermark{partition="0",topic="outbox.event.order"}`: 2,
 		`outboxpay_topic_high_watermark{partition="1",topic="outbox.event.order"}`: 0,
@@ -405,16 +436,16 @@ func TestNewAndClose(t *testing.T) {
 	}
 	defer db.Close()
 	for name, opts := range map[string]lag.Options{
-		"no db":            {Bootstrap: "127.0.0.1:9092"},
+		"no db":            {Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:9092"}},
 		"no bootstrap":     {DB: db},
-		"negative timeout": {DB: db, Bootstrap: "127.0.0.1:9092", Timeout: -time.Second},
+		"negative timeout": {DB: db, Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:9092"}, Timeout: -time.Second},
 	} {
 		if _, err := lag.New(opts); err == nil {
 			t.Errorf("%s: New succeeded, want an error", name)
 		}
 	}
 
-	c, err := lag.New(lag.Options{DB: db, Bootstrap: "127.0.0.1:1", Timeout: 200 * time.Millisecond})
+	c, err := lag.New(lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,12 +489,17 @@ func newCollector(t *testing.T, opts lag.Options) *lag.Collector {
 // waits until Kafka has acknowledged them all.
 func produce(t *testing.T, bootstrap string, counts map[string][]int) {
 	t.Helper()
-	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
-		"acks":                 "all",
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	})
+	produceAs(t, kafkaclient.Config{Bootstrap: bootstrap}, counts)
+}
+
+// produceAs is produce as kc's principal.
+func produceAs(t *testing.T, kc kafkaclient.Config, counts map[string][]int) {
+	t.Helper()
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{"acks": "all", "enable.metrics.push": false, "log.connection.close": false}) {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		t.Fatalf("new producer: %v", err)
 	}
@@ -523,14 +559,23 @@ func deleteRecordsBefore(t *testing.T, bootstrap, topic string, partition int32,
 // to, closed when the test ends.
 func newConsumer(t *testing.T, bootstrap, group string) *kafka.Consumer {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	return newConsumerAs(t, kafkaclient.Config{Bootstrap: bootstrap}, group)
+}
+
+// newConsumerAs is newConsumer as kc's principal.
+func newConsumerAs(t *testing.T, kc kafkaclient.Config, group string) *kafka.Consumer {
+	t.Helper()
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             group,
 		"auto.offset.reset":    "earliest",
 		"enable.auto.commit":   false,
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		t.Fatalf("new consumer of %s: %v", group, err)
 	}

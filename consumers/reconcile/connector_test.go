@@ -15,6 +15,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // requestLog records the requests an HTTP handler served.
@@ -57,7 +58,7 @@ func (r *rig) startConnect() (*rest.Client, *requestLog) {
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	logger := testLogger(r.t)
 	w := worker.New(r.db, func(name string, c connect.Config) (worker.Task, error) {
-		return engine.New(name, c, engine.Options{Bootstrap: r.kafka.Bootstrap(),
+		return engine.New(name, c, engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()},
 			ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: logger}), nil
 	}, worker.Options{WorkerID: "127.0.0.1:8083", Lookup: lookup, Logger: logger})
 

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
@@ -49,7 +50,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kc.Close() })
-	pub, err := reconcile.NewKafkaPublisher(kc.Bootstrap(), map[string]any{"broker.address.family": "v4"})
+	pub, err := reconcile.NewKafkaPublisher(kafkaclient.Config{Bootstrap: kc.Bootstrap()}, map[string]any{"broker.address.family": "v4"})
 	if err != nil {
 		t.Fatal(err)
 	}

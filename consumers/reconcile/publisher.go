@@ -13,6 +13,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // Publisher sends records to Kafka. Publish returns once Kafka has
@@ -65,12 +66,12 @@ type KafkaPublisher struct {
 	closed   bool
 }
 
-// NewKafkaPublisher returns a publisher to the cluster at bootstrap. extra
+// NewKafkaPublisher returns a publisher to the cluster kc names, as kc's principal. extra
 // is librdkafka configuration applied over the defaults (e.g.
 // broker.address.family). Close it when done.
-func NewKafkaPublisher(bootstrap string, extra map[string]any) (*KafkaPublisher, error) {
-	cm := kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+func NewKafkaPublisher(kc kafkaclient.Config, extra map[string]any) (*KafkaPublisher, error) {
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"enable.idempotence":   true,
 		"acks":                 "all",
 		"partitioner":          "murmur2_random",
@@ -84,6 +85,8 @@ func NewKafkaPublisher(bootstrap string, extra map[string]any) (*KafkaPublisher,
 		"go.delivery.report.fields": "none",
 		"client.id":                 "outboxpay-reconciler",
 		"enable.metrics.push":       false,
+	}) {
+		cm[k] = v
 	}
 	for k, v := range extra {
 		cm[k] = v

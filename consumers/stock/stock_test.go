@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
@@ -64,7 +65,7 @@ func newRig(t *testing.T) *rig {
 	r := &rig{t: t, db: db, shop: shop.New(db), bootstrap: kc.Bootstrap(), producer: p}
 
 	g := consume.New(consume.Config{
-		Bootstrap:        kc.Bootstrap(),
+		Kafka:            kafkaclient.Config{Bootstrap: kc.Bootstrap()},
 		Group:            event.GroupStock,
 		Topics:           []string{orderTopic},
 		RetryInitial:     50 * time.Millisecond,

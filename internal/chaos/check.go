@@ -14,6 +14,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // checks holds what the invariant checks found.
@@ -119,7 +120,7 @@ func check(ctx context.Context, s *system, sd seedData, minStock int64) (*checks
 	c.maxCommitToComplete = time.Duration(maxLatency.Float64 * float64(time.Second))
 
 	// Kafka: every event at least once; nothing dead-lettered.
-	counts, dlq, err := readTopics(s.bootstrap)
+	counts, dlq, err := readTopics(s.kafkaAdmin())
 	if err != nil {
 		return nil, fmt.Errorf("read back kafka: %w", err)
 	}
@@ -214,14 +215,17 @@ func check(ctx context.Context, s *system, sd seedData, minStock int64) (*checks
 
 // readTopics reads every record of the outbox topics and counts them by
 // their id header, and counts the records of the DLQ topics.
-func readTopics(bootstrap string) (map[string]int, int, error) {
-	consumer, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+func readTopics(kc kafkaclient.Config) (map[string]int, int, error) {
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             "chaos-readback",
 		"enable.auto.commit":   false,
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		cm[k] = v
+	}
+	consumer, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
 	"github.com/outboxpay/outboxpay/migrations"
 )
@@ -43,13 +45,16 @@ type system struct {
 	dbURL     string
 	db        *sql.DB
 	bootstrap string
-	apiURL    string
-	connect   string
-	platform  string
-	procs     map[string]*proc
-	order     []string      // start order
-	stopping  chan struct{} // closed by close: the supervisors stop
-	wg        sync.WaitGroup
+	// kafkaUsers are the passwords of the Kafka principals (the kafka
+	// process reads them from kafkaUsersFile).
+	kafkaUsers map[string]string
+	apiURL     string
+	connect    string
+	platform   string
+	procs      map[string]*proc
+	order      []string      // start order
+	stopping   chan struct{} // closed by close: the supervisors stop
+	wg         sync.WaitGroup
 }
 
 const database = "outboxpay"
@@ -127,6 +132,17 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		"OUTBOX_DB_NAME=" + database,
 	}
 	with := func(extra ...string) []string { return append(append([]string{}, base...), extra...) }
+	// The Kafka process requires SASL/SCRAM and enforces the product's ACLs;
+	// each process authenticates as its own principal.
+	usersFile := filepath.Join(cfg.Dir, "kafka-users")
+	s.kafkaUsers, err = kafkaclient.EnsureUsers(usersFile, append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)...)
+	if err != nil {
+		return nil, err
+	}
+	as := func(principal string) []string {
+		return []string{"KAFKA_SASL_MECHANISM=" + kafkaclient.EmbeddedMechanism, "KAFKA_SASL_USERNAME=" + principal,
+			"KAFKA_SASL_PASSWORD=" + s.kafkaUsers[principal]}
+	}
 	metrics, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -135,18 +151,23 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		s.procs[name] = newProc(name, cfg.Binary, args, env, filepath.Join(cfg.Dir, "logs", name+".log"), logger)
 		s.order = append(s.order, name)
 	}
-	add(procKafka, with("KAFKA_PORTS="+joinInts(kafkaPorts)), "kafka")
+	add(procKafka, with("KAFKA_PORTS="+joinInts(kafkaPorts), "KAFKA_USERS_FILE="+usersFile), "kafka")
 	add(procPlatform, with(fmt.Sprintf("PLATFORM_MOCK_ADDR=127.0.0.1:%d", platform)), "platform-mock")
-	add(procConnect, with(roles.env(migrations.RoleCDC), fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort)), "connect")
-	add(procStock, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=stock", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0])), "consumers")
-	add(procDataPlat, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=data-platform", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1])), "consumers")
-	add(procTracker, with(roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=outbox-tracker", fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2])), "consumers")
-	add(procReconciler, with(roles.env(migrations.RoleWorker), fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
+	add(procConnect, with(append(as(kafkaclient.PrincipalConnector), roles.env(migrations.RoleCDC),
+		fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort))...), "connect")
+	add(procStock, with(append(as(event.GroupStock), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=stock",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0]))...), "consumers")
+	add(procDataPlat, with(append(as(event.GroupDataPlatform), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=data-platform",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1]))...), "consumers")
+	add(procTracker, with(append(as(event.GroupOutboxTracker), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=outbox-tracker",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2]))...), "consumers")
+	add(procReconciler, with(append(as(kafkaclient.PrincipalReconciler), roles.env(migrations.RoleWorker),
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
 		"RECONCILE_INTERVAL=2s",
 		"RECONCILE_STUCK_AFTER="+cfg.StuckAfter.String(),
 		"RECONCILE_REPUBLISH_AFTER="+(2*cfg.StuckAfter).String(),
 		"RECONCILE_PUBLISHED_STUCK_AFTER="+(3*cfg.StuckAfter).String(),
-		"RECONCILE_MAX_ATTEMPTS=1000"), "reconcile")
+		"RECONCILE_MAX_ATTEMPTS=1000")...), "reconcile")
 	add(procAPI, with(roles.env(migrations.RoleAPI), fmt.Sprintf("API_ADDR=127.0.0.1:%d", api)), "api")
 
 	migrateEnv := with("DATABASE_URL="+s.dbURL,
@@ -209,6 +230,13 @@ func roleURLs(adminURL string) (rolePasswords, error) {
 
 // env returns the DATABASE_URL setting of a process that runs as role.
 func (r rolePasswords) env(role string) string { return "DATABASE_URL=" + r.urls[role] }
+
+// kafkaAdmin returns the settings of a Kafka client as the superuser, for
+// reading back what the run wrote.
+func (s *system) kafkaAdmin() kafkaclient.Config {
+	return kafkaclient.Config{Bootstrap: s.bootstrap}.WithUser(kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin,
+		s.kafkaUsers[kafkaclient.PrincipalAdmin])
+}
 
 // superviseRestarts starts p again a second after it exited by itself,
 // until the system closes.

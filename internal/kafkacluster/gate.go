@@ -206,3 +206,10 @@ func (c *gatedConn) Close() error {
 	})
 	return c.err
 }
+
+// isOffline reports whether the gate is offline.
+func (g *gate) isOffline() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.offline
+}

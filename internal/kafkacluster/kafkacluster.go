@@ -28,6 +28,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 const (
@@ -57,6 +59,28 @@ type Options struct {
 	// warnings; its informational messages at debug level). nil discards
 	// them.
 	Logger *slog.Logger
+	// SASL, when set, makes the cluster require SASL/SCRAM authentication
+	// and enforce ACLs. nil: no authentication, everything allowed.
+	SASL *SASL
+}
+
+// SASL is the authentication and authorization of a cluster. Users and
+// ACLs are exactly these at every Start and Restart: with DataDir, users
+// and ACLs a previous run saved that are no longer here are dropped, and
+// changed passwords take effect.
+type SASL struct {
+	// Mechanism is kafkaclient.ScramSHA256 or kafkaclient.ScramSHA512.
+	Mechanism string
+	// Superuser and SuperuserPassword name the user that bypasses ACLs
+	// (kafkaclient.PrincipalAdmin, say). Required.
+	Superuser, SuperuserPassword string
+	// Users maps the other users' names to their passwords.
+	Users map[string]string
+	// ACLs allow the Users what they may do; anything else is denied. With
+	// DataDir, a topic is auto-created durably (see installDurableAutoCreate)
+	// only when an ACL allows Create on it; other topics are auto-created,
+	// for clients allowed to Describe them, in memory until Close.
+	ACLs []kafkaclient.ACL
 }
 
 // Cluster is a running embedded Kafka cluster. Its methods are safe for
@@ -68,9 +92,12 @@ type Cluster struct {
 	bootstrap string
 	gate      *gate
 
-	mu     sync.Mutex // serializes Stop, Restart and Close; guards inst and closed
+	mu     sync.Mutex // serializes Stop, Restart and Close; guards inst, closed and aclSyncPending
 	inst   *instance  // nil while stopped
 	closed bool
+	// aclSyncPending is set when the cluster started while offline, so
+	// its ACLs are brought in line with Options when it is online again.
+	aclSyncPending bool
 }
 
 // instance is one run of kfake; Restart replaces it.
@@ -131,6 +158,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		addrs[i] = net.JoinHostPort(host, strconv.Itoa(p))
 	}
 	c.bootstrap = strings.Join(addrs, ",")
+	if err := c.afterLaunch(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 
 	if err := ctx.Err(); err != nil {
 		_ = c.Close()
@@ -167,6 +198,11 @@ func normalize(opts Options) (Options, error) {
 	if opts.Partitions == 0 {
 		opts.Partitions = defaultPartitions
 	}
+	if opts.SASL != nil {
+		if err := opts.SASL.validate(); err != nil {
+			return opts, err
+		}
+	}
 	return opts, nil
 }
 
@@ -185,6 +221,14 @@ func (c *Cluster) launch() (*instance, error) {
 	}
 	if c.opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(c.opts.DataDir))
+	}
+	if c.opts.SASL != nil {
+		kopts = append(kopts, c.opts.SASL.kfakeOpts()...)
+		if c.opts.DataDir != "" {
+			if err := forgetSavedUsers(c.opts.DataDir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	kc, err := kfake.NewCluster(kopts...)
 	if err != nil {
@@ -205,6 +249,10 @@ func (c *Cluster) launch() (*instance, error) {
 // through kfake's CreateTopic, which writes the topic list at once, before
 // kfake answers the metadata request that asked for it: no record is ever
 // acknowledged on a topic that is not on disk.
+//
+// With SASL the hook cannot tell who asks, so it creates only the topics an
+// ACL allows some user to create; kfake itself auto-creates other topics
+// (saved at Close) only for clients allowed to describe them.
 func (c *Cluster) installDurableAutoCreate(inst *instance) {
 	// kfake runs control functions on their own goroutine and keeps
 	// serving admin calls such as CreateTopic while it waits for them.
@@ -221,6 +269,9 @@ func (c *Cluster) installDurableAutoCreate(inst *instance) {
 		for _, t := range mreq.Topics {
 			if t.Topic == nil || *t.Topic == "" || t.TopicID != [16]byte{} {
 				continue
+			}
+			if c.opts.SASL != nil && !c.opts.SASL.mayCreate(*t.Topic) {
+				continue // the hook cannot tell who asks: see SASL.ACLs
 			}
 			err := inst.kc.CreateTopic(*t.Topic, int32(c.opts.Partitions), nil)
 			switch {
@@ -310,6 +361,9 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		return fmt.Errorf("kafkacluster: restart: %w", err)
 	}
 	c.inst = inst
+	if err := c.afterLaunch(ctx); err != nil {
+		return fmt.Errorf("kafkacluster: restart: %w", err)
+	}
 	c.logger.Info("kafka cluster restarted", "bootstrap", c.bootstrap)
 	return nil
 }
@@ -327,7 +381,31 @@ func (c *Cluster) SetOffline(offline bool) error {
 		return err
 	}
 	c.logger.Info("kafka cluster network", "offline", offline)
+	if !offline {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.aclSyncPending && c.inst != nil {
+			if err := c.syncACLs(context.Background()); err != nil {
+				return err
+			}
+			c.aclSyncPending = false
+		}
+	}
 	return nil
+}
+
+// afterLaunch brings a new instance's ACLs in line with Options (now, or
+// once online). c.mu is held, or c is not shared yet.
+func (c *Cluster) afterLaunch(ctx context.Context) error {
+	c.aclSyncPending = false
+	if c.opts.SASL == nil || c.opts.DataDir == "" {
+		return nil // a new cluster: kfake applied the ACLs of Options
+	}
+	if c.gate.isOffline() {
+		c.aclSyncPending = true
+		return nil
+	}
+	return c.syncACLs(ctx)
 }
 
 // Fault makes the running cluster fail the requests the faults select with

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // Murmur2 is Kafka's murmur2 hash (org.apache.kafka.common.utils.Utils.murmur2).
@@ -59,7 +61,14 @@ func Partition(key []byte, n int) int32 {
 // records of each partition are in offset order.
 func ReadAll(t testing.TB, bootstrap string, topics []string, want int, timeout time.Duration) []*kafka.Message {
 	t.Helper()
-	got, err := Read(bootstrap, topics, want, timeout)
+	return ReadAllAs(t, kafkaclient.Config{Bootstrap: bootstrap}, topics, want, timeout)
+}
+
+// ReadAllAs is ReadAll with kc's security settings (a SASL cluster's
+// superuser, say).
+func ReadAllAs(t testing.TB, kc kafkaclient.Config, topics []string, want int, timeout time.Duration) []*kafka.Message {
+	t.Helper()
+	got, err := ReadAs(kc, topics, want, timeout)
 	if err != nil {
 		t.Fatalf("read %v: %v", topics, err)
 	}
@@ -69,13 +78,21 @@ func ReadAll(t testing.TB, bootstrap string, topics []string, want int, timeout 
 // Read is ReadAll returning its error. Topics that do not exist (yet) are
 // empty.
 func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	return ReadAs(kafkaclient.Config{Bootstrap: bootstrap}, topics, want, timeout)
+}
+
+// ReadAs is Read with kc's security settings.
+func ReadAs(kc kafkaclient.Config, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             "kafkatest-unused",
 		"enable.auto.commit":   false,
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("new consumer: %w", err)
 	}
@@ -141,12 +158,20 @@ func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([
 
 // Count returns how many records the topics hold.
 func Count(bootstrap string, topics []string) (int64, error) {
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    bootstrap,
+	return CountAs(kafkaclient.Config{Bootstrap: bootstrap}, topics)
+}
+
+// CountAs is Count with kc's security settings.
+func CountAs(kc kafkaclient.Config, topics []string) (int64, error) {
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
 		"group.id":             "kafkatest-unused",
 		"enable.metrics.push":  false,
 		"log.connection.close": false,
-	})
+	}) {
+		cm[k] = v
+	}
+	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return 0, fmt.Errorf("new consumer: %w", err)
 	}
