@@ -25,7 +25,7 @@ func runRegisterConnector(ctx context.Context, cfg config, logger *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	client := rest.NewClient(cfg.ConnectURL, &http.Client{Timeout: 30 * time.Second})
+	client := cfg.connectClient(cfg.ConnectURL, 30*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectorWait)
 	defer cancel()
 
