@@ -180,7 +180,7 @@ func TestDevOperatorPlanesNeedCredentials(t *testing.T) {
 	for _, r := range refused {
 		for _, cred := range [][2]string{{"", ""}, {sys.User, "wrong"}, {"root", sys.Password}} {
 			status, h, body := call(r.method, r.url, r.body, cred[0], cred[1])
-			if status != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic realm=") {
+			if status != http.StatusUnauthorized || !strings.HasPrefix(strings.ToLower(h.Get("WWW-Authenticate")), "basic realm=") {
 				t.Errorf("%s %s as %q: %d %s, want 401 with a challenge", r.method, r.url, cred[0], status, body)
 			}
 			if strings.HasPrefix(r.url, sys.Connect) {

@@ -65,16 +65,22 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	var banner strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		seen := 0
+		// The banner ends with the blank line after its "Try:" section.
+		seen, try, done := 0, false, false
 		for sc.Scan() {
-			if seen < len(fields) {
-				banner.WriteString(sc.Text() + "\n")
+			text := sc.Text()
+			if done {
+				continue
 			}
-			if m := line.FindStringSubmatch(sc.Text()); m != nil && seen < len(fields) {
+			banner.WriteString(text + "\n")
+			if m := line.FindStringSubmatch(text); m != nil && seen < len(fields) {
 				*fields[m[1]] = m[2]
-				if seen++; seen == len(fields) {
-					close(ready)
-				}
+				seen++
+			}
+			try = try || text == "Try:"
+			if seen == len(fields) && try && text == "" {
+				done = true
+				close(ready)
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
