@@ -102,6 +102,7 @@ func TestAuthentication(t *testing.T) {
 		{name: "empty password", set: true, user: user, pass: ""},
 		{name: "bearer token", header: "Bearer " + password},
 		{name: "basic without a colon", header: "Basic YWRtaW4="},
+		{name: "basic not base64", header: "Basic !!not-base64!!"},
 	} {
 		for _, r := range routes {
 			t.Run(fmt.Sprintf("%s/%s %s", cred.name, r.method, r.path), func(t *testing.T) {

@@ -8,6 +8,7 @@ package rest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,12 +148,27 @@ func NewServer(w *worker.Worker, opts ServerOptions) http.Handler {
 	if opts.Credentials != nil {
 		// Pre: before routing, so unknown paths and methods need credentials too.
 		creds := opts.Credentials
-		e.Pre(middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
+		basic := middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
 			Realm: Realm,
 			Validator: func(user, password string, _ echo.Context) (bool, error) {
 				return creds.Verify(user, password), nil
 			},
-		}))
+		})
+		e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+			auth := basic(next)
+			return func(c echo.Context) error {
+				err := auth(c)
+				// A Basic header that is not base64 is wrong credentials
+				// too: 401 with the challenge, not echo's 400.
+				var he *echo.HTTPError
+				var corrupt base64.CorruptInputError
+				if errors.As(err, &he) && he.Code == http.StatusBadRequest && errors.As(he.Internal, &corrupt) {
+					c.Response().Header().Set(echo.HeaderWWWAuthenticate, basicauth.Challenge(Realm))
+					return echo.ErrUnauthorized
+				}
+				return err
+			}
+		})
 	}
 	e.Use(
 		middleware.Recover(),
