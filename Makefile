@@ -57,10 +57,13 @@ bench-cdc:
 	    -e "s/^DB_WORKER_PASSWORD=.*/DB_WORKER_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    -e "s/^DB_CDC_PASSWORD=.*/DB_CDC_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^CONNECT_REST_PASSWORD=.*/CONNECT_REST_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
+	    -e "s/^CONNECT_METRICS_PASSWORD=.*/CONNECT_METRICS_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
 	    .env.example > .env
 	for v in $$(sed -n 's/^\(KAFKA_[A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do \
 	    sed -i "s/^$$v=.*/$$v=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" .env; done
-	@echo "wrote .env with fresh passwords (Grafana admin password: grep GRAFANA .env)"
+	chmod 600 .env
+	@echo "wrote .env with fresh passwords (Grafana admin: grep GRAFANA .env; Kafka Connect: grep CONNECT_REST .env)"
 
 # Build and start the stack, wait until the connector is RUNNING, print the URLs.
 up: .env
@@ -68,12 +71,13 @@ up: .env
 	$(COMPOSE) $(COMPOSE_FILES) run --rm connector-register
 	@echo
 	@echo "  API            http://localhost:8080   (curl localhost:8080/products)"
-	@echo "  Kafka Connect  http://localhost:$(CONNECT_PORT)/connectors/outbox/status   ($(ENGINE))"
-	@echo "  kafka-ui       http://localhost:8081"
-	@echo "  Grafana        http://localhost:3000   (dashboards: Outbox pipeline, Consumer lag)"
-	@echo "  Prometheus     http://localhost:9090"
-	@echo "  Platform mock  http://localhost:8090/events"
-	@echo "  Kafka          localhost:9092,localhost:9093,localhost:9094"
+	@echo "  Kafka Connect  http://127.0.0.1:$(CONNECT_PORT)/connectors/outbox/status   ($(ENGINE); make connector-status)"
+	@echo "  kafka-ui       http://127.0.0.1:8081"
+	@echo "  Grafana        http://127.0.0.1:3000   (user admin, GRAFANA_ADMIN_PASSWORD in .env; dashboards: Outbox pipeline, Consumer lag)"
+	@echo "  Prometheus     http://127.0.0.1:9090"
+	@echo "  Platform mock  http://127.0.0.1:8090/events   (CONNECT_REST_USERNAME/PASSWORD in .env)"
+	@echo "  Kafka          127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+	@echo "  Every port but the API's is bound to 127.0.0.1."
 
 down:
 	$(COMPOSE) $(COMPOSE_FILES) down --remove-orphans
@@ -81,8 +85,19 @@ down:
 logs:
 	$(COMPOSE) $(COMPOSE_FILES) logs -f --tail=100
 
+# The connector's status from Kafka Connect's REST API, signed in with
+# CONNECT_REST_USERNAME/CONNECT_REST_PASSWORD from the environment, else from .env (the
+# compose stack), else as admin from $DATA_DIR/connect-credentials.properties (make run).
 connector-status:
-	@curl -fsS http://localhost:$(CONNECT_PORT)/connectors/outbox/status; echo
+	@if [ -z "$$CONNECT_REST_PASSWORD" ]; then \
+	  if [ -f .env ]; then set -a; . ./.env; set +a; \
+	  elif [ -f "$${DATA_DIR:-.data}/connect-credentials.properties" ]; then \
+	    CONNECT_REST_USERNAME=admin; \
+	    CONNECT_REST_PASSWORD=$$(sed -n 's/^admin: *//p' "$${DATA_DIR:-.data}/connect-credentials.properties"); \
+	  fi; \
+	fi; \
+	  printf 'user = "%s:%s"\n' "$${CONNECT_REST_USERNAME:-admin}" "$$CONNECT_REST_PASSWORD" | \
+	  curl -fsS -K - http://127.0.0.1:$(CONNECT_PORT)/connectors/outbox/status; echo
 
 # The whole system as separate processes under load, every part killed and restarted on a
 # seeded schedule, then the invariants checked; prints a report, fails if one broke.

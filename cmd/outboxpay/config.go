@@ -34,8 +34,9 @@ type config struct {
 	DBWorkerPassword string `env:"DB_WORKER_PASSWORD"`
 	DBCDCPassword    string `env:"DB_CDC_PASSWORD"`
 
-	// APIAddr is where the HTTP API listens.
-	APIAddr string `env:"API_ADDR" envDefault:":8080"`
+	// APIAddr is where the HTTP API listens; loopback by default, e.g.
+	// ":8080" opens it to the network.
+	APIAddr string `env:"API_ADDR" envDefault:"127.0.0.1:8080"`
 	// APIMaxBodyBytes bounds request bodies.
 	APIMaxBodyBytes int64 `env:"API_MAX_BODY_BYTES" envDefault:"65536"`
 	// APIRequestTimeout bounds the work of one request.
@@ -58,7 +59,20 @@ type config struct {
 	// broker; 0s pick free ports.
 	KafkaPorts []int `env:"KAFKA_PORTS" envDefault:"9092,9093,9094"`
 	// ConnectAddr is where the Kafka Connect REST API of the embedded engine listens.
-	ConnectAddr string `env:"CONNECT_ADDR" envDefault:":8083"`
+	// A non-loopback address needs ConnectRESTCredentialsFile.
+	ConnectAddr string `env:"CONNECT_ADDR" envDefault:"127.0.0.1:8083"`
+	// ConnectRESTCredentialsFile holds the users of the embedded engine's
+	// Kafka Connect REST API (PropertyFileLoginModule format: `user:
+	// password` lines); when set, every request needs HTTP Basic
+	// credentials of one of them, /metrics included. Unset: the API is open,
+	// which `connect` allows on a loopback address only. `dev` generates
+	// $DATA_DIR/connect-credentials.properties when it is unset.
+	ConnectRESTCredentialsFile string `env:"CONNECT_REST_CREDENTIALS_FILE"`
+	// ConnectRESTUsername and ConnectRESTPassword are the credentials the
+	// clients of a Kafka Connect REST API (the reconciler,
+	// register-connector) send; an empty username sends none.
+	ConnectRESTUsername string `env:"CONNECT_REST_USERNAME"`
+	ConnectRESTPassword string `env:"CONNECT_REST_PASSWORD"`
 	// ConnectEnvAllowlistPattern is what names ${env:NAME} in a connector
 	// config may reference (the whole name must match), as Kafka's
 	// config.providers.env.param.allowlist.pattern.
@@ -86,10 +100,15 @@ type config struct {
 	ConsumerVisibilityWindow time.Duration `env:"CONSUMER_VISIBILITY_WINDOW" envDefault:"1m"`
 
 	// PlatformMock* configure `platform-mock` (and the mock `dev` runs).
-	PlatformMockAddr        string        `env:"PLATFORM_MOCK_ADDR" envDefault:":8090"`
-	PlatformMockFailureRate float64       `env:"PLATFORM_MOCK_FAILURE_RATE" envDefault:"0"`
-	PlatformMockLatency     time.Duration `env:"PLATFORM_MOCK_LATENCY" envDefault:"0s"`
-	PlatformMockTimeoutRate float64       `env:"PLATFORM_MOCK_TIMEOUT_RATE" envDefault:"0"`
+	// PlatformMockCredentialsFile (PropertyFileLoginModule format) guards
+	// the mock's operator endpoints (PUT /faults, GET /events, ...); unset,
+	// the mock only starts on a loopback address. `dev` uses its Connect
+	// credentials file when it is unset.
+	PlatformMockAddr            string        `env:"PLATFORM_MOCK_ADDR" envDefault:"127.0.0.1:8090"`
+	PlatformMockCredentialsFile string        `env:"PLATFORM_MOCK_CREDENTIALS_FILE"`
+	PlatformMockFailureRate     float64       `env:"PLATFORM_MOCK_FAILURE_RATE" envDefault:"0"`
+	PlatformMockLatency         time.Duration `env:"PLATFORM_MOCK_LATENCY" envDefault:"0s"`
+	PlatformMockTimeoutRate     float64       `env:"PLATFORM_MOCK_TIMEOUT_RATE" envDefault:"0"`
 
 	// ConnectURL is the Kafka Connect REST API the reconciler asks about the
 	// connector (the embedded engine's, or Debezium's).
@@ -107,7 +126,7 @@ type config struct {
 	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`
 	// MetricsAddr is where `consumers`, `reconcile` and `platform-mock`
 	// serve /metrics (the API and connect serve it on their own ports).
-	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9100"`
+	MetricsAddr string `env:"METRICS_ADDR" envDefault:"127.0.0.1:9100"`
 
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`

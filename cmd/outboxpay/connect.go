@@ -38,9 +38,16 @@ func runConnect(ctx context.Context, cfg config, logger *slog.Logger) error {
 // db; lookup resolves their ${env:...} references, for the names that
 // CONNECT_ENV_ALLOWLIST_PATTERN allows; the engine produces to Kafka as kc's
 // principal. listening, if not nil, is called once the REST API accepts
-// connections.
+// connections. With CONNECT_REST_CREDENTIALS_FILE every path, /metrics
+// included, requires HTTP Basic credentials; without it the API serves a
+// loopback address only.
 func serveConnect(ctx context.Context, cfg config, db *sql.DB, kc kafkaclient.Config, reg *prometheus.Registry,
 	lookup func(string) (string, bool), logger *slog.Logger, listening func(net.Addr)) error {
+	creds, err := operatorCredentials("kafka connect REST API", "CONNECT_REST_CREDENTIALS_FILE",
+		cfg.ConnectRESTCredentialsFile, cfg.ConnectAddr, logger)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.ConnectAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ConnectAddr, err)
@@ -53,8 +60,12 @@ func serveConnect(ctx context.Context, cfg config, db *sql.DB, kc kafkaclient.Co
 		Logger: logger.With("component", "connect")})
 
 	mux := http.NewServeMux()
-	mux.Handle("/", rest.NewServer(w, rest.ServerOptions{Logger: logger}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", rest.NewServer(w, rest.ServerOptions{Logger: logger, Credentials: creds}))
+	var metricsHandler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if creds != nil {
+		metricsHandler = creds.Handler(rest.Realm, connectUnauthorized, metricsHandler)
+	}
+	mux.Handle("GET /metrics", metricsHandler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	workerDone := make(chan error, 1)

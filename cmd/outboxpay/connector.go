@@ -25,7 +25,7 @@ func runRegisterConnector(ctx context.Context, cfg config, logger *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	client := rest.NewClient(cfg.ConnectURL, &http.Client{Timeout: 30 * time.Second})
+	client := cfg.connectClient(cfg.ConnectURL, 30*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectorWait)
 	defer cancel()
 
@@ -178,13 +178,17 @@ func runSeed(ctx context.Context, cfg config, logger *slog.Logger) error {
 }
 
 // runHealthcheck exits 0 when url answers 2xx within a few seconds: the
-// container health check of images that have no shell or curl.
-func runHealthcheck(ctx context.Context, url string) error {
+// container health check of images that have no shell or curl. A non-empty
+// user is sent as HTTP Basic credentials (the Kafka Connect REST API's).
+func runHealthcheck(ctx context.Context, url, user, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("health check %s: %w", url, err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

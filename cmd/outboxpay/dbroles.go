@@ -123,13 +123,3 @@ func withUser(dbURL, user, password string) (string, error) {
 	u.User = url.UserPassword(user, password)
 	return u.String(), nil
 }
-
-// redactURL returns dbURL with its password, if any, replaced by xxxxx, for
-// logs and banners.
-func redactURL(dbURL string) string {
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		return "(a database URL that does not parse)"
-	}
-	return u.Redacted()
-}

@@ -68,14 +68,14 @@ func TestWithUserAndRedact(t *testing.T) {
 	if want := "postgres://outboxpay_api:rolepw@127.0.0.1:5432/outboxpay?sslmode=disable"; got != want {
 		t.Errorf("withUser = %s, want %s", got, want)
 	}
-	if r := redactURL(got); strings.Contains(r, "rolepw") || !strings.Contains(r, "outboxpay_api") {
-		t.Errorf("redactURL = %s", r)
+	if r := redactDatabaseURL(got); strings.Contains(r, "rolepw") || !strings.Contains(r, "outboxpay_api") {
+		t.Errorf("redactDatabaseURL = %s", r)
 	}
 	if _, err := withUser("postgres://u:se%zzcret@h/db", "r", "p"); err == nil || strings.Contains(err.Error(), "se%zzcret") {
 		t.Errorf("withUser of a bad URL: %v", err)
 	}
-	if r := redactURL("postgres://u:se%zzcret@h/db"); strings.Contains(r, "se%zzcret") {
-		t.Errorf("redactURL of a bad URL = %s", r)
+	if r := redactDatabaseURL("postgres://u:se%zzcret@h/db"); strings.Contains(r, "se%zzcret") {
+		t.Errorf("redactDatabaseURL of a bad URL = %s", r)
 	}
 }
 

@@ -9,9 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/connect"
-	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
@@ -37,6 +38,10 @@ const devDatabase = "outboxpay"
 // mock, the consumer groups, the reconciler with the lag exporter, and the
 // API. It stops everything it started when ctx is done.
 func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
+	cfg, err = devCredentials(cfg, logger)
+	if err != nil {
+		return err
+	}
 	url := cfg.DatabaseURL
 	if url == "" {
 		dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "postgres"))
@@ -58,7 +63,7 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			return err
 		}
 		url = cluster.URL(devDatabase)
-		logger.Info("private postgres running", "data_dir", dir, "url", redactURL(url))
+		logger.Info("private postgres running", "data_dir", dir, "url", redactDatabaseURL(url))
 	}
 
 	bootstrap := cfg.KafkaBootstrap
@@ -164,7 +169,7 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			return reconcileAndExport(gctx, cfg, dbs.worker, kafkaAs(kafkaclient.PrincipalReconciler), connectURL, reg, logger)
 		})
 		return serveAPI(gctx, cfg, dbs.api, reg, logger, func(apiAddr net.Addr) {
-			fmt.Print(banner(apiAddr, redactURL(url), bootstrap, usersFile, connectURL, cfg.PlatformURL))
+			fmt.Print(banner(apiAddr, url, bootstrap, usersFile, connectURL, cfg.PlatformURL, cfg))
 		})
 	})
 	return g.Wait()
@@ -231,7 +236,7 @@ func registerConnector(ctx context.Context, cfg config, connectURL string, looku
 	if err != nil {
 		return fmt.Errorf("connector %s: %w", req.Name, err)
 	}
-	client := rest.NewClient(connectURL, &http.Client{Timeout: 30 * time.Second})
+	client := cfg.connectClient(connectURL, 30*time.Second)
 	if _, _, err := client.PutConnectorConfig(ctx, req.Name, req.Config); err != nil {
 		return fmt.Errorf("register connector %s: %w", req.Name, err)
 	}
@@ -294,7 +299,10 @@ func createDatabase(ctx context.Context, c *pgcluster.Cluster, name string) erro
 // localAddr turns a listener's address into one a client on this machine can dial.
 func localAddr(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
-	if !ok || tcp.IP.IsUnspecified() {
+	if !ok {
+		return addr.String()
+	}
+	if tcp.IP.IsUnspecified() {
 		return fmt.Sprintf("localhost:%d", tcp.Port)
 	}
 	return tcp.String()
@@ -333,16 +341,102 @@ func kafkaSASL(users map[string]string) (*kafkacluster.SASL, error) {
 	return s, nil
 }
 
-func banner(apiAddr net.Addr, dbURL, bootstrap, usersFile, connectURL, platformURL string) string {
+// devCredentialsFile is the credentials file `dev` creates under DATA_DIR,
+// and devUser its user.
+const (
+	devCredentialsFile = "connect-credentials.properties"
+	devUser            = "admin"
+)
+
+// devCredentials returns cfg with the credentials of the Kafka Connect REST
+// API and of the platform mock's operator endpoints set. Without
+// CONNECT_REST_CREDENTIALS_FILE it uses $DATA_DIR/connect-credentials.properties,
+// created (0600) with the user admin and a random password unless it exists,
+// and dev's own client signs in as admin; with it, dev's client uses
+// CONNECT_REST_USERNAME and CONNECT_REST_PASSWORD. The platform mock uses
+// the same file unless PLATFORM_MOCK_CREDENTIALS_FILE is set.
+func devCredentials(cfg config, logger *slog.Logger) (config, error) {
+	if cfg.ConnectRESTCredentialsFile != "" {
+		if cfg.ConnectRESTUsername == "" || cfg.ConnectRESTPassword == "" {
+			return cfg, errors.New("CONNECT_REST_CREDENTIALS_FILE is set: set CONNECT_REST_USERNAME and CONNECT_REST_PASSWORD to one of its users too")
+		}
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return cfg, fmt.Errorf("data dir: %w", err)
+		}
+		path, err := filepath.Abs(filepath.Join(cfg.DataDir, devCredentialsFile))
+		if err != nil {
+			return cfg, fmt.Errorf("data dir: %w", err)
+		}
+		users, err := basicauth.ParseFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			password, err := basicauth.RandomPassword()
+			if err != nil {
+				return cfg, err
+			}
+			users = []basicauth.User{{Name: devUser, Password: password}}
+			if err := basicauth.WriteFile(path, users...); err != nil {
+				return cfg, err
+			}
+			logger.Info("kafka connect REST credentials created", "file", path, "user", devUser)
+		} else if err != nil {
+			return cfg, err
+		}
+		i := slices.IndexFunc(users, func(u basicauth.User) bool { return u.Name == devUser })
+		if i < 0 {
+			return cfg, fmt.Errorf("credentials file %s has no user %s (delete it to have a new one made)", path, devUser)
+		}
+		cfg.ConnectRESTCredentialsFile = path
+		cfg.ConnectRESTUsername, cfg.ConnectRESTPassword = devUser, users[i].Password
+	}
+	if cfg.PlatformMockCredentialsFile == "" {
+		cfg.PlatformMockCredentialsFile = cfg.ConnectRESTCredentialsFile
+	}
+	return cfg, nil
+}
+
+// redactDatabaseURL is a Postgres URL or key=value connection string with
+// its password replaced by xxxxx.
+func redactDatabaseURL(s string) string {
+	if u, err := neturl.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	if strings.Contains(s, "://") {
+		return "(a database URL that does not parse)"
+	}
+	return regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`).ReplaceAllString(s, "${1}xxxxx")
+}
+
+// curlCredentials is what the banner's curl commands pass to -u: a command
+// substitution that reads dev's generated password from its file (so the
+// password itself is never printed), or the CONNECT_REST_* variables.
+func curlCredentials(cfg config) string {
+	if cfg.ConnectRESTUsername == devUser && strings.HasSuffix(cfg.ConnectRESTCredentialsFile, string(filepath.Separator)+devCredentialsFile) {
+		return fmt.Sprintf(`"%s:$(sed -n 's/^%s: *//p' '%s')"`, devUser, devUser, cfg.ConnectRESTCredentialsFile)
+	}
+	return `"$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD"`
+}
+
+func banner(apiAddr net.Addr, dbURL, bootstrap, usersFile, connectURL, platformURL string, cfg config) string {
 	base := "http://" + localAddr(apiAddr)
+	creds := curlCredentials(cfg)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
 	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml, metrics: %s/metrics)\n", base, base, base)
 	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", connectURL, connectURL, connectURL)
 	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", platformURL)
 	fmt.Fprintf(&b, "  Kafka          %s\n", bootstrap)
-	fmt.Fprintf(&b, "  Postgres       %s\n\n", dbURL)
+	fmt.Fprintf(&b, "  Postgres       %s\n", redactDatabaseURL(dbURL))
+	fmt.Fprintf(&b, "  Credentials    Kafka Connect and the platform mock's /events and /faults need HTTP Basic:\n")
+	fmt.Fprintf(&b, "                 user %s, password in %s\n\n", cfg.ConnectRESTUsername, cfg.ConnectRESTCredentialsFile)
 	fmt.Fprintf(&b, "Try:\n")
+	fmt.Fprintf(&b, "  curl -s -u %s %s/connectors/outbox/status\n", creds, connectURL)
+	fmt.Fprintf(&b, "  curl -s -u %s %s/events\n", creds, platformURL)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/users/1/balance/charge -H 'Content-Type: application/json' -d '{\"amount\": 50000}'\n", base)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H 'Content-Type: application/json' -d '{\"userId\": 1, \"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base)
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{\"userId\": 1}'\n", base)

@@ -24,7 +24,7 @@ import (
 // where the API is, serves a charge -> order -> pay sequence that leaves a
 // PAID order whose two events reach Kafka and become COMPLETE, and on
 // SIGINT exits cleanly,
-// leaving no Postgres behind.
+// leaving no Postgres behind; the next run reuses its credentials file.
 func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	sys, err := launchDev(binary(t), dir)
@@ -108,6 +108,20 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		if strings.Contains(sys.stderr.String(), pw) || strings.Contains(sys.stdout.String(), pw) {
 			t.Errorf("the password of Kafka user %s is in dev's output", name)
 		}
+	}
+
+	// The next run reuses the generated credentials: it serves (its own
+	// registration signed in with them) and the password is the same.
+	again, err := launchDev(binary(t), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.kill() })
+	if again.User != sys.User || again.Password != sys.Password {
+		t.Error("the second run made new credentials")
+	}
+	if err := again.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

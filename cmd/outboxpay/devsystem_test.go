@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
@@ -23,10 +25,14 @@ import (
 // system as `make run` starts it.
 type devSystem struct {
 	API, Connect, Platform, Kafka, Postgres string // as its banner prints them
-	dir                                     string
-	cmd                                     *exec.Cmd
-	exited                                  chan error
-	stderr, stdout                          *syncBuffer
+	// User and Password are the operator credentials of Connect and the
+	// platform mock, from the file dev generated.
+	User, Password string
+	Banner         string // everything dev printed up to the end of its banner
+	dir            string
+	cmd            *exec.Cmd
+	exited         chan error
+	stderr, stdout *syncBuffer
 }
 
 // kafkaAs returns the settings of a Kafka client of the system's embedded
@@ -77,16 +83,26 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 		"Kafka": &d.Kafka, "Postgres": &d.Postgres}
 	line := regexp.MustCompile(`^  (API|Kafka Connect|Platform|Kafka|Postgres)\s+(\S+)`)
 	ready := make(chan struct{})
+	var banner strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		seen := 0
+		// The banner ends with the blank line after its "Try:" section.
+		seen, try, done := 0, false, false
 		for sc.Scan() {
-			_, _ = fmt.Fprintln(d.stdout, sc.Text())
-			if m := line.FindStringSubmatch(sc.Text()); m != nil && seen < len(fields) {
+			text := sc.Text()
+			_, _ = fmt.Fprintln(d.stdout, text)
+			if done {
+				continue
+			}
+			banner.WriteString(text + "\n")
+			if m := line.FindStringSubmatch(text); m != nil && seen < len(fields) {
 				*fields[m[1]] = m[2]
-				if seen++; seen == len(fields) {
-					close(ready)
-				}
+				seen++
+			}
+			try = try || text == "Try:"
+			if seen == len(fields) && try && text == "" {
+				done = true
+				close(ready)
 			}
 		}
 		_, _ = io.Copy(d.stdout, stdout)
@@ -95,6 +111,13 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	select {
 	case <-ready:
 		d.Platform = regexp.MustCompile(`/events$`).ReplaceAllString(d.Platform, "")
+		d.Banner = banner.String()
+		users, err := basicauth.ParseFile(filepath.Join(dir, "data", devCredentialsFile))
+		if err != nil || len(users) != 1 {
+			_ = d.kill()
+			return nil, fmt.Errorf("dev's credentials file: %v, %d users", err, len(users))
+		}
+		d.User, d.Password = users[0].Name, users[0].Password
 		return d, nil
 	case err := <-d.exited:
 		d.exited <- err

@@ -22,6 +22,9 @@ import (
 // compose CI workflow), otherwise the shared `outboxpay dev` process.
 type stack struct {
 	API, Connect, Platform string
+	// User and Password are the Kafka Connect REST API's (and the platform
+	// mock's operator) credentials.
+	User, Password string
 	// Prometheus is the stack's Prometheus; "" for dev (tests start their own).
 	Prometheus string
 	// Debezium reports that Debezium, not the embedded engine, runs the connector.
@@ -42,10 +45,11 @@ func e2eStack(t *testing.T) stack {
 		return stack{API: api, Connect: env("OUTBOXPAY_E2E_CONNECT_URL", "http://localhost:8083"),
 			Platform:   env("OUTBOXPAY_E2E_PLATFORM_URL", "http://localhost:8090"),
 			Prometheus: env("OUTBOXPAY_E2E_PROMETHEUS_URL", "http://localhost:9090"),
-			Debezium:   os.Getenv("OUTBOXPAY_E2E_ENGINE") != "embedded"}
+			Debezium:   os.Getenv("OUTBOXPAY_E2E_ENGINE") != "embedded",
+			User:       env("CONNECT_REST_USERNAME", "admin"), Password: os.Getenv("CONNECT_REST_PASSWORD")}
 	}
 	sys := sharedDev(t)
-	return stack{API: sys.API, Connect: sys.Connect, Platform: sys.Platform, dev: sys}
+	return stack{API: sys.API, Connect: sys.Connect, Platform: sys.Platform, User: sys.User, Password: sys.Password, dev: sys}
 }
 
 // The whole pipeline as a client sees it, through public interfaces only:
@@ -56,7 +60,7 @@ func TestEndToEnd(t *testing.T) {
 	s := e2eStack(t)
 	ctx := context.Background()
 
-	connect := rest.NewClient(s.Connect, &http.Client{Timeout: 10 * time.Second})
+	connect := rest.NewClient(s.Connect, &http.Client{Timeout: 10 * time.Second}, rest.BasicAuth(s.User, s.Password))
 	eventually.True(t, 2*time.Minute, "connector outbox RUNNING", func() (bool, error) {
 		st, err := connect.ConnectorStatus(ctx, "outbox")
 		if err != nil {
@@ -257,6 +261,9 @@ func (s stack) request(t *testing.T, base, method, path string, body any, want i
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if base != s.API {
+		req.SetBasicAuth(s.User, s.Password)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -40,14 +40,17 @@ commands:
                  put the connector config to Kafka Connect (CONNECT_URL) unless it
                  holds it already, and wait until the connector is RUNNING
   healthcheck URL
-                 exit 0 when URL answers 2xx within 3 s, else 1
+                 exit 0 when URL answers 2xx within 3 s, else 1; sends
+                 CONNECT_REST_USERNAME/CONNECT_REST_PASSWORD as HTTP Basic if set
 
 Configuration is read from environment variables; see README.md.
 `
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "healthcheck" {
-		if err := runHealthcheck(context.Background(), os.Args[2]); err != nil {
+		// The Connect REST API's health check signs in like its clients.
+		err := runHealthcheck(context.Background(), os.Args[2], os.Getenv("CONNECT_REST_USERNAME"), os.Getenv("CONNECT_REST_PASSWORD"))
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/connect"
-	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/lag"
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
@@ -85,7 +84,7 @@ func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkacli
 		return err
 	}
 	defer pub.Close()
-	r := reconcile.New(db, rest.NewClient(connectURL, &http.Client{Timeout: 10 * time.Second}), pub, connect.DefaultRouter,
+	r := reconcile.New(db, cfg.connectClient(connectURL, 10*time.Second), pub, connect.DefaultRouter,
 		reconcile.Config{
 			Interval:            cfg.ReconcileInterval,
 			StuckAfter:          cfg.ReconcileStuckAfter,
@@ -103,8 +102,17 @@ func runPlatformMock(ctx context.Context, cfg config, logger *slog.Logger) error
 	return servePlatformMock(ctx, cfg, logger, nil)
 }
 
+// servePlatformMock serves the mock on PLATFORM_MOCK_ADDR; its operator
+// endpoints need the credentials of PLATFORM_MOCK_CREDENTIALS_FILE, and
+// without that file it serves a loopback address only.
 func servePlatformMock(ctx context.Context, cfg config, logger *slog.Logger, listening func(net.Addr)) error {
+	creds, err := operatorCredentials("platform mock", "PLATFORM_MOCK_CREDENTIALS_FILE",
+		cfg.PlatformMockCredentialsFile, cfg.PlatformMockAddr, logger)
+	if err != nil {
+		return err
+	}
 	mock := platformmock.New(platformmock.Config{
+		Operators:   creds,
 		FailureRate: cfg.PlatformMockFailureRate,
 		Latency:     cfg.PlatformMockLatency,
 		TimeoutRate: cfg.PlatformMockTimeoutRate,

@@ -87,6 +87,27 @@ func (s composeService) containerPorts() []int {
 	return ports
 }
 
+// hostIPs are the host addresses of the ports the service publishes: "" for
+// a port published on every interface.
+func (s composeService) hostIPs() map[string]string {
+	out := map[string]string{}
+	for _, p := range s.Ports {
+		switch p := p.(type) {
+		case map[string]any: // long syntax
+			ip, _ := p["host_ip"].(string)
+			out[fmt.Sprint(p["published"], ":", p["target"])] = ip
+		case string: // "[ip:]host:container[/proto]"
+			parts := strings.Split(strings.Split(p, "/")[0], ":")
+			ip := ""
+			if len(parts) == 3 {
+				ip = parts[0]
+			}
+			out[p] = ip
+		}
+	}
+	return out
+}
+
 // composeConfig runs `docker-compose config` (Debian's docker-compose
 // package: it needs no Docker engine) on the files, with .env.example's
 // settings, and parses what it prints.
@@ -341,6 +362,155 @@ func TestComposeFile(t *testing.T) {
 		if !strings.HasPrefix(c.Environment["DATABASE_URL"], "postgres://outboxpay_cdc:") || c.Environment["OUTBOX_DB_USER"] != "outboxpay_cdc" {
 			t.Errorf("embedded connect: DATABASE_URL %q, OUTBOX_DB_USER %q; want outboxpay_cdc's",
 				c.Environment["DATABASE_URL"], c.Environment["OUTBOX_DB_USER"])
+		}
+	})
+
+	t.Run("every published port but the API's is bound to 127.0.0.1", func(t *testing.T) {
+		for _, files := range [][]string{{"docker-compose.yml"}, {"docker-compose.yml", "docker-compose.embedded.yml"}} {
+			for name, s := range composeConfig(t, files...).Services {
+				for port, ip := range s.hostIPs() {
+					if name == "api" {
+						continue
+					}
+					if ip != "127.0.0.1" {
+						t.Errorf("%v: %s publishes %s on %q, want 127.0.0.1", files, name, port, ip)
+					}
+				}
+			}
+		}
+		if len(svc("api").Ports) == 0 {
+			t.Error("the API is not published")
+		}
+	})
+
+	t.Run("the project's services listen on every interface of the Docker network", func(t *testing.T) {
+		embedded := composeConfig(t, "docker-compose.yml", "docker-compose.embedded.yml")
+		for _, c := range []struct {
+			s        composeService
+			name, kv string
+		}{
+			{svc("api"), "api", "API_ADDR"},
+			{svc("consumers"), "consumers", "METRICS_ADDR"},
+			{svc("reconciler"), "reconciler", "METRICS_ADDR"},
+			{svc("platform-mock"), "platform-mock", "PLATFORM_MOCK_ADDR"},
+			{embedded.Services["connect"], "embedded connect", "CONNECT_ADDR"},
+		} {
+			if addr := c.s.Environment[c.kv]; !strings.HasPrefix(addr, ":") && !strings.HasPrefix(addr, "0.0.0.0:") {
+				t.Errorf("%s: %s=%q; the default (loopback) is unreachable from the other containers", c.name, c.kv, addr)
+			}
+		}
+	})
+
+	t.Run("grafana has no anonymous access", func(t *testing.T) {
+		env := svc("grafana").Environment
+		if env["GF_AUTH_ANONYMOUS_ENABLED"] != "false" || env["GF_AUTH_ANONYMOUS_ORG_ROLE"] != "" {
+			t.Errorf("grafana: GF_AUTH_ANONYMOUS_ENABLED %q, GF_AUTH_ANONYMOUS_ORG_ROLE %q", env["GF_AUTH_ANONYMOUS_ENABLED"], env["GF_AUTH_ANONYMOUS_ORG_ROLE"])
+		}
+		if !strings.HasPrefix(env["GF_SECURITY_ADMIN_PASSWORD"], "change-me") {
+			t.Errorf("grafana's admin password does not come from the environment")
+		}
+	})
+
+	t.Run("kafka connect's REST API requires credentials, and its clients send them", func(t *testing.T) {
+		env := svc("connect").Environment
+		if env["CONNECT_REST_EXTENSION_CLASSES"] != "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension" {
+			t.Errorf("connect: CONNECT_REST_EXTENSION_CLASSES %q", env["CONNECT_REST_EXTENSION_CLASSES"])
+		}
+		jaas := regexp.MustCompile(`-Djava\.security\.auth\.login\.config=(\S+)`).FindStringSubmatch(env["KAFKA_OPTS"])
+		if jaas == nil {
+			t.Fatalf("connect: KAFKA_OPTS %q names no JAAS file", env["KAFKA_OPTS"])
+		}
+		if env["CONNECT_REST_USERNAME"] == "" || env["CONNECT_REST_PASSWORD"] != "change-me" {
+			t.Error("connect: the REST credentials do not come from the environment")
+		}
+		// The image's entrypoint writes that JAAS file, with the login module
+		// and its credentials file, from the environment.
+		entry, err := os.ReadFile(filepath.Join(repoRoot, "connect", "debezium", "rest-auth-entrypoint.sh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{filepath.Dir(jaas[1]), "PropertyFileLoginModule required", "KafkaConnect {",
+			"$CONNECT_REST_USERNAME", "$CONNECT_REST_PASSWORD", "umask 077", "exec /docker-entrypoint.sh"} {
+			if !strings.Contains(string(entry), want) {
+				t.Errorf("rest-auth-entrypoint.sh lacks %q", want)
+			}
+		}
+		deb := dockerfile(t, filepath.Join(repoRoot, "connect", "debezium", "Dockerfile"))
+		if !slices.Contains(deb, `ENTRYPOINT ["/kafka/bin/rest-auth-entrypoint.sh"]`) || !slices.Contains(deb, `CMD ["start"]`) {
+			t.Errorf("connect/debezium/Dockerfile does not run rest-auth-entrypoint.sh: %q", deb)
+		}
+		if hc := strings.Join(svc("connect").Healthcheck.Test, " "); !strings.Contains(hc, "Authorization: Basic") {
+			t.Errorf("connect's health check does not sign in: %s", hc)
+		}
+		for name, s := range map[string]composeService{"connector-register": svc("connector-register"), "reconciler": svc("reconciler")} {
+			if s.Environment["CONNECT_REST_USERNAME"] == "" || s.Environment["CONNECT_REST_PASSWORD"] != "change-me" {
+				t.Errorf("%s does not get CONNECT_REST_USERNAME/PASSWORD from the environment", name)
+			}
+		}
+		ui := svc("kafka-ui").Environment
+		if ui["KAFKA_CLUSTERS_0_KAFKACONNECT_0_USERNAME"] == "" || ui["KAFKA_CLUSTERS_0_KAFKACONNECT_0_PASSWORD"] != "change-me" {
+			t.Error("kafka-ui does not get the Connect credentials from the environment")
+		}
+		// The services without a shell read the credentials file operator-credentials writes.
+		embedded := composeConfig(t, "docker-compose.yml", "docker-compose.embedded.yml")
+		init := svc("operator-credentials")
+		if !strings.Contains(init.command(), "$CONNECT_REST_PASSWORD") || !strings.Contains(init.command(), "umask 077") ||
+			init.Environment["CONNECT_REST_PASSWORD"] != "change-me" {
+			t.Errorf("operator-credentials: command %q", init.command())
+		}
+		for _, c := range []struct {
+			name, kv string
+			s        composeService
+		}{
+			{"embedded connect", "CONNECT_REST_CREDENTIALS_FILE", embedded.Services["connect"]},
+			{"platform-mock", "PLATFORM_MOCK_CREDENTIALS_FILE", svc("platform-mock")},
+		} {
+			file := c.s.Environment[c.kv]
+			mounted := slices.ContainsFunc(c.s.Volumes, func(v any) bool {
+				return strings.HasPrefix(fmt.Sprint(v), "operator-credentials:"+filepath.Dir(file)) ||
+					strings.Contains(fmt.Sprint(v), "source:operator-credentials") && strings.Contains(fmt.Sprint(v), filepath.Dir(file))
+			})
+			if file == "" || !strings.Contains(init.command(), filepath.Base(file)) || !mounted ||
+				c.s.DependsOn["operator-credentials"].Condition != "service_completed_successfully" {
+				t.Errorf("%s: %s=%q, volumes %v, depends on %v", c.name, c.kv, file, c.s.Volumes, c.s.DependsOn)
+			}
+		}
+		if hc := embedded.Services["connect"]; hc.Environment["CONNECT_REST_PASSWORD"] != "change-me" {
+			t.Error("the embedded engine's health check has no credentials")
+		}
+	})
+
+	t.Run("no file of the stack holds a secret", func(t *testing.T) {
+		for _, f := range []string{"docker-compose.yml", "docker-compose.embedded.yml", "Makefile",
+			"dashboards/prometheus.yml", "connect/debezium/Dockerfile", "connect/debezium/rest-auth-entrypoint.sh"} {
+			raw, err := os.ReadFile(filepath.Join(repoRoot, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(raw), "change-me") {
+				t.Errorf("%s holds .env.example's password", f)
+			}
+			for _, line := range strings.Split(string(raw), "\n") {
+				m := regexp.MustCompile(`(?i)^\s*(\w*PASSWORD\w*)\s*[:=]\s*(\S.*)$`).FindStringSubmatch(line)
+				if m != nil && !strings.HasSuffix(strings.ToLower(m[1]), "_file") &&
+					!strings.HasPrefix(m[2], "${") && !strings.HasPrefix(m[2], "$$(") {
+					t.Errorf("%s: a literal password: %s", f, strings.TrimSpace(line))
+				}
+			}
+		}
+		// make's .env rule gives every password of .env.example a random value.
+		example, err := os.ReadFile(filepath.Join(repoRoot, ".env.example"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		makefile, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^(\w*PASSWORD\w*)=`).FindAllStringSubmatch(string(example), -1) {
+			if !strings.Contains(string(makefile), `s/^`+m[1]+`=.*/`+m[1]+`=$$(od -An -tx1 -N16 /dev/urandom`) {
+				t.Errorf("the Makefile's .env rule does not generate %s", m[1])
+			}
 		}
 	})
 }

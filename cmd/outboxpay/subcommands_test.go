@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
 
@@ -45,7 +47,7 @@ func run(t *testing.T, env []string, args ...string) (int, string, string) {
 // compose stack runs it against Debezium's.
 func TestRegisterConnector(t *testing.T) {
 	sys := sharedDev(t)
-	client := rest.NewClient(sys.Connect, &http.Client{Timeout: 10 * time.Second})
+	client := rest.NewClient(sys.Connect, &http.Client{Timeout: 10 * time.Second}, rest.BasicAuth(sys.User, sys.Password))
 	ctx := context.Background()
 	shipped, err := loadConnector("")
 	if err != nil {
@@ -71,7 +73,8 @@ func TestRegisterConnector(t *testing.T) {
 		return path
 	}
 	env := func(extra ...string) []string {
-		return append([]string{"CONNECT_URL=" + sys.Connect, "CONNECTOR_WAIT=1m"}, extra...)
+		return append([]string{"CONNECT_URL=" + sys.Connect, "CONNECTOR_WAIT=1m",
+			"CONNECT_REST_USERNAME=" + sys.User, "CONNECT_REST_PASSWORD=" + sys.Password}, extra...)
 	}
 	config := func() map[string]string {
 		t.Helper()
@@ -111,6 +114,26 @@ func TestRegisterConnector(t *testing.T) {
 			t.Errorf("snapshot.mode changed from %q to %q", before["snapshot.mode"], after["snapshot.mode"])
 		}
 	})
+	t.Run("wrong or missing credentials are refused and change nothing", func(t *testing.T) {
+		before := config()
+		changed := writeConfig(map[string]string{"heartbeat.interval.ms": "7000"})
+		for _, creds := range [][]string{
+			{"CONNECT_REST_USERNAME=" + sys.User, "CONNECT_REST_PASSWORD=wrong-" + sys.Password},
+			{"CONNECT_REST_USERNAME=", "CONNECT_REST_PASSWORD="},
+		} {
+			code, _, stderr := run(t, append([]string{"CONNECT_URL=" + sys.Connect, "CONNECTOR_WAIT=2s",
+				"CONNECTOR_CONFIG=" + changed}, creds...), "register-connector")
+			if code != 1 || !strings.Contains(stderr, "401") {
+				t.Errorf("exit %d, want 1 with the 401\n%s", code, stderr)
+			}
+			if strings.Contains(stderr, sys.Password) {
+				t.Errorf("register-connector printed the password:\n%s", stderr)
+			}
+		}
+		if after := config(); !maps.Equal(after, before) {
+			t.Errorf("config changed by refused calls: %v, was %v", after, before)
+		}
+	})
 	t.Run("unreachable Kafka Connect fails after CONNECTOR_WAIT", func(t *testing.T) {
 		code, _, stderr := run(t, []string{"CONNECT_URL=http://" + freeAddr(t), "CONNECTOR_WAIT=2s"}, "register-connector")
 		if code != 1 || !strings.Contains(stderr, "connection refused") {
@@ -126,16 +149,24 @@ func TestHealthcheck(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer down.Close()
+	creds := basicauth.New(basicauth.User{Name: "admin", Password: "hc-s3cret"})
+	authed := httptest.NewServer(creds.Handler("test", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	defer authed.Close()
+	signIn := []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=hc-s3cret"}
 	for _, tc := range []struct {
 		url  string
+		env  []string
 		code int
 	}{
-		{ok.URL, 0},
-		{down.URL, 1},
-		{"http://" + freeAddr(t), 1},
-		{"::not a url", 1},
+		{ok.URL, nil, 0},
+		{down.URL, nil, 1},
+		{"http://" + freeAddr(t), nil, 1},
+		{"::not a url", nil, 1},
+		{authed.URL, nil, 1},
+		{authed.URL, signIn, 0},
+		{authed.URL, []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=wrong"}, 1},
 	} {
-		if code, _, stderr := run(t, nil, "healthcheck", tc.url); code != tc.code {
+		if code, _, stderr := run(t, tc.env, "healthcheck", tc.url); code != tc.code {
 			t.Errorf("healthcheck %s: exit %d, want %d\n%s", tc.url, code, tc.code, stderr)
 		}
 	}

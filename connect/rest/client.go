@@ -32,17 +32,32 @@ func (e *APIError) Error() string {
 // Kafka Connect's. It relies only on the documented shapes, ignores fields
 // it does not know, and returns an *APIError for every error response.
 type Client struct {
-	base string
-	hc   *http.Client
+	base           string
+	hc             *http.Client
+	user, password string
+}
+
+// ClientOption configures NewClient.
+type ClientOption func(*Client)
+
+// BasicAuth makes the client send HTTP Basic credentials with every request
+// (Kafka Connect's BasicAuthSecurityRestExtension, or the embedded engine's
+// CONNECT_REST_CREDENTIALS_FILE). An empty user sends none.
+func BasicAuth(user, password string) ClientOption {
+	return func(c *Client) { c.user, c.password = user, password }
 }
 
 // NewClient returns a client of the API at baseURL (e.g.
 // "http://localhost:8083"); hc nil means http.DefaultClient.
-func NewClient(baseURL string, hc *http.Client) *Client {
+func NewClient(baseURL string, hc *http.Client, opts ...ClientOption) *Client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // ServerInfo is GET /.
@@ -213,6 +228,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return 0, fmt.Errorf("kafka connect: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
@@ -57,14 +58,22 @@ func (f *fakeTask) Run(ctx context.Context) error {
 
 // env is a worker with its REST server and a client of it.
 type testEnv struct {
-	url    string
-	client *rest.Client
+	url     string
+	client  *rest.Client
+	handler http.Handler // the server's
 
 	mu    sync.Mutex
 	tasks map[string]*fakeTask
 }
 
 func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with a server that requires creds (nil: none), and a
+// client that sends the given options.
+func newEnvWith(t *testing.T, creds *basicauth.Credentials, clientOpts ...rest.ClientOption) *testEnv {
 	t.Helper()
 	db, _ := pgtest.NewDB(t)
 	e := &testEnv{tasks: map[string]*fakeTask{}}
@@ -79,8 +88,9 @@ func newEnv(t *testing.T) *testEnv {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{
-		Commit: "abc123", KafkaClusterID: "cluster-1", MaxBodyBytes: 64 << 10,
+		Commit: "abc123", KafkaClusterID: "cluster-1", MaxBodyBytes: 64 << 10, Credentials: creds,
 	}))
+	e.handler = srv.Config.Handler
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -94,7 +104,7 @@ func newEnv(t *testing.T) *testEnv {
 		}
 	})
 	e.url = srv.URL
-	e.client = rest.NewClient(srv.URL, srv.Client())
+	e.client = rest.NewClient(srv.URL, srv.Client(), clientOpts...)
 	return e
 }
 

@@ -8,6 +8,7 @@ package rest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 )
 
 // Defaults of ServerOptions.
@@ -51,7 +53,19 @@ type ServerOptions struct {
 	// RequestTimeout bounds one request's work; DefaultRequestTimeout if 0.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger // server errors; nil discards
+	// Credentials, if not nil, are required on every request (HTTP Basic,
+	// as Kafka Connect's BasicAuthSecurityRestExtension does): without them
+	// a request gets 401 with WWW-Authenticate and does nothing. Nil
+	// serves everybody; the caller decides whether that is acceptable.
+	Credentials *basicauth.Credentials
 }
+
+// Realm is the realm of the 401 challenge of a server with credentials.
+const Realm = "Kafka Connect"
+
+// unauthorizedMessage is the message of a 401: it says nothing about which
+// part of the credentials was wrong.
+const unauthorizedMessage = "Unauthorized: this Kafka Connect REST API requires HTTP Basic credentials"
 
 // PluginInfo is one element of GET /connector-plugins.
 type PluginInfo struct {
@@ -131,6 +145,31 @@ func NewServer(w *worker.Worker, opts ServerOptions) http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(middleware.RemoveTrailingSlash())
+	if opts.Credentials != nil {
+		// Pre: before routing, so unknown paths and methods need credentials too.
+		creds := opts.Credentials
+		basic := middleware.BasicAuthWithConfig(middleware.BasicAuthConfig{
+			Realm: Realm,
+			Validator: func(user, password string, _ echo.Context) (bool, error) {
+				return creds.Verify(user, password), nil
+			},
+		})
+		e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+			auth := basic(next)
+			return func(c echo.Context) error {
+				err := auth(c)
+				// A Basic header that is not base64 is wrong credentials
+				// too: 401 with the challenge, not echo's 400.
+				var he *echo.HTTPError
+				var corrupt base64.CorruptInputError
+				if errors.As(err, &he) && he.Code == http.StatusBadRequest && errors.As(he.Internal, &corrupt) {
+					c.Response().Header().Set(echo.HeaderWWWAuthenticate, basicauth.Challenge(Realm))
+					return echo.ErrUnauthorized
+				}
+				return err
+			}
+		})
+	}
 	e.Use(
 		middleware.Recover(),
 		middleware.BodyLimit(fmt.Sprintf("%dB", opts.MaxBodyBytes)),
@@ -394,6 +433,8 @@ func (s *server) classify(err error, c echo.Context) (int, string) {
 		return http.StatusServiceUnavailable, "The worker is not running"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusInternalServerError, "Request timed out"
+	case errors.As(err, &he) && he.Code == http.StatusUnauthorized:
+		return he.Code, unauthorizedMessage
 	case errors.As(err, &he):
 		return he.Code, fmt.Sprintf("HTTP %d %s", he.Code, http.StatusText(he.Code))
 	default:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 )
 
 // problem is an RFC 7807 problem detail, the body of every error response,
@@ -50,8 +52,28 @@ type postJSON struct {
 	Duplicate      bool   `json:"duplicate"`
 }
 
-func (s *Server) routes() *http.ServeMux {
+// routes is the server's API; with operators, every path but POST /events
+// and GET /healthz requires their credentials.
+func (s *Server) routes(operators *basicauth.Credentials) http.Handler {
+	all := http.NewServeMux()
+	s.addRoutes(all)
+	if operators == nil {
+		return all
+	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /events", s.postEvent)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("/", operators.Handler(Realm, func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusUnauthorized, "", "this operator endpoint requires HTTP Basic credentials")
+	}, all))
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /events", s.postEvent)
 	mux.HandleFunc("GET /events", s.listEvents)
 	mux.HandleFunc("/events", methodNotAllowed("GET, HEAD, POST"))
@@ -60,14 +82,11 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /faults", s.getFaults)
 	mux.HandleFunc("PUT /faults", s.putFaults)
 	mux.HandleFunc("/faults", methodNotAllowed("GET, HEAD, PUT"))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		s.writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("/healthz", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "", fmt.Sprintf("no resource at %s %s", r.Method, r.URL.Path))
 	})
-	return mux
 }
 
 // postEvent records one delivery. The body is read first (an oversized or

@@ -17,11 +17,13 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 )
 
 const (
 	// DefaultAddr is where the platform-mock subcommand listens by default.
-	DefaultAddr = ":8090"
+	DefaultAddr = "127.0.0.1:8090"
 	// MaxBodyBytes bounds a POSTed event body; larger bodies get 413.
 	MaxBodyBytes = 1 << 20
 	// MaxKeyLen is the longest accepted Idempotency-Key (and X-Event-Type).
@@ -39,7 +41,15 @@ type Config struct {
 	TimeoutRate float64       // share of POSTs that hang until the client gives up (the request context ends), recording nothing
 	Seed        int64         // for the random choices; 0 = time-based
 	Logger      *slog.Logger  // nil discards
+	// Operators, if not nil, are required (HTTP Basic) on the operator
+	// endpoints: everything but POST /events (the data platform's API that
+	// the consumer calls) and GET /healthz. Without them those answer 401
+	// and change nothing. Nil leaves them open.
+	Operators *basicauth.Credentials
 }
+
+// Realm is the realm of the operator endpoints' 401 challenge.
+const Realm = "platform mock operator"
 
 // Stats counts what the server did with POST /events.
 type Stats struct {
@@ -65,7 +75,7 @@ type Event struct {
 // Server is the mock platform's HTTP handler. It is safe for concurrent use.
 type Server struct {
 	logger *slog.Logger
-	mux    *http.ServeMux
+	mux    http.Handler
 
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -102,7 +112,7 @@ func New(cfg Config) *Server {
 		faults: clampFaults(cfg.FailureRate, cfg.Latency, cfg.TimeoutRate),
 		events: make(map[string]*record),
 	}
-	s.mux = s.routes()
+	s.mux = s.routes(cfg.Operators)
 	return s
 }
 

@@ -168,7 +168,7 @@ func check(ctx context.Context, s *system, sd seedData, minStock int64) (*checks
 		platformmock.Stats
 		Events []platformmock.Event `json:"events"`
 	}
-	status, body, err := call(ctx, &http.Client{Timeout: 30 * time.Second}, "GET", s.platform+"/events", nil, nil)
+	status, body, err := call(ctx, &http.Client{Timeout: 30 * time.Second}, "GET", s.platform+"/events", nil, s.operatorHeaders())
 	if err != nil || status != http.StatusOK {
 		return nil, fmt.Errorf("read the platform mock: %d %v", status, err)
 	}

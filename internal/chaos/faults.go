@@ -182,7 +182,7 @@ func (in *injector) setPlatformFaults(ctx context.Context, faults map[string]any
 		body[k] = v
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	status, resp, err := call(ctx, client, "PUT", in.s.platform+"/faults", body, nil)
+	status, resp, err := call(ctx, client, "PUT", in.s.platform+"/faults", body, in.s.operatorHeaders())
 	if err != nil || status != http.StatusOK {
 		return fmt.Errorf("set platform faults %v: %d %s %v", body, status, resp, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
@@ -51,10 +52,13 @@ type system struct {
 	apiURL     string
 	connect    string
 	platform   string
-	procs      map[string]*proc
-	order      []string      // start order
-	stopping   chan struct{} // closed by close: the supervisors stop
-	wg         sync.WaitGroup
+	// operator is the user of the Kafka Connect REST API and the platform
+	// mock's operator endpoints, with password; credentials is their file.
+	operator, password, credentials string
+	procs                           map[string]*proc
+	order                           []string      // start order
+	stopping                        chan struct{} // closed by close: the supervisors stop
+	wg                              sync.WaitGroup
 }
 
 const database = "outboxpay"
@@ -94,6 +98,18 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		return nil, err
 	}
 
+	// The operator planes require credentials, as in `make run`.
+	s.operator, s.credentials = "chaos", filepath.Join(cfg.Dir, "operator-credentials.properties")
+	if s.password, err = basicauth.RandomPassword(); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(s.credentials); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := basicauth.WriteFile(s.credentials, basicauth.User{Name: s.operator, Password: s.password}); err != nil {
+		return nil, err
+	}
+
 	ports, err := freePorts(8)
 	if err != nil {
 		return nil, err
@@ -116,6 +132,8 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		"PATH=" + os.Getenv("PATH"),
 		"KAFKA_BOOTSTRAP_SERVERS=" + s.bootstrap,
 		"CONNECT_URL=" + s.connect,
+		"CONNECT_REST_USERNAME=" + s.operator,
+		"CONNECT_REST_PASSWORD=" + s.password,
 		"PLATFORM_URL=" + s.platform,
 		"PLATFORM_TIMEOUT=2s",
 		"PLATFORM_MAX_TRIES=30",
@@ -152,9 +170,10 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		s.order = append(s.order, name)
 	}
 	add(procKafka, with("KAFKA_PORTS="+joinInts(kafkaPorts), "KAFKA_USERS_FILE="+usersFile), "kafka")
-	add(procPlatform, with(fmt.Sprintf("PLATFORM_MOCK_ADDR=127.0.0.1:%d", platform)), "platform-mock")
+	add(procPlatform, with(fmt.Sprintf("PLATFORM_MOCK_ADDR=127.0.0.1:%d", platform),
+		"PLATFORM_MOCK_CREDENTIALS_FILE="+s.credentials), "platform-mock")
 	add(procConnect, with(append(as(kafkaclient.PrincipalConnector), roles.env(migrations.RoleCDC),
-		fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort))...), "connect")
+		fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort), "CONNECT_REST_CREDENTIALS_FILE="+s.credentials)...), "connect")
 	add(procStock, with(append(as(event.GroupStock), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=stock",
 		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0]))...), "consumers")
 	add(procDataPlat, with(append(as(event.GroupDataPlatform), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=data-platform",
@@ -299,7 +318,15 @@ func (s *system) waitHTTP(ctx context.Context, url string) error {
 
 // connectClient is a Kafka Connect REST client for the engine.
 func (s *system) connectClient() *rest.Client {
-	return rest.NewClient(s.connect, &http.Client{Timeout: 10 * time.Second})
+	return rest.NewClient(s.connect, &http.Client{Timeout: 10 * time.Second}, rest.BasicAuth(s.operator, s.password))
+}
+
+// operatorHeaders are the headers of a call to the platform mock's
+// operator endpoints: the operator's Basic credentials.
+func (s *system) operatorHeaders() map[string]string {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth(s.operator, s.password)
+	return map[string]string{"Authorization": r.Header.Get("Authorization")}
 }
 
 // ensureRunning starts every process that is not running.

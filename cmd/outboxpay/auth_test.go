@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+)
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8083": true, "127.0.0.2:0": true, "[::1]:8083": true, "localhost:8083": true,
+		":8083": false, "0.0.0.0:8083": false, "[::]:8083": false, "10.0.0.5:8083": false,
+		"connect:8083": false, "example.com:80": false, "8083": false, "": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// Without a credentials file the operator planes refuse a non-loopback
+// address, and serve a loopback one open (with a warning).
+func TestOperatorPlanesRefuseTheNetworkWithoutCredentials(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnectRESTCredentialsFile, cfg.PlatformMockCredentialsFile = "", ""
+	discard := slog.New(slog.DiscardHandler)
+	for _, addr := range []string{":0", "0.0.0.0:0"} {
+		cfg.ConnectAddr, cfg.PlatformMockAddr = addr, addr
+		err := serveConnect(t.Context(), cfg, nil, kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), os.LookupEnv, discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "CONNECT_REST_CREDENTIALS_FILE is not set") {
+			t.Errorf("serveConnect on %q without credentials: %v", addr, err)
+		}
+		err = servePlatformMock(t.Context(), cfg, discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "PLATFORM_MOCK_CREDENTIALS_FILE is not set") {
+			t.Errorf("servePlatformMock on %q without credentials: %v", addr, err)
+		}
+	}
+	// The subcommand fails at once with the reason.
+	code, _, stderr := run(t, []string{"PLATFORM_MOCK_ADDR=0.0.0.0:0"}, "platform-mock")
+	if code != 1 || !strings.Contains(stderr, "PLATFORM_MOCK_CREDENTIALS_FILE is not set") {
+		t.Errorf("platform-mock on 0.0.0.0: exit %d\n%s", code, stderr)
+	}
+	// A credentials file that cannot be read is an error, not an open API.
+	cfg.ConnectAddr, cfg.ConnectRESTCredentialsFile = "127.0.0.1:0", filepath.Join(t.TempDir(), "missing")
+	if err := serveConnect(t.Context(), cfg, nil, kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), os.LookupEnv, discard, nil); err == nil {
+		t.Error("serveConnect with a missing credentials file started")
+	}
+}
+
+func TestRedactDatabaseURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://api:s3cret@127.0.0.1:5432/outboxpay?sslmode=disable": "postgres://api:xxxxx@127.0.0.1:5432/outboxpay?sslmode=disable",
+		"postgresql://api@db/outboxpay?password=s3cret&sslmode=require":  "postgresql://api@db/outboxpay?password=xxxxx&sslmode=require",
+		"postgres://postgres@127.0.0.1:5432/outboxpay?sslmode=disable":   "postgres://postgres@127.0.0.1:5432/outboxpay?sslmode=disable",
+		"host=db user=api password=s3cret dbname=outboxpay":              "host=db user=api password=xxxxx dbname=outboxpay",
+		"host=db user=api password = 'se cr\\'et' dbname=outboxpay":      "host=db user=api password = xxxxx dbname=outboxpay",
+	} {
+		if got := redactDatabaseURL(in); got != want {
+			t.Errorf("redactDatabaseURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestBanner(t *testing.T) {
+	cfg := config{ConnectRESTUsername: "admin", ConnectRESTPassword: "p4ss-word",
+		ConnectRESTCredentialsFile: "/data/" + devCredentialsFile}
+	api := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	b := banner(api, "postgres://u:db-s3cret@127.0.0.1:5432/outboxpay", "127.0.0.1:9092", "", "http://127.0.0.1:8083", "http://127.0.0.1:8090", cfg)
+	for _, secret := range []string{"p4ss-word", "db-s3cret"} {
+		if strings.Contains(b, secret) {
+			t.Errorf("the banner prints a secret:\n%s", b)
+		}
+	}
+	for _, want := range []string{
+		"postgres://u:xxxxx@127.0.0.1:5432/outboxpay",
+		`curl -s -u "admin:$(sed -n 's/^admin: *//p' '/data/connect-credentials.properties')" http://127.0.0.1:8083/connectors/outbox/status`,
+		`curl -s -u "admin:$(sed -n 's/^admin: *//p' '/data/connect-credentials.properties')" http://127.0.0.1:8090/events`,
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("the banner lacks %s:\n%s", want, b)
+		}
+	}
+	// Credentials of the operator's own file: the banner names the variables.
+	cfg.ConnectRESTCredentialsFile = "/etc/connect.properties"
+	if b := banner(api, "", "k:1", "", "http://c", "http://p", cfg); !strings.Contains(b, `curl -s -u "$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD" http://c/connectors/outbox/status`) {
+		t.Errorf("banner with CONNECT_REST_CREDENTIALS_FILE:\n%s", b)
+	}
+	// A listener address that is not TCP does not crash it.
+	if got := localAddr(&net.UnixAddr{Name: "/tmp/sock", Net: "unix"}); got != "/tmp/sock" {
+		t.Errorf("localAddr(unix) = %q", got)
+	}
+	if got := localAddr(&net.TCPAddr{IP: net.IPv6unspecified, Port: 8083}); got != "localhost:8083" {
+		t.Errorf("localAddr([::]:8083) = %q", got)
+	}
+}
+
+// dev's operator planes: its Kafka Connect REST API (every path, /metrics
+// included) and the platform mock's operator endpoints answer 401 without
+// the generated credentials and change nothing; the banner's curl command
+// reads the right password; the API and the platform's POST stay open.
+func TestDevOperatorPlanesNeedCredentials(t *testing.T) {
+	sys := sharedDev(t)
+	path := filepath.Join(sys.dir, "data", devCredentialsFile)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if sys.User != devUser || len(sys.Password) < 32 {
+		t.Errorf("generated credentials: user %q, password of %d characters", sys.User, len(sys.Password))
+	}
+	if strings.Contains(sys.Banner, sys.Password) || strings.Contains(sys.stderr.String(), sys.Password) {
+		t.Error("dev printed the password")
+	}
+	// The banner's curl command, as pasted into a shell, signs in.
+	m := regexp.MustCompile(`curl -s -u ("[^"]+") (\S+/connectors/outbox/status)`).FindStringSubmatch(sys.Banner)
+	if m == nil {
+		t.Fatalf("no curl command for Connect in the banner:\n%s", sys.Banner)
+	}
+	out, err := exec.Command("sh", "-c", "printf %s "+m[1]).Output()
+	if err != nil || string(out) != sys.User+":"+sys.Password {
+		t.Errorf("the banner's -u argument expands to something else (%v)", err)
+	}
+
+	ctx := context.Background()
+	client := rest.NewClient(sys.Connect, &http.Client{Timeout: 10 * time.Second}, rest.BasicAuth(sys.User, sys.Password))
+	before, err := client.ConnectorConfig(ctx, "outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := maps.Clone(before)
+	evil["heartbeat.interval.ms"] = "1"
+	evilJSON, _ := json.Marshal(evil)
+
+	call := func(method, url, body, user, password string) (int, http.Header, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	refused := []struct{ method, url, body string }{
+		{"GET", sys.Connect + "/", ""},
+		{"GET", sys.Connect + "/connectors", ""},
+		{"PUT", sys.Connect + "/connectors/outbox/config", string(evilJSON)},
+		{"PUT", sys.Connect + "/connectors/outbox/pause", ""},
+		{"DELETE", sys.Connect + "/connectors/outbox", ""},
+		{"GET", sys.Connect + "/metrics", ""},
+		{"GET", sys.Platform + "/events", ""},
+		{"PUT", sys.Platform + "/faults", `{"failureRate":1}`},
+	}
+	for _, r := range refused {
+		for _, cred := range [][2]string{{"", ""}, {sys.User, "wrong"}, {"root", sys.Password}} {
+			status, h, body := call(r.method, r.url, r.body, cred[0], cred[1])
+			if status != http.StatusUnauthorized || !strings.HasPrefix(strings.ToLower(h.Get("WWW-Authenticate")), "basic realm=") {
+				t.Errorf("%s %s as %q: %d %s, want 401 with a challenge", r.method, r.url, cred[0], status, body)
+			}
+			if strings.HasPrefix(r.url, sys.Connect) {
+				var eb connect.ErrorBody
+				if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.ErrorCode != http.StatusUnauthorized {
+					t.Errorf("%s %s: body %s, want Kafka Connect's error shape", r.method, r.url, body)
+				}
+			}
+		}
+	}
+	after, err := client.ConnectorConfig(ctx, "outbox")
+	if err != nil || !maps.Equal(after, before) {
+		t.Errorf("config after refused calls: %v, %v", after, err)
+	}
+	if st, err := client.ConnectorStatus(ctx, "outbox"); err != nil || !running(st) {
+		t.Errorf("connector after refused calls: %s, %v", describeStatus(st), err)
+	}
+	// With the credentials: metrics, the mock's events and faults.
+	for _, r := range []struct{ method, url, body string }{
+		{"GET", sys.Connect + "/metrics", ""},
+		{"GET", sys.Platform + "/events", ""},
+		{"GET", sys.Platform + "/faults", ""},
+	} {
+		if status, _, body := call(r.method, r.url, r.body, sys.User, sys.Password); status != http.StatusOK {
+			t.Errorf("%s %s with credentials: %d %s", r.method, r.url, status, body)
+		}
+	}
+	// Open: the API and the platform's health check.
+	for _, url := range []string{sys.API + "/products", sys.Platform + "/healthz"} {
+		if status, _, body := call("GET", url, "", "", ""); status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", url, status, body)
+		}
+	}
+}

@@ -1,0 +1,35 @@
+#!/bin/bash
+# Entrypoint of the Debezium Connect image: turns on Kafka Connect's REST
+# Basic authentication (BasicAuthSecurityRestExtension) with credentials from
+# the environment, then runs Debezium's own entrypoint. It writes, readable by
+# this container's user only:
+#   /kafka/config/rest-auth/credentials.properties  CONNECT_REST_USERNAME: CONNECT_REST_PASSWORD
+#   /kafka/config/rest-auth/jaas.conf               KafkaConnect { PropertyFileLoginModule file=... }
+# and makes sure KAFKA_OPTS names the JAAS file. No secret is in the image.
+set -euo pipefail
+
+: "${CONNECT_REST_USERNAME:?set CONNECT_REST_USERNAME (the Kafka Connect REST API user)}"
+: "${CONNECT_REST_PASSWORD:?set CONNECT_REST_PASSWORD (the Kafka Connect REST API password)}"
+case "$CONNECT_REST_USERNAME$CONNECT_REST_PASSWORD" in
+  *[!A-Za-z0-9._~+/=-]*)
+    echo "CONNECT_REST_USERNAME and CONNECT_REST_PASSWORD may hold only letters, digits and . _ ~ + / = -" >&2
+    exit 1 ;;
+esac
+case "$CONNECT_REST_USERNAME" in *=*) echo "CONNECT_REST_USERNAME may not contain =" >&2; exit 1 ;; esac
+
+dir=/kafka/config/rest-auth
+umask 077
+mkdir -p "$dir"
+printf '%s: %s\n' "$CONNECT_REST_USERNAME" "$CONNECT_REST_PASSWORD" > "$dir/credentials.properties"
+cat > "$dir/jaas.conf" <<JAAS
+KafkaConnect {
+  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required
+  file="$dir/credentials.properties";
+};
+JAAS
+
+case "${KAFKA_OPTS:-}" in
+  *java.security.auth.login.config=*) ;;
+  *) export KAFKA_OPTS="${KAFKA_OPTS:-} -Djava.security.auth.login.config=$dir/jaas.conf" ;;
+esac
+exec /docker-entrypoint.sh "$@"
