@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -90,6 +91,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	})
 
 	assertDevUsesRoles(t, sys)
+	operatorAnswers := readOperatorAnswers(t, sys)
 
 	pidFile := filepath.Join(dir, "data", "postgres", "postmaster.pid")
 	pid := postmasterPID(t, pidFile)
@@ -99,16 +101,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	if syscall.Kill(pid, 0) == nil {
 		t.Errorf("postgres (pid %d) still running after dev exited", pid)
 	}
-	// No Kafka password in what dev printed or logged.
-	users, err := kafkaclient.ReadUsers(filepath.Join(dir, "data", "kafka-users"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, pw := range users {
-		if strings.Contains(sys.stderr.String(), pw) || strings.Contains(sys.stdout.String(), pw) {
-			t.Errorf("the password of Kafka user %s is in dev's output", name)
-		}
-	}
+	assertNoSecretLeaks(t, sys, operatorAnswers)
 
 	// The next run reuses the generated credentials: it serves (its own
 	// registration signed in with them) and the password is the same.
@@ -236,4 +229,90 @@ func postmasterPID(t *testing.T, path string) int {
 		t.Fatalf("parse %s: %v", path, err)
 	}
 	return pid
+}
+
+// readOperatorAnswers returns what the operator planes answer, signed in and
+// not: the connector's config, status and list, the platform mock's events,
+// the engine's metrics and a refused request, as raw bodies.
+func readOperatorAnswers(t *testing.T, sys *devSystem) []string {
+	t.Helper()
+	var bodies []string
+	for _, c := range []struct {
+		url  string
+		auth bool
+	}{
+		{sys.Connect + "/connectors/outbox/config", true},
+		{sys.Connect + "/connectors/outbox/status", true},
+		{sys.Connect + "/connectors?expand=info&expand=status", true},
+		{sys.Connect + "/metrics", true},
+		{sys.Platform + "/events", true},
+		{sys.Connect + "/connectors/outbox/config", false},
+		{sys.API + "/readyz", false},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", c.url, nil)
+		if c.auth {
+			req.SetBasicAuth(sys.User, sys.Password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", c.url, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %v", c.url, err)
+		}
+		if want := c.auth || strings.HasSuffix(c.url, "/readyz"); want != (resp.StatusCode == http.StatusOK) {
+			t.Errorf("GET %s (signed in: %v): %d", c.url, c.auth, resp.StatusCode)
+		}
+		bodies = append(bodies, string(b))
+	}
+	return bodies
+}
+
+// assertNoSecretLeaks checks that no secret dev made (the Postgres
+// superuser's and the roles' passwords, the Kafka principals', the
+// operator's) is in anything dev printed or logged, or in answers.
+func assertNoSecretLeaks(t *testing.T, sys *devSystem, answers []string) {
+	t.Helper()
+	data := filepath.Join(sys.dir, "data")
+	secrets := map[string]string{"operator " + sys.User: sys.Password}
+	super, err := os.ReadFile(filepath.Join(data, "postgres", "pgcluster-superuser.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets["postgres superuser"] = strings.TrimSpace(string(super))
+	raw, err := os.ReadFile(filepath.Join(data, devRolesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles map[string]string
+	if err := json.Unmarshal(raw, &roles); err != nil {
+		t.Fatal(err)
+	}
+	for role, pw := range roles {
+		secrets["database role "+role] = pw
+	}
+	users, err := kafkaclient.ReadUsers(filepath.Join(data, "kafka-users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pw := range users {
+		secrets["kafka user "+name] = pw
+	}
+	places := map[string]string{"stdout": sys.stdout.String(), "stderr": sys.stderr.String()}
+	for i, a := range answers {
+		places[fmt.Sprintf("answer %d", i)] = a
+	}
+	for who, secret := range secrets {
+		if len(secret) < 16 {
+			t.Errorf("the password of %s is short (%d characters)", who, len(secret))
+			continue
+		}
+		for where, text := range places {
+			if strings.Contains(text, secret) {
+				t.Errorf("the password of %s is in %s", who, where)
+			}
+		}
+	}
 }

@@ -1,6 +1,7 @@
 // Package event defines the event contract shared by every part of the
 // system: the outbox row an event is written as, the Kafka topic it is routed
-// to, its types and their payloads (shared/design/EVENT-CONTRACT.md).
+// to, its types and their payloads. README.md ("Change data capture")
+// describes the records.
 //
 // It imports nothing of the project, so the API, the CDC engines and the
 // consumers can all depend on it.
