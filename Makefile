@@ -52,17 +52,10 @@ bench-cdc:
 
 # .env holds the stack's passwords: made once from .env.example with random ones.
 .env:
-	sed -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^DB_API_PASSWORD=.*/DB_API_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^DB_WORKER_PASSWORD=.*/DB_WORKER_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^DB_CDC_PASSWORD=.*/DB_CDC_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^CONNECT_REST_PASSWORD=.*/CONNECT_REST_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    -e "s/^CONNECT_METRICS_PASSWORD=.*/CONNECT_METRICS_PASSWORD=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" \
-	    .env.example > .env
-	for v in $$(sed -n 's/^\(KAFKA_[A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do \
-	    sed -i "s/^$$v=.*/$$v=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" .env; done
-	chmod 600 .env
+	umask 077; cp .env.example .env.tmp; \
+	for v in $$(sed -n 's/^\([A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do \
+	    sed -i "s/^$$v=.*/$$v=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" .env.tmp || exit 1; done; \
+	mv .env.tmp .env
 	@echo "wrote .env with fresh passwords (Grafana admin: grep GRAFANA .env; Kafka Connect: grep CONNECT_REST .env)"
 
 # Build and start the stack, wait until the connector is RUNNING, print the URLs.

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/lib/pq"
 
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
@@ -193,23 +190,7 @@ func TestSetRolePasswordsRejects(t *testing.T) {
 // Roles belong to the cluster: several databases of a new cluster, migrating
 // at once, race to create them, and all succeed.
 func TestConcurrentMigrationsOfOneCluster(t *testing.T) {
-	dir, err := os.MkdirTemp("", "migrations-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user runs the server when we are root
-		t.Fatal(err)
-	}
-	cluster, err := pgcluster.Start(t.Context(), pgcluster.Options{DataDir: filepath.Join(dir, "data")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	cluster := pgtest.NewCluster(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	dbs := make([]*sql.DB, len(errs))
@@ -218,10 +199,12 @@ func TestConcurrentMigrationsOfOneCluster(t *testing.T) {
 		if err := cluster.CreateDatabase(t.Context(), name, ""); err != nil {
 			t.Fatal(err)
 		}
-		if dbs[i], err = sql.Open("postgres", cluster.URL(name)); err != nil {
+		db, err := sql.Open("postgres", cluster.URL(name))
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { dbs[i].Close() })
+		dbs[i] = db
+		t.Cleanup(func() { db.Close() })
 	}
 	for i, db := range dbs {
 		wg.Go(func() { errs[i] = migrations.Up(t.Context(), db) })

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"os"
@@ -9,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
@@ -84,23 +83,7 @@ func TestWithUserAndRedact(t *testing.T) {
 // password. It runs on a cluster of its own: role passwords belong to the
 // cluster, and the other tests' roles must keep theirs.
 func TestMigrateSetsRolePasswords(t *testing.T) {
-	dir, err := os.MkdirTemp("", "outboxpay-migrate-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user runs the server when we are root
-		t.Fatal(err)
-	}
-	cluster, err := pgcluster.Start(t.Context(), pgcluster.Options{DataDir: filepath.Join(dir, "data")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	cluster := pgtest.NewCluster(t)
 	if err := cluster.CreateDatabase(t.Context(), "app", ""); err != nil {
 		t.Fatal(err)
 	}

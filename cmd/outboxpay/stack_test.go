@@ -498,18 +498,52 @@ func TestComposeFile(t *testing.T) {
 				}
 			}
 		}
-		// make's .env rule gives every password of .env.example a random value.
+		// make's .env rule gives every password of .env.example a fresh
+		// random value, in a file only its owner reads.
 		example, err := os.ReadFile(filepath.Join(repoRoot, ".env.example"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		makefile, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
-		if err != nil {
-			t.Fatal(err)
+		dir := t.TempDir()
+		for _, f := range []string{".env.example", "Makefile"} {
+			b, err := os.ReadFile(filepath.Join(repoRoot, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-		for _, m := range regexp.MustCompile(`(?m)^(\w*PASSWORD\w*)=`).FindAllStringSubmatch(string(example), -1) {
-			if !strings.Contains(string(makefile), `s/^`+m[1]+`=.*/`+m[1]+`=$$(od -An -tx1 -N16 /dev/urandom`) {
-				t.Errorf("the Makefile's .env rule does not generate %s", m[1])
+		envs := make([]map[string]string, 2)
+		for i := range envs {
+			os.Remove(filepath.Join(dir, ".env"))
+			if out, err := exec.Command("make", "-s", "-C", dir, ".env").CombinedOutput(); err != nil {
+				t.Fatalf("make .env: %v\n%s", err, out)
+			}
+			fi, err := os.Stat(filepath.Join(dir, ".env"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf(".env: mode %v, want 0600", fi.Mode().Perm())
+			}
+			b, err := os.ReadFile(filepath.Join(dir, ".env"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs[i] = map[string]string{}
+			for _, m := range regexp.MustCompile(`(?m)^(\w+)=(.*)$`).FindAllStringSubmatch(string(b), -1) {
+				envs[i][m[1]] = m[2]
+			}
+		}
+		passwords := regexp.MustCompile(`(?m)^(\w*PASSWORD\w*)=`).FindAllStringSubmatch(string(example), -1)
+		if len(passwords) == 0 {
+			t.Fatal(".env.example has no passwords")
+		}
+		for _, m := range passwords {
+			first, second := envs[0][m[1]], envs[1][m[1]]
+			if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(first) || first == second {
+				t.Errorf("the Makefile's .env rule does not generate a random %s", m[1])
 			}
 		}
 	})

@@ -210,6 +210,35 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 	return current(t).cluster
 }
 
+// NewCluster starts a cluster of the test's own, empty and unmigrated, in a
+// temporary folder, for tests of what belongs to a whole cluster (roles and
+// their passwords); it is stopped and removed when the test ends.
+func NewCluster(t testing.TB) *pgcluster.Cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgtest-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user runs the server when we are root
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		if err := cluster.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return cluster
+}
+
 // current returns the harness installed by Run, or fails the test.
 func current(t testing.TB) *harness {
 	t.Helper()
