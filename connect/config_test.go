@@ -140,8 +140,8 @@ func TestParseConfigRejects(t *testing.T) {
 }
 
 func TestResolveEnv(t *testing.T) {
-	got, err := testResolver(t).ResolveEnv(map[string]string{"a": "x${env:OUTBOX_DB_HOST}y", "b": "plain"})
-	if err != nil || got["a"] != "x127.0.0.1y" || got["b"] != "plain" {
+	got, err := testResolver(t).ResolveEnv(map[string]string{"database.hostname": "x${env:OUTBOX_DB_HOST}y", "b": "plain"})
+	if err != nil || got["database.hostname"] != "x127.0.0.1y" || got["b"] != "plain" {
 		t.Fatalf("got %v, %v", got, err)
 	}
 	_, err = testResolver(t).ResolveEnv(map[string]string{"database.password": "${env:OUTBOX_DB_NOPE}"})

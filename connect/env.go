@@ -34,17 +34,35 @@ type Env struct {
 
 var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}`)
 
+// envKeys are the keys whose values may hold ${env:NAME} references: where
+// to connect, and as whom. A resolved value elsewhere would end up in slot,
+// publication or topic names, the WAL or log lines.
+var envKeys = map[string]bool{
+	"database.hostname": true,
+	"database.port":     true,
+	"database.user":     true,
+	"database.password": true,
+	"database.dbname":   true,
+}
+
 // HasEnvRef reports whether v holds an ${env:NAME} reference.
 func HasEnvRef(v string) bool { return envRef.MatchString(v) }
 
 // ResolveEnv replaces the ${env:NAME} references in the values of raw and
-// returns a new map. A name outside the allow-list is an error naming the
-// key that says the same whether the variable is set or not; an allowed
-// name that is unset is an error naming the key. No message holds a value.
+// returns a new map. References are allowed only in the database.hostname,
+// .port, .user, .password and .dbname keys; one elsewhere is an error naming
+// the key. A name outside the allow-list is an error naming the key that
+// says the same whether the variable is set or not; an allowed name that is
+// unset is an error naming the key. No message holds a value.
 func (e Env) ResolveEnv(raw map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(raw))
 	var errs ConfigError
 	for k, v := range raw {
+		if !envKeys[k] && HasEnvRef(v) {
+			errs = append(errs, FieldError{Key: k, Message: "${env:...} is allowed only in database.hostname, database.port, database.user, database.password and database.dbname"})
+			out[k] = v
+			continue
+		}
 		out[k] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
 			name := envRef.FindStringSubmatch(ref)[1]
 			if e.Allow == nil || !e.Allow.MatchString(name) {

@@ -198,6 +198,51 @@ func TestValidationNeverShowsResolvedValues(t *testing.T) {
 	}
 }
 
+// ${env:...} resolves only in the database keys: a secret resolved into a
+// slot, publication or topic name, or a heartbeat, would show in logs,
+// traces, pg_replication_slots or Kafka. A value that passes validation
+// (slot.name of a password that is a valid identifier) is refused too.
+func TestEnvReferencesOnlyInDatabaseKeys(t *testing.T) {
+	const secret = "abcdef0123456789abcdef0123456789"
+	vars := map[string]string{
+		"OUTBOX_DB_HOST": "127.0.0.1", "OUTBOX_DB_PORT": "5432", "OUTBOX_DB_USER": "outboxpay_cdc",
+		"OUTBOX_DB_PASSWORD": secret, "OUTBOX_DB_NAME": "outboxpay",
+	}
+	allow, err := CompileEnvAllowlist(DefaultEnvAllowlistPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var looked []string
+	e := Env{Allow: allow, Lookup: func(name string) (string, bool) {
+		looked = append(looked, name)
+		v, ok := vars[name]
+		return v, ok
+	}}
+	if _, err := e.ParseConfig(shippedConfig(t)); err != nil {
+		t.Fatalf("the shipped config: %v", err)
+	}
+	for key, value := range map[string]string{
+		"slot.name":              "${env:OUTBOX_DB_PASSWORD}",
+		"publication.name":       "${env:OUTBOX_DB_PASSWORD}",
+		"table.include.list":     "public.${env:OUTBOX_DB_PASSWORD}",
+		"heartbeat.action.query": "SELECT pg_logical_emit_message(false, 'heartbeat', '${env:OUTBOX_DB_PASSWORD}')",
+		"transforms.outbox.route.topic.replacement": "outbox.event.${env:OUTBOX_DB_PASSWORD}${routedByValue}",
+	} {
+		raw := shippedConfig(t)
+		raw[key] = value
+		looked = nil
+		_, err := e.ParseConfig(raw)
+		var ce ConfigError
+		if !errors.As(err, &ce) || !slices.Equal(ce.Keys(), []string{key}) {
+			t.Errorf("%s=%s: %v, want a ConfigError naming only %s", key, value, err, key)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the message shows the secret: %v", key, err)
+		}
+	}
+}
+
 // No database field can change the connection's other settings: sslmode
 // stays what database.sslmode says.
 func TestDatabaseURLKeepsSSLMode(t *testing.T) {

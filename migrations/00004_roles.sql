@@ -24,14 +24,14 @@
 --                     processed_events SELECT, INSERT.
 --   outboxpay_cdc     the CDC connector (embedded engine or Debezium): REPLICATION,
 --                     CONNECT on this database, outbox SELECT (pgoutput's initial
---                     checks), connect_connectors SELECT, INSERT, UPDATE, DELETE
+--                     checks), EXECUTE on pg_logical_emit_message (the heartbeat), connect_connectors SELECT, INSERT, UPDATE, DELETE
 --                     (the embedded worker's config store). The publication is
 --                     created here, so the connector needs no ownership
 --                     (publication.autocreate.mode=disabled).
 --
 -- None is superuser, none may create roles or databases, none gets TRUNCATE,
--- REFERENCES, TRIGGER or any DDL, and nobody but the owner may create objects
--- in schema public (PostgreSQL < 15 grants that to PUBLIC).
+-- REFERENCES, TRIGGER, temporary tables or any DDL, and nobody but the owner
+-- may create objects in schema public (PostgreSQL < 15 grants that to PUBLIC).
 
 -- Several databases of one cluster may migrate at once: a concurrent CREATE
 -- ROLE of the same name fails with duplicate_object or unique_violation.
@@ -53,6 +53,23 @@ BEGIN
     END IF;
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO outboxpay_api, outboxpay_worker, outboxpay_cdc',
         current_database());
+END
+$$;
+-- +goose StatementEnd
+
+-- Nobody but the connector emits logical decoding messages (its heartbeat;
+-- PostgreSQL lets PUBLIC call pg_logical_emit_message), and no role makes
+-- temporary tables.
+-- +goose StatementBegin
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE proname = 'pg_logical_emit_message' LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO outboxpay_cdc', f);
+    END LOOP;
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
 END
 $$;
 -- +goose StatementEnd

@@ -52,6 +52,7 @@ func TestRolesCannot(t *testing.T) {
 		}},
 		{migrations.RoleAPI, []string{
 			`SELECT pg_create_logical_replication_slot('api_slot', 'pgoutput')`,
+			`SELECT pg_logical_emit_message(false, 'heartbeat', 'forged')`,
 			`DELETE FROM outbox`,
 			`UPDATE outbox SET status = 'COMPLETE'`,
 			`DELETE FROM users`,
@@ -62,6 +63,7 @@ func TestRolesCannot(t *testing.T) {
 		}},
 		{migrations.RoleWorker, []string{
 			`SELECT pg_create_logical_replication_slot('worker_slot', 'pgoutput')`,
+			`SELECT pg_logical_emit_message(true, 'heartbeat', 'forged')`,
 			`INSERT INTO users (name) VALUES ('forged')`,
 			`DELETE FROM users`,
 			`UPDATE outbox SET type = 'OrderPaid'`,
@@ -218,6 +220,14 @@ func TestConcurrentMigrationsOfOneCluster(t *testing.T) {
 	var roles int
 	if err := dbs[0].QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)`, pq.Array(migrations.Roles())).Scan(&roles); err != nil || roles != 3 {
 		t.Errorf("%d roles (%v), want 3", roles, err)
+	}
+	// What belongs to a database itself (copies of a template do not
+	// inherit it, so it is checked here): no role makes temporary tables.
+	for _, role := range migrations.Roles() {
+		var temp bool
+		if err := dbs[0].QueryRow(`SELECT has_database_privilege($1, current_database(), 'TEMPORARY')`, role).Scan(&temp); err != nil || temp {
+			t.Errorf("%s may create temporary tables (%v)", role, err)
+		}
 	}
 }
 

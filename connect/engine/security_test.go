@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,8 @@ func TestConnectErrorsHideTheDatabase(t *testing.T) {
 			"connect to the database: "},
 		{"nothing listening", map[string]string{"database.port": closedPort, "database.password": "hunter2-Secret"},
 			"connect to the database: connection refused"},
+		{"wrong password", map[string]string{"database.password": "hunter2-Secret"},
+			"connect to the database: authentication failed (SQLSTATE 28P01)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,6 +110,29 @@ func TestConnectErrorsHideTheDatabase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The engine connects with the config's password only: the worker's
+// PGPASSWORD (or .pgpass), which a config pointing database.hostname
+// elsewhere would otherwise send there, is never used.
+func TestWorkerPasswordEnvironmentIsNotUsed(t *testing.T) {
+	r := newRig(t, map[string]string{"errors.max.retries": "0"})
+	password := r.raw["database.password"]
+	if password == "" {
+		t.Fatal("the rig's role has no password")
+	}
+	r.raw["database.password"] = ""
+	t.Setenv("PGPASSWORD", password)
+	passfile := filepath.Join(t.TempDir(), "pgpass")
+	if err := os.WriteFile(passfile, []byte("*:*:*:*:"+password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSFILE", passfile)
+	err := runToFailure(t, r)
+	if !strings.Contains(err.Error(), "connect to the database: ") {
+		t.Fatalf("error %q, want a failed connection", err)
+	}
+	r.checkNoSecrets(t, err.Error())
 }
 
 // runToFailure runs an engine that must fail (errors.max.retries=0) and

@@ -101,6 +101,9 @@ func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 		// pgconn's message quotes the connection string: not shown.
 		return 0, permanent("database settings: %s", connectSettingsError(err))
 	}
+	// The password is the config's, never the worker's PGPASSWORD or
+	// .pgpass, which the ${env:...} allow-list would not let a config reach.
+	connConfig.Password = cfg.Database.Password
 	db := stdlib.OpenDB(*connConfig)
 	db.SetMaxOpenConns(2)
 	s.db = db
@@ -116,7 +119,12 @@ func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 		return 0, err
 	}
 
-	s.conn, err = pgconn.Connect(ctx, cfg.Database.URL()+"&replication=database")
+	replConfig, err := pgconn.ParseConfig(cfg.Database.URL() + "&replication=database")
+	if err != nil {
+		return 0, permanent("database settings: %s", connectSettingsError(err))
+	}
+	replConfig.Password = cfg.Database.Password
+	s.conn, err = pgconn.ConnectConfig(ctx, replConfig)
 	if err != nil {
 		return 0, dbError("open replication connection", err)
 	}
