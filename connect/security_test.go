@@ -222,10 +222,10 @@ func TestEnvReferencesOnlyInDatabaseKeys(t *testing.T) {
 		t.Fatalf("the shipped config: %v", err)
 	}
 	for key, value := range map[string]string{
-		"slot.name":              "${env:OUTBOX_DB_PASSWORD}",
-		"publication.name":       "${env:OUTBOX_DB_PASSWORD}",
-		"table.include.list":     "public.${env:OUTBOX_DB_PASSWORD}",
-		"heartbeat.action.query": "SELECT pg_logical_emit_message(false, 'heartbeat', '${env:OUTBOX_DB_PASSWORD}')",
+		"slot.name":                                 "${env:OUTBOX_DB_PASSWORD}",
+		"publication.name":                          "${env:OUTBOX_DB_PASSWORD}",
+		"table.include.list":                        "public.${env:OUTBOX_DB_PASSWORD}",
+		"heartbeat.action.query":                    "SELECT pg_logical_emit_message(false, 'heartbeat', '${env:OUTBOX_DB_PASSWORD}')",
 		"transforms.outbox.route.topic.replacement": "outbox.event.${env:OUTBOX_DB_PASSWORD}${routedByValue}",
 	} {
 		raw := shippedConfig(t)
