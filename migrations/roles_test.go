@@ -110,6 +110,19 @@ func TestReplication(t *testing.T) {
 	}
 
 	cdc, cdcURL := pgtest.AsRole(t, dbURL, migrations.RoleCDC)
+	// Logical changes of its database, but no physical replication: no
+	// base backup of the whole cluster.
+	physical, err := url.Parse(cdcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := physical.Query()
+	q.Set("replication", "true")
+	physical.RawQuery = q.Encode()
+	if conn, err := pgconn.Connect(t.Context(), physical.String()); err == nil {
+		conn.Close(context.Background())
+		t.Errorf("%s opened a physical replication connection", migrations.RoleCDC)
+	}
 	conn, err := pgconn.Connect(t.Context(), replicationURL(t, cdcURL))
 	if err != nil {
 		t.Fatalf("%s: replication connection: %v", migrations.RoleCDC, err)

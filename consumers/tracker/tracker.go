@@ -34,8 +34,10 @@ func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
 
 // HandleBatch marks the rows of a partition's queued records in one update.
 // Only a record that matches its row (consume.Record.Match) marks it: a
-// record without a valid id, or whose row is not visible, is skipped, and one
-// that does not match its row is skipped with a warning.
+// record without a valid id, or whose row is not visible, is skipped. A
+// record that does not match its row makes the batch fail with Match's
+// permanent error, marking nothing: the group then handles the records one
+// by one, and that one goes to the DLQ with the reason.
 func (h *Handler) HandleBatch(ctx context.Context, recs []consume.Record) error {
 	ids := make([]uuid.UUID, 0, len(recs))
 	for _, r := range recs {
@@ -61,8 +63,7 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []consume.Record) error 
 			continue
 		}
 		if err := r.Match(row); err != nil {
-			h.logger.Warn("record does not match its outbox row; not marking it published", "record", r.String(), "err", err)
-			continue
+			return err
 		}
 		matching = append(matching, id)
 	}

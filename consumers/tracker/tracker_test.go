@@ -2,6 +2,7 @@ package tracker_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 
@@ -44,18 +45,39 @@ func TestOnlyMatchingRecordsMarkRows(t *testing.T) {
 		return consume.Record{Topic: event.Topic(event.AggregateOrder), Key: []byte(key), Headers: []kafka.Header{
 			{Key: event.HeaderID, Value: []byte(id.String())}, {Key: event.HeaderEventType, Value: []byte(typ)}}}
 	}
-	err = tracker.New(db, nil).HandleBatch(ctx, []consume.Record{
-		rec(msgs[0].ID, event.TypeOrderPaid, msgs[0].AggregateID),        // as the engine writes it
-		rec(msgs[1].ID, event.TypePaymentCompleted, msgs[1].AggregateID), // forged: another type
-		rec(uuid.New(), event.TypeOrderPaid, "3"),                        // no row
-	})
-	if err != nil {
-		t.Fatal(err)
+	status := func(id uuid.UUID) outbox.Status {
+		t.Helper()
+		var st string
+		if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, id).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		return outbox.Status(st)
+	}
+	h := tracker.New(db, nil)
+	good := rec(msgs[0].ID, event.TypeOrderPaid, msgs[0].AggregateID)          // as the engine writes it
+	forged := rec(msgs[1].ID, event.TypePaymentCompleted, msgs[1].AggregateID) // another type
+	unknown := rec(uuid.New(), event.TypeOrderPaid, "3")                       // no row
+
+	// A batch with a forged record fails as a whole, permanently, marking
+	// nothing: the group then hands the records over one by one.
+	err = h.HandleBatch(ctx, []consume.Record{good, forged, unknown})
+	if !errors.Is(err, consume.ErrMismatch) || !errors.Is(err, consume.ErrPermanent) {
+		t.Fatalf("batch with a forged record: %v, want a permanent mismatch", err)
+	}
+	if st := status(msgs[0].ID); st != outbox.StatusInit {
+		t.Fatalf("the failed batch marked a row %s", st)
+	}
+	for _, tc := range []struct {
+		rec  consume.Record
+		want error
+	}{{good, nil}, {forged, consume.ErrMismatch}, {unknown, consume.ErrSkipped}} {
+		if err := h.Handle(ctx, tc.rec); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.rec.EventType(), err, tc.want)
+		}
 	}
 	for i, want := range []outbox.Status{outbox.StatusPublished, outbox.StatusInit} {
-		var status string
-		if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, msgs[i].ID).Scan(&status); err != nil || status != string(want) {
-			t.Errorf("row %d: %s (%v), want %s", i, status, err, want)
+		if st := status(msgs[i].ID); st != want {
+			t.Errorf("row %d: %s, want %s", i, st, want)
 		}
 	}
 }

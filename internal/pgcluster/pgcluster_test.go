@@ -194,6 +194,10 @@ func assertAuthenticates(t *testing.T, c *Cluster) {
 		WHERE type = 'host' AND 'replication' = ANY(database) AND address = '127.0.0.1'`); n == "0" {
 		t.Error("pg_hba.conf has no rule for replication from 127.0.0.1")
 	}
+	if n := queryString(t, db, `SELECT count(*) FROM pg_hba_file_rules
+		WHERE 'replication' = ANY(database) AND user_name <> '{postgres}'`); n != "0" {
+		t.Errorf("pg_hba.conf lets %s rules take physical replication connections for other users than postgres", n)
+	}
 	u, err := url.Parse(c.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ wal_sender_timeout = '60s'
 
 // hbaReplication lets replication connections in from 127.0.0.1, with a
 // password.
-const hbaReplication = "\n# Added by pgcluster.\nhost    replication     all             127.0.0.1/32            scram-sha-256\n"
+const hbaReplication = "\n# Added by pgcluster.\nhost    replication     postgres        127.0.0.1/32            scram-sha-256\n"
 
 // passwordFile, in the data dir (mode 0600), holds the superuser's password.
 const passwordFile = "pgcluster-superuser.password"
@@ -435,6 +435,12 @@ func (c *Cluster) configure() error {
 	if err != nil {
 		return fmt.Errorf("configure cluster: %w", err)
 	}
+	if restricted := superuserReplicationOnly(data); !bytes.Equal(restricted, data) {
+		if err := os.WriteFile(hba, restricted, 0o600); err != nil {
+			return fmt.Errorf("configure cluster: %w", err)
+		}
+		data = restricted
+	}
 	if !allowsLocalReplication(data) {
 		if err := appendFile(hba, hbaReplication); err != nil {
 			return fmt.Errorf("configure cluster: %w", err)
@@ -443,14 +449,38 @@ func (c *Cluster) configure() error {
 	return nil
 }
 
+// superuserReplicationOnly rewrites the rules for physical replication
+// connections (database "replication") of all users to the superuser
+// only: a role with REPLICATION, such as the CDC connector's, may then
+// stream logical changes of its database (whose connections match the
+// database's rules) but not take a base backup of the whole cluster.
+func superuserReplicationOnly(hba []byte) []byte {
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(hba))
+	for sc.Scan() {
+		line := sc.Text()
+		rule, comment, hasComment := strings.Cut(line, "#")
+		f := strings.Fields(rule)
+		if len(f) >= 4 && (f[0] == "local" || strings.HasPrefix(f[0], "host")) && f[1] == "replication" && f[2] == "all" {
+			f[2] = "postgres"
+			line = strings.Join(f, " ")
+			if hasComment {
+				line += " #" + comment
+			}
+		}
+		out.WriteString(line + "\n")
+	}
+	return out.Bytes()
+}
+
 // allowsLocalReplication reports whether a pg_hba.conf has a rule for
-// replication connections from 127.0.0.1 by any user. initdb writes one.
+// physical replication connections from 127.0.0.1. initdb writes one.
 func allowsLocalReplication(hba []byte) bool {
 	sc := bufio.NewScanner(bytes.NewReader(hba))
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		f := strings.Fields(line)
-		if len(f) >= 5 && f[0] == "host" && f[1] == "replication" && f[2] == "all" && f[3] == "127.0.0.1/32" {
+		if len(f) >= 5 && f[0] == "host" && f[1] == "replication" && f[3] == "127.0.0.1/32" {
 			return true
 		}
 	}
