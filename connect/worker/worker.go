@@ -329,6 +329,10 @@ func (w *Worker) CreateInState(ctx context.Context, name string, raw map[string]
 // restarts the task with it (a paused or stopped connector stays so). An
 // invalid config returns a connect.ConfigError and changes nothing.
 func (w *Worker) PutConfig(ctx context.Context, name string, raw map[string]string) (info connect.ConnectorInfo, created bool, err error) {
+	raw, err = w.keepHiddenPassword(name, raw)
+	if err != nil {
+		return connect.ConnectorInfo{}, false, err
+	}
 	config, err := w.prepare(name, raw)
 	if err != nil {
 		return connect.ConnectorInfo{}, false, err
@@ -659,6 +663,30 @@ func (w *Worker) runSafely(ctx context.Context, name string, task Task) (err err
 
 // prepare checks a submitted config for the named connector and returns
 // what to store: the config with "name" set, placeholders kept.
+// keepHiddenPassword returns raw with a database.password of HiddenPassword
+// (what GET shows for a literal password) replaced by the connector's stored
+// password, so that a config read, edited and put back keeps it. With no
+// stored literal password to keep, it is an invalid config.
+func (w *Worker) keepHiddenPassword(name string, raw map[string]string) (map[string]string, error) {
+	if raw[passwordKey] != HiddenPassword {
+		return raw, nil
+	}
+	w.mu.Lock()
+	var stored string
+	c, ok := w.connectors[name]
+	if ok {
+		stored, ok = c.config[passwordKey]
+	}
+	w.mu.Unlock()
+	if !ok || stored == "" || stored == HiddenPassword || connect.HasEnvRef(stored) {
+		return nil, fmt.Errorf("connector %q: %w", name, connect.ConfigError{{Key: passwordKey,
+			Message: HiddenPassword + " stands for a stored password, and this connector has none: send the password or a ${env:...} reference"}})
+	}
+	raw = maps.Clone(raw)
+	raw[passwordKey] = stored
+	return raw, nil
+}
+
 func (w *Worker) prepare(name string, raw map[string]string) (map[string]string, error) {
 	var bad connect.ConfigError
 	switch {

@@ -825,4 +825,24 @@ func TestConfigHidesALiteralPassword(t *testing.T) {
 	if last := h.fakes.last(t, "outbox"); last.cfg.Database.Password != "hunter2" {
 		t.Fatalf("the task got password %q", last.cfg.Database.Password)
 	}
+
+	// What GET showed, edited and put back, keeps the stored password.
+	got["status.update.interval.ms"] = "2000"
+	if _, _, err := h.w.PutConfig(t.Context(), "outbox", got); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _, _ := h.row(t, "outbox"); stored["database.password"] != "hunter2" || stored["status.update.interval.ms"] != "2000" {
+		t.Fatalf("after a put of the shown config, stored %v", stored)
+	}
+	// A connector with no stored password cannot take [hidden].
+	other := validConfig(t)
+	other["database.password"] = worker.HiddenPassword
+	_, _, err = h.w.PutConfig(t.Context(), "other", other)
+	var ce connect.ConfigError
+	if !errors.As(err, &ce) || !slices.Equal(ce.Keys(), []string{"database.password"}) {
+		t.Fatalf("[hidden] for a new connector: %v, want a ConfigError naming database.password", err)
+	}
+	if _, _, ok := h.row(t, "other"); ok {
+		t.Fatal("the refused connector was stored")
+	}
 }
