@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/lib/pq"
 )
@@ -39,6 +40,10 @@ var (
 	ErrUnknownRole = errors.New("not a role of the migrations")
 	// ErrEmptyPassword is returned by [SetRolePasswords] for an empty password.
 	ErrEmptyPassword = errors.New("empty password")
+	// ErrPasswordCharacters is returned by [SetRolePasswords] for a password
+	// that is not printable ASCII: its SCRAM verifier, made here without
+	// SASLprep, would not match what the server computes at login.
+	ErrPasswordCharacters = errors.New("password must be printable ASCII")
 )
 
 // scramIterations is PostgreSQL's default scram_iterations.
@@ -58,6 +63,9 @@ func SetRolePasswords(ctx context.Context, db *sql.DB, passwords map[string]stri
 		}
 		if pw == "" {
 			return fmt.Errorf("set password of %s: %w", role, ErrEmptyPassword)
+		}
+		if strings.ContainsFunc(pw, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			return fmt.Errorf("set password of %s: %w", role, ErrPasswordCharacters)
 		}
 		roles = append(roles, role)
 	}

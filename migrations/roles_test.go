@@ -189,6 +189,8 @@ func TestSetRolePasswordsRejects(t *testing.T) {
 	}{
 		{map[string]string{"postgres": "x"}, migrations.ErrUnknownRole},
 		{map[string]string{migrations.RoleAPI: ""}, migrations.ErrEmptyPassword},
+		{map[string]string{migrations.RoleAPI: "pässwort"}, migrations.ErrPasswordCharacters},
+		{map[string]string{migrations.RoleAPI: "tab\there"}, migrations.ErrPasswordCharacters},
 	} {
 		err := migrations.SetRolePasswords(t.Context(), admin, tc.passwords)
 		if !errors.Is(err, tc.want) {
