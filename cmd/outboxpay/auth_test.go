@@ -216,3 +216,92 @@ func TestDevOperatorPlanesNeedCredentials(t *testing.T) {
 		}
 	}
 }
+
+// A user of CONNECT_METRICS_CREDENTIALS_FILE reads the embedded engine's
+// /metrics and nothing else; the REST API's users read both.
+func TestConnectMetricsOnlyCredentials(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg.ConnectAddr = "127.0.0.1:0"
+	cfg.ConnectRESTCredentialsFile = filepath.Join(dir, "operators.properties")
+	cfg.ConnectMetricsCredentialsFile = filepath.Join(dir, "metrics.properties")
+	if err := os.WriteFile(cfg.ConnectRESTCredentialsFile, []byte("operator: op-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.ConnectMetricsCredentialsFile, []byte("prometheus: scrape-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	addrCh := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveConnect(ctx, cfg, openEmptyDB(t), kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(),
+			func(string) (string, bool) { return "", false }, slog.New(slog.DiscardHandler), func(a net.Addr) { addrCh <- a })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveConnect: %v", err)
+		}
+	}()
+	var base string
+	select {
+	case a := <-addrCh:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("serveConnect: %v", err)
+	}
+	call := func(method, path, user, password string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/"}, {"GET", "/connectors"}, {"PUT", "/connectors/outbox/config"},
+		{"PUT", "/connectors/outbox/pause"}, {"DELETE", "/connectors/outbox"}, {"POST", "/metrics"},
+	} {
+		if status := call(r.method, r.path, "prometheus", "scrape-secret"); status != http.StatusUnauthorized {
+			t.Errorf("%s %s as the metrics user: %d, want 401", r.method, r.path, status)
+		}
+	}
+	if status := call("GET", "/connectors", "operator", "op-secret"); status != http.StatusOK {
+		t.Errorf("GET /connectors as the operator: %d, want 200", status)
+	}
+	for _, c := range []struct {
+		user, password string
+		want           int
+	}{
+		{"prometheus", "scrape-secret", http.StatusOK},
+		{"operator", "op-secret", http.StatusOK},
+		{"", "", http.StatusUnauthorized},
+		{"prometheus", "op-secret", http.StatusUnauthorized},
+		{"operator", "scrape-secret", http.StatusUnauthorized},
+	} {
+		if status := call("GET", "/metrics", c.user, c.password); status != c.want {
+			t.Errorf("GET /metrics as %q: %d, want %d", c.user, status, c.want)
+		}
+	}
+	// A metrics credentials file that cannot be read is an error, not an open /metrics.
+	bad := cfg
+	bad.ConnectMetricsCredentialsFile = filepath.Join(dir, "missing")
+	if _, _, err := connectCredentials(bad, slog.New(slog.DiscardHandler)); err == nil ||
+		!strings.Contains(err.Error(), "CONNECT_METRICS_CREDENTIALS_FILE") {
+		t.Errorf("connectCredentials with a missing metrics file: %v", err)
+	}
+}

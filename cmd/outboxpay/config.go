@@ -68,6 +68,11 @@ type config struct {
 	// which `connect` allows on a loopback address only. `dev` generates
 	// $DATA_DIR/connect-credentials.properties when it is unset.
 	ConnectRESTCredentialsFile string `env:"CONNECT_REST_CREDENTIALS_FILE"`
+	// ConnectMetricsCredentialsFile (same format) holds users who may GET
+	// the embedded engine's /metrics and nothing else, such as Prometheus;
+	// the REST API's users may too. Unset: /metrics takes the REST API's
+	// users only.
+	ConnectMetricsCredentialsFile string `env:"CONNECT_METRICS_CREDENTIALS_FILE"`
 	// ConnectRESTUsername and ConnectRESTPassword are the credentials the
 	// clients of a Kafka Connect REST API (the reconciler,
 	// register-connector) send; an empty username sends none.

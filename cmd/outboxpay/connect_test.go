@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -437,4 +439,74 @@ func isAPIError(err error, status int, mentions string) bool {
 		return false
 	}
 	return apiErr.StatusCode == status && strings.Contains(apiErr.Message, mentions)
+}
+
+// emptyDB is a database/sql driver whose every query returns no rows: a
+// config store with no connectors, for tests of serveConnect that need no
+// Postgres.
+type emptyDB struct{}
+
+type emptyConn struct{}
+
+type emptyRows struct{}
+
+func init() { sql.Register("outboxpay-empty", emptyDB{}) }
+
+func (emptyDB) Open(string) (driver.Conn, error) { return emptyConn{}, nil }
+
+func (emptyConn) Prepare(string) (driver.Stmt, error) {
+	return nil, errors.New("emptydb: no statements")
+}
+func (emptyConn) Close() error              { return nil }
+func (emptyConn) Begin() (driver.Tx, error) { return nil, errors.New("emptydb: no transactions") }
+func (emptyConn) QueryContext(context.Context, string, []driver.NamedValue) (driver.Rows, error) {
+	return emptyRows{}, nil
+}
+
+func (emptyRows) Columns() []string         { return []string{"name", "config", "target_state"} }
+func (emptyRows) Close() error              { return nil }
+func (emptyRows) Next([]driver.Value) error { return io.EOF }
+
+func openEmptyDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("outboxpay-empty", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// brokenListener's Accept fails at once, as a listener closed under the
+// server does.
+type brokenListener struct{ net.Listener }
+
+func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("listener broken") }
+
+// When the REST API stops serving, serveConnect stops the worker and
+// returns the error, instead of waiting for the worker forever.
+func TestConnectStopsTheWorkerWhenServeFails(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- serveConnectOn(context.Background(), cfg, brokenListener{ln}, nil, nil, openEmptyDB(t),
+			kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), func(string) (string, bool) { return "", false },
+			slog.New(slog.DiscardHandler), nil)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener broken") {
+			t.Errorf("serveConnectOn: %v, want the Serve error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveConnectOn still runs 10s after its REST API failed")
+	}
 }

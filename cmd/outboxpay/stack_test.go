@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
@@ -363,6 +366,9 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("embedded connect: DATABASE_URL %q, OUTBOX_DB_USER %q; want outboxpay_cdc's",
 				c.Environment["DATABASE_URL"], c.Environment["OUTBOX_DB_USER"])
 		}
+		if c.DependsOn["kafka-init"].Condition != "service_completed_successfully" {
+			t.Errorf("embedded connect does not wait for kafka-init (its Kafka user): depends on %v", c.DependsOn)
+		}
 	})
 
 	t.Run("every published port but the API's is bound to 127.0.0.1", func(t *testing.T) {
@@ -547,6 +553,196 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	})
+	t.Run("kafka: the wrapper formats with a config made from the KAFKA_ variables, as the image's launch does", func(t *testing.T) {
+		b := svc("kafka-1")
+		script := strings.ReplaceAll(b.command(), "$$", "$")
+		fn := regexp.MustCompile(`(?ms)^props\(\) \{$.*?^\}$`).FindString(script)
+		if fn == "" {
+			t.Fatalf("kafka-1's command has no props function:\n%s", script)
+		}
+		// Before launch there is no KRaft server.properties: the format
+		// config is props' output, written before the format, which precedes launch.
+		iProps, iFormat, iLaunch := strings.Index(script, `props > "$cfg"`), strings.Index(script, "kafka-storage.sh format"),
+			strings.Index(script, "exec /etc/kafka/docker/launch")
+		if iProps < 0 || iFormat < iProps || iLaunch < iFormat || !strings.Contains(script, `-c "$cfg"`) ||
+			strings.Contains(script, "/opt/kafka/config/server.properties") || strings.Contains(script, "/etc/kafka/kafka.properties") {
+			t.Errorf("kafka-1: want props > $cfg, then kafka-storage.sh format -c $cfg, then exec launch:\n%s", script)
+		}
+		props := func(env map[string]string) map[string]string {
+			t.Helper()
+			cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+fn+"\nprops")
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			for k, v := range env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("props: %v", err)
+			}
+			got := map[string]string{}
+			for _, l := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok {
+					t.Fatalf("props printed %q", l)
+				}
+				got[k] = v
+			}
+			return got
+		}
+		// KafkaDockerWrapper's own test cases, and the variables the image keeps for itself.
+		got := props(map[string]string{
+			"KAFKA_LISTENER_NAME_INTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG": `org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="p w";`,
+			"KAFKA_VALID___PROPERTY__ALL_CASES":                               "All Cases Value", "KAFKA_KAFKA_VALID_PROPERTY": "Value", "KAFKA_NODE_ID": "1",
+			"KAFKA_OPTS": "-Dx", "KAFKA_HEAP_OPTS": "-Xmx1G", "KAFKA_JMX_OPTS": "x", "KAFKA_LOG4J_OPTS": "x", "KAFKA_JVM_PERFORMANCE_OPTS": "x",
+			"KAFKA_GC_LOG_OPTS": "x", "KAFKA_LOG4J_ROOT_LOGLEVEL": "INFO", "KAFKA_LOG4J_LOGGERS": "a=INFO", "KAFKA_TOOLS_LOG4J_LOGLEVEL": "WARN",
+			"KAFKA_JMX_HOSTNAME": "h", "KAFKA_VERSION": "3.9.1", "SCRAM_ADMIN_PASSWORD": "secret", "CLUSTER_ID": "c", "SOME_VARIABLE": "x",
+		})
+		want := map[string]string{
+			"listener.name.internal.scram-sha-512.sasl.jaas.config": `org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="p w";`,
+			"valid-property_all.cases":                              "All Cases Value", "kafka.valid.property": "Value", "node.id": "1",
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("props:\n got %v\nwant %v", got, want)
+		}
+		// The brokers' own environment gives a KRaft config.
+		got = props(b.Environment)
+		for k, v := range map[string]string{"node.id": "1", "process.roles": "broker,controller",
+			"controller.listener.names": "CONTROLLER", "log.dirs": "/var/lib/kafka/data",
+			"controller.quorum.voters":                              b.Environment["KAFKA_CONTROLLER_QUORUM_VOTERS"],
+			"listeners":                                             b.Environment["KAFKA_LISTENERS"],
+			"sasl.mechanism.controller.protocol":                    "PLAIN",
+			"listener.name.controller.plain.sasl.jaas.config":       b.Environment["KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG"],
+			"listener.name.internal.scram-sha-512.sasl.jaas.config": b.Environment["KAFKA_LISTENER_NAME_INTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG"],
+		} {
+			if got[k] != v || v == "" {
+				t.Errorf("kafka-1's format config: %s=%q, want %q", k, got[k], v)
+			}
+		}
+		for k := range got {
+			if strings.Contains(k, "scram.admin") || strings.Contains(k, "cluster") {
+				t.Errorf("kafka-1's format config has %s", k)
+			}
+		}
+	})
+
+	t.Run("debezium's entrypoint keeps the credentials out of its log", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(repoRoot, "connect", "debezium", "rest-auth-entrypoint.sh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		script := strings.ReplaceAll(string(raw), "/kafka/config/rest-auth", dir)
+		script = strings.ReplaceAll(script, "exec /docker-entrypoint.sh", "exec env #")
+		env := svc("connect").Environment
+		cmd := exec.Command("bash", "-c", script, "rest-auth-entrypoint.sh", "start")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("rest-auth-entrypoint.sh: %v", err)
+		}
+		after := map[string]string{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				after[k] = v
+			}
+		}
+		creds, err := os.ReadFile(filepath.Join(dir, "credentials.properties"))
+		if err != nil || string(creds) != env["CONNECT_REST_USERNAME"]+": "+env["CONNECT_REST_PASSWORD"]+"\n" {
+			t.Errorf("credentials file: %q, %v", creds, err)
+		}
+		// Debezium's entrypoint prints every CONNECT_* variable's value unless
+		// SENSITIVE_PROPERTIES contains its name.
+		sensitive := after["SENSITIVE_PROPERTIES"]
+		for _, name := range []string{"CONNECT_SASL_JAAS_CONFIG", "CONNECT_CONSUMER_SASL_JAAS_CONFIG", "CONNECT_PRODUCER_SASL_JAAS_CONFIG",
+			"CONNECT_SSL_KEYSTORE_PASSWORD", "CONNECT_CONSUMER_SSL_KEY_PASSWORD", "CONNECT_ADMIN_SASL_JAAS_CONFIG"} {
+			if !slices.Contains(strings.Split(sensitive, ","), name) {
+				t.Errorf("SENSITIVE_PROPERTIES lacks %s: %q", name, sensitive)
+			}
+		}
+		for k, v := range after {
+			if strings.HasPrefix(k, "CONNECT_") && strings.Contains(v, "change-me") && !strings.Contains(sensitive, k) {
+				t.Errorf("Debezium's entrypoint would print %s, which holds a password", k)
+			}
+		}
+		for _, k := range []string{"CONNECT_REST_USERNAME", "CONNECT_REST_PASSWORD"} {
+			if _, ok := after[k]; ok {
+				t.Errorf("%s reaches Debezium's entrypoint (it would become a property, printed)", k)
+			}
+		}
+		if !strings.Contains(after["KAFKA_OPTS"], "-Djava.security.auth.login.config=") {
+			t.Errorf("KAFKA_OPTS %q", after["KAFKA_OPTS"])
+		}
+	})
+
+	t.Run("the scrape password opens the embedded engine's /metrics only", func(t *testing.T) {
+		oc := svc("operator-credentials")
+		dir := t.TempDir()
+		script := strings.ReplaceAll(oc.command(), "$$", "$")
+		script = strings.ReplaceAll(script, "/credentials/", dir+"/")
+		script = strings.ReplaceAll(script, "chown ", "true ")
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONNECT_REST_USERNAME=operator", "CONNECT_REST_PASSWORD=op-secret",
+			"CONNECT_METRICS_PASSWORD=scrape-secret"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("operator-credentials: %v\n%s", err, out)
+		}
+		embedded := composeConfig(t, "docker-compose.yml", "docker-compose.embedded.yml").Services["connect"].Environment
+		users := func(containerPath string) []basicauth.User {
+			t.Helper()
+			if !strings.HasPrefix(containerPath, "/run/outboxpay/") {
+				t.Fatalf("%q is not in the operator-credentials volume", containerPath)
+			}
+			u, err := basicauth.ParseFile(filepath.Join(dir, strings.TrimPrefix(containerPath, "/run/outboxpay/")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		for _, c := range []struct {
+			kv   string
+			want []basicauth.User
+		}{
+			{"CONNECT_REST_CREDENTIALS_FILE", []basicauth.User{{Name: "operator", Password: "op-secret"}}},
+			{"CONNECT_METRICS_CREDENTIALS_FILE", []basicauth.User{{Name: "prometheus", Password: "scrape-secret"}}},
+		} {
+			if got := users(embedded[c.kv]); !slices.Equal(got, c.want) {
+				t.Errorf("embedded connect's %s: users %v", c.kv, got)
+			}
+		}
+		if got := users(svc("platform-mock").Environment["PLATFORM_MOCK_CREDENTIALS_FILE"]); !slices.Equal(got, []basicauth.User{{Name: "operator", Password: "op-secret"}}) {
+			t.Errorf("platform-mock's credentials: users %v", got)
+		}
+		// Prometheus signs in as prometheus with the password file.
+		var pcfg struct {
+			ScrapeConfigs []struct {
+				JobName   string `yaml:"job_name"`
+				BasicAuth *struct {
+					Username     string `yaml:"username"`
+					PasswordFile string `yaml:"password_file"`
+				} `yaml:"basic_auth"`
+			} `yaml:"scrape_configs"`
+		}
+		readYAML(t, filepath.Join(repoRoot, "dashboards", "prometheus.yml"), &pcfg)
+		for _, sc := range pcfg.ScrapeConfigs {
+			if sc.BasicAuth == nil {
+				continue
+			}
+			pw, err := os.ReadFile(filepath.Join(dir, strings.TrimPrefix(sc.BasicAuth.PasswordFile, "/etc/prometheus/secrets/")))
+			if sc.BasicAuth.Username != "prometheus" || err != nil || string(pw) != "scrape-secret" {
+				t.Errorf("prometheus job %s: user %q, password file %s: %v", sc.JobName, sc.BasicAuth.Username, sc.BasicAuth.PasswordFile, err)
+			}
+		}
+	})
+
+	t.Run("debezium's env allow-list is the embedded engine's default", func(t *testing.T) {
+		f, _ := reflect.TypeOf(config{}).FieldByName("ConnectEnvAllowlistPattern")
+		if got, want := svc("connect").Environment["CONNECT_CONFIG_PROVIDERS_ENV_PARAM_ALLOWLIST_PATTERN"], f.Tag.Get("envDefault"); got != want || want == "" {
+			t.Errorf("connect: CONNECT_CONFIG_PROVIDERS_ENV_PARAM_ALLOWLIST_PATTERN %q, the embedded engine's CONNECT_ENV_ALLOWLIST_PATTERN default %q", got, want)
+		}
+	})
 }
 
 // checkComposeKafkaSecurity checks the compose stack's Kafka security: every
@@ -607,21 +803,47 @@ func checkComposeKafkaSecurity(t *testing.T, cf composeFile) {
 				}
 			}
 		}
-		for _, p := range principals {
-			v := "SCRAM_" + strings.TrimPrefix(passwordVar(p), "KAFKA_")
-			if p == kafkaclient.PrincipalKafkaUI {
-				v = "SCRAM_KAFKA_UI_PASSWORD"
+		// The brokers create only the superuser, and hold no other
+		// principal's password: kafka-init creates the others.
+		cmd := strings.ReplaceAll(s.command(), "$$", "$")
+		if env["SCRAM_ADMIN_PASSWORD"] != "change-me" || strings.Count(cmd, "--add-scram") != 1 ||
+			!strings.Contains(cmd, `--add-scram "SCRAM-SHA-512=[name=admin,password=$SCRAM_ADMIN_PASSWORD]"`) {
+			t.Errorf("%s: does not create the SCRAM user admin (alone) at format time from SCRAM_ADMIN_PASSWORD", name)
+		}
+		for k, v := range env {
+			if strings.HasPrefix(k, "SCRAM_") && k != "SCRAM_ADMIN_PASSWORD" {
+				t.Errorf("%s: has %s; the brokers need admin's password only", name, k)
 			}
-			if env[v] != "change-me" || !strings.Contains(s.command(), `"$$`+v+`"`) && !strings.Contains(s.command(), `"$`+v+`"`) {
-				t.Errorf("%s: the SCRAM user %s is not created at format time from %s", name, p, v)
+			if strings.Contains(v, "change-me") && k != "SCRAM_ADMIN_PASSWORD" &&
+				(!strings.Contains(k, "SASL_JAAS_CONFIG") || strings.Count(v, "change-me") != strings.Count(v, `"admin" password="change-me"`)+strings.Count(v, `user_admin="change-me"`)) {
+				t.Errorf("%s: %s holds a password that is not admin's", name, k)
 			}
 		}
-		if !strings.Contains(s.command(), "kafka-storage.sh format") || !strings.Contains(s.command(), "--add-scram") {
-			t.Errorf("%s: does not format its storage with the SCRAM users", name)
+		if !strings.Contains(cmd, "kafka-storage.sh format") || !strings.Contains(cmd, "--ignore-formatted") {
+			t.Errorf("%s: does not format its storage with the SCRAM superuser", name)
 		}
 	}
 	if brokers != 3 {
 		t.Errorf("%d brokers", brokers)
+	}
+	for _, p := range kafkaclient.Principals() {
+		initCmd := strings.ReplaceAll(cf.Services["kafka-init"].command(), "$$", "$")
+		if !regexp.MustCompile(`(?m)^\s*user ` + regexp.QuoteMeta(p) + ` "\$` + passwordVar(p) + `"$`).MatchString(initCmd) {
+			t.Errorf("kafka-init does not create the user %s from %s", p, passwordVar(p))
+		}
+		if cf.Services["kafka-init"].Environment[passwordVar(p)] != "change-me" {
+			t.Errorf("kafka-init: %s does not come from the environment", passwordVar(p))
+		}
+	}
+	// Every service that uses Kafka starts after kafka-init, so its user exists.
+	for name, s := range cf.Services {
+		env := s.Environment
+		if env["KAFKA_SASL_USERNAME"] == "" && env["CONNECT_SASL_JAAS_CONFIG"] == "" && env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"] == "" {
+			continue
+		}
+		if s.DependsOn["kafka-init"].Condition != "service_completed_successfully" {
+			t.Errorf("%s uses Kafka but does not wait for kafka-init to complete: depends on %v", name, s.DependsOn)
+		}
 	}
 
 	// The ACLs kafka-init creates, against the Go set.
@@ -985,6 +1207,33 @@ func TestDashboardsAreValid(t *testing.T) {
 	for _, want := range []string{"Outbox pipeline", "Consumer lag"} {
 		if !titles[want] {
 			t.Errorf("no dashboard %q", want)
+		}
+	}
+}
+
+// The Dockerfile copies the whole build context: .env, with every password
+// of the stack, must stay out of it (.env.example may go in).
+func TestStackDockerignore(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	// The last matching pattern decides, as in Docker's .dockerignore.
+	ignored := func(name string) bool {
+		out := false
+		for _, l := range lines {
+			l = strings.TrimSpace(l)
+			neg := strings.HasPrefix(l, "!")
+			if ok, _ := filepath.Match(strings.TrimPrefix(l, "!"), name); ok && l != "" && !strings.HasPrefix(l, "#") {
+				out = !neg
+			}
+		}
+		return out
+	}
+	for name, want := range map[string]bool{".env": true, ".env.local": true, ".env.prod": true, ".env.example": false} {
+		if ignored(name) != want {
+			t.Errorf(".dockerignore: %s ignored = %v, want %v", name, !want, want)
 		}
 	}
 }

@@ -5,7 +5,8 @@
 # this container's user only:
 #   /kafka/config/rest-auth/credentials.properties  CONNECT_REST_USERNAME: CONNECT_REST_PASSWORD
 #   /kafka/config/rest-auth/jaas.conf               KafkaConnect { PropertyFileLoginModule file=... }
-# and makes sure KAFKA_OPTS names the JAAS file. No secret is in the image.
+# makes sure KAFKA_OPTS names the JAAS file, and keeps the credentials out of
+# Debezium's entrypoint's log (below). No secret is in the image.
 set -euo pipefail
 
 : "${CONNECT_REST_USERNAME:?set CONNECT_REST_USERNAME (the Kafka Connect REST API user)}"
@@ -32,4 +33,14 @@ case "${KAFKA_OPTS:-}" in
   *java.security.auth.login.config=*) ;;
   *) export KAFKA_OPTS="${KAFKA_OPTS:-} -Djava.security.auth.login.config=$dir/jaas.conf" ;;
 esac
+
+# Debezium's entrypoint turns every CONNECT_* variable into a worker property
+# and prints its value unless its name is in SENSITIVE_PROPERTIES. The REST
+# credentials are in the files above now: no rest.username/rest.password
+# property, nothing in the log. (The health check runs through docker exec,
+# which still sees the container's environment.) Its default list, from
+# debezium/container-images connect-base/3.0/docker-entrypoint.sh, lacks the
+# admin client's JAAS config, which holds the connector's Kafka password.
+unset CONNECT_REST_USERNAME CONNECT_REST_PASSWORD
+export SENSITIVE_PROPERTIES="${SENSITIVE_PROPERTIES:-CONNECT_SASL_JAAS_CONFIG,CONNECT_CONSUMER_SASL_JAAS_CONFIG,CONNECT_PRODUCER_SASL_JAAS_CONFIG,CONNECT_SSL_KEYSTORE_PASSWORD,CONNECT_PRODUCER_SSL_KEYSTORE_PASSWORD,CONNECT_SSL_TRUSTSTORE_PASSWORD,CONNECT_PRODUCER_SSL_TRUSTSTORE_PASSWORD,CONNECT_SSL_KEY_PASSWORD,CONNECT_PRODUCER_SSL_KEY_PASSWORD,CONNECT_CONSUMER_SSL_TRUSTSTORE_PASSWORD,CONNECT_CONSUMER_SSL_KEYSTORE_PASSWORD,CONNECT_CONSUMER_SSL_KEY_PASSWORD},CONNECT_ADMIN_SASL_JAAS_CONFIG"
 exec /docker-entrypoint.sh "$@"
