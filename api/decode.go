@@ -1,19 +1,25 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
 // decodeJSON reads the request body as exactly one JSON object into dst,
-// refusing other media types, unknown fields, wrong types and trailing data.
+// refusing other media types, unknown fields, field names that differ from
+// the documented ones (case included), duplicate fields at any depth, wrong
+// types and trailing data.
 func decodeJSON(c echo.Context, dst any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
 	if err != nil || mt != echo.MIMEApplicationJSON {
@@ -23,7 +29,18 @@ func decodeJSON(c echo.Context, dst any) error {
 			detail: "the request body must be JSON, sent with Content-Type: application/json",
 		}
 	}
-	dec := json.NewDecoder(c.Request().Body)
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return he
+		}
+		return badRequest("the request body could not be read")
+	}
+	if err := strictjson.Check(body, dst); err != nil {
+		return badRequest("%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
@@ -77,11 +94,15 @@ func describeType(goType string) string {
 	}
 }
 
-// pathID reads a positive integer id from the named path parameter.
+// pathID reads a positive integer id from the named path parameter. Only
+// the canonical decimal form is accepted: digits without sign, leading
+// zeros, spaces or exponent, from 1 to 9223372036854775807.
 func pathID(c echo.Context, name string) (int64, error) {
-	id, err := strconv.ParseInt(c.Param(name), 10, 64)
-	if err != nil || id < 1 {
-		return 0, badRequest("%s must be a positive integer, not %q", name, c.Param(name))
+	s := c.Param(name)
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 || strconv.FormatInt(id, 10) != s {
+		return 0, badRequest("%s must be a positive integer in canonical decimal form (1 to %d, no sign or leading zeros), not %q",
+			name, int64(math.MaxInt64), s)
 	}
 	return id, nil
 }
