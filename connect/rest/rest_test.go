@@ -351,6 +351,14 @@ func TestErrors(t *testing.T) {
 		{"wrong method on a connector", "POST", "/connectors/outbox/pause", "", "", 405, "", []string{"405"}},
 		{"malformed JSON", "POST", "/connectors", "application/json", `{"name":"x","config":{`, 400, "", []string{"not valid JSON"}},
 		{"unknown field", "POST", "/connectors", "application/json", `{"name":"x","config":{},"extra":1}`, 400, "", []string{`"extra"`}},
+		{"field name in another case", "POST", "/connectors", "application/json", `{"NAME":"x","config":{}}`, 400, "",
+			[]string{`Unrecognized field "NAME"`, `did you mean "name"`}},
+		{"duplicate field", "POST", "/connectors", "application/json", `{"name":"x","name":"y","config":{}}`, 400, "",
+			[]string{`Duplicate field "name"`}},
+		{"duplicate config key", "POST", "/connectors", "application/json", `{"name":"x","config":{"a":"1","a":"2"}}`, 400, "",
+			[]string{`Duplicate field "config.a"`}},
+		{"duplicate key in a config update", "PUT", "/connectors/outbox/config", "application/json", `{"name":"outbox","name":"outbox"}`, 400, "",
+			[]string{`Duplicate field "name"`}},
 		{"two JSON values", "POST", "/connectors", "application/json", `{"name":"x","config":{}} {}`, 400, "", []string{"single JSON value"}},
 		{"not JSON content type", "POST", "/connectors", "text/plain", create, 415, `{"error_code":415,"message":"HTTP 415 Unsupported Media Type"}`, nil},
 		{"body too large", "POST", "/connectors", "application/json", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "", []string{"413"}},
@@ -366,6 +374,7 @@ func TestErrors(t *testing.T) {
 		{"bad initial state", "POST", "/connectors", "application/json", `{"name":"y","config":{},"initial_state":"SLEEPING"}`, 400, "", []string{"initial_state"}},
 		{"bad restart flag", "POST", "/connectors/outbox/restart?includeTasks=yes", "", "", 400, "", []string{"includeTasks"}},
 	}
+	_, _, configBefore := e.call(t, "GET", "/connectors/outbox/config", "", "")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, h, body := e.call(t, tt.method, tt.path, tt.contentType, tt.body)
@@ -389,8 +398,9 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
-	// Nothing of the refused requests was created.
+	// Nothing of the refused requests was created or changed.
 	e.expect(t, "GET", "/connectors", "", 200, `["outbox"]`)
+	e.expect(t, "GET", "/connectors/outbox/config", "", 200, configBefore)
 }
 
 // Kafka Connect reads numbers and booleans in a config as their text.

@@ -27,6 +27,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
 // Defaults of ServerOptions.
@@ -481,13 +482,35 @@ func queryBool(c echo.Context, key string) (bool, error) {
 }
 
 // decodeJSON reads the request body as exactly one JSON value into dst,
-// refusing other media types, unknown fields and trailing data.
+// refusing other media types, unknown fields (field names match exactly,
+// case included), a name repeated in an object at any depth (config keys
+// too) and trailing data.
 func decodeJSON(c echo.Context, dst any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
 	if err != nil || mt != echo.MIMEApplicationJSON {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType)
 	}
-	dec := json.NewDecoder(c.Request().Body)
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		if he := (*echo.HTTPError)(nil); errors.As(err, &he) {
+			return he
+		}
+		return badRequest("Request body could not be read")
+	}
+	if err := strictjson.Check(body, dst); err != nil {
+		var me *strictjson.MemberError
+		switch {
+		case errors.As(err, &me) && me.Reason == strictjson.Duplicate:
+			return badRequest("Duplicate field %q", me.Path)
+		case errors.As(err, &me) && me.Want != "":
+			return badRequest("Unrecognized field %q (field names are case-sensitive: did you mean %q?)", me.Path, me.Want)
+		case errors.As(err, &me):
+			return badRequest("Unrecognized field %q", me.Path)
+		default:
+			return badRequest("Request body is not valid JSON: %v", err)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
