@@ -69,7 +69,7 @@ func Check(data []byte, dst any) error {
 	if dst != nil {
 		t = reflect.TypeOf(dst)
 	}
-	err := scan(dec, t, "")
+	err := scan(dec, t, "", 0)
 	if errors.Is(err, errSyntax) {
 		return nil
 	}
@@ -81,8 +81,14 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// scan reads one value of type t (nil: any) from dec.
-func scan(dec *json.Decoder, t reflect.Type, path string) error {
+// maxDepth is encoding/json's nesting limit; deeper JSON is left to it.
+const maxDepth = 10000
+
+// scan reads one value of type t (nil: any) from dec, nested depth deep.
+func scan(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	if depth > maxDepth {
+		return errSyntax
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -129,7 +135,7 @@ func scan(dec *json.Decoder, t reflect.Type, path string) error {
 				}
 				vt = f.typ
 			}
-			if err := scan(dec, vt, at); err != nil {
+			if err := scan(dec, vt, at, depth+1); err != nil {
 				return err
 			}
 		}
@@ -142,7 +148,7 @@ func scan(dec *json.Decoder, t reflect.Type, path string) error {
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := scan(dec, elem, path+"["+strconv.Itoa(i)+"]"); err != nil {
+			if err := scan(dec, elem, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
 				return err
 			}
 		}

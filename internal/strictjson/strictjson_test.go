@@ -2,6 +2,7 @@ package strictjson_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/outboxpay/outboxpay/internal/strictjson"
@@ -43,6 +44,7 @@ func TestCheck(t *testing.T) {
 		{"nested duplicate", `{"items": [{"quantity": 1, "quantity": 2}]}`, strictjson.Duplicate, "items[0].quantity", ""},
 		{"duplicate map key", `{"tags": {"a": "1", "a": "2"}}`, strictjson.Duplicate, "tags.a", ""},
 		{"duplicate inside any", `{"extra": [{"x": {"y": 1, "y": 2}}]}`, strictjson.Duplicate, "extra[0].x.y", ""},
+		{"too deep is left to the decoder", `{"extra": ` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`, 0, "", ""},
 		{"map keys are free-form", `{"tags": {"A": "1", "a": "2"}}`, 0, "", ""},
 	}
 	for _, c := range cases {
