@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -209,9 +211,10 @@ func addFields(t reflect.Type, out map[string]field, depth int) {
 	}
 }
 
-// fold returns the field name that equals name when case is ignored, or "".
+// fold returns the first (in sort order) field name that equals name when
+// case is ignored, or "".
 func fold(fields map[string]field, name string) string {
-	for k := range fields {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		if strings.EqualFold(k, name) {
 			return k
 		}
