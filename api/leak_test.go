@@ -73,7 +73,7 @@ func (rc *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // leakPatterns are what no response body may contain: internal addresses,
 // driver errors, SQL and stack traces. errorsOnly patterns apply to 4xx and
-// 5xx bodies, where a detail could quote a failed statement.
+// 5xx bodies, where a detail could quote a failed statement or a balance.
 var leakPatterns = []struct {
 	name       string
 	re         *regexp.Regexp
@@ -85,6 +85,7 @@ var leakPatterns = []struct {
 	{"an SQLSTATE", regexp.MustCompile(`SQLSTATE`), false},
 	{"a goroutine dump", regexp.MustCompile(`goroutine \d*`), false},
 	{"a Go stack line", regexp.MustCompile(`\.go:\d+`), false},
+	{"a balance figure", regexp.MustCompile(`(?i)\bbalance\W{0,3}\d`), true},
 	{"SQL text", regexp.MustCompile(`(?is)\bSELECT\b.*\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\b.*\bSET\b|\bDELETE\s+FROM\b`), true},
 }
 
@@ -135,6 +136,9 @@ func TestLeakScan(t *testing.T) {
 		leaks  bool
 	}{
 		{"clean problem", 409, `{"detail":"the balance does not cover the order total"}`, false},
+		{"the cap", 409, `{"detail":"a balance may not exceed 1000000000000: balance limit exceeded"}`, false},
+		{"a balance in a detail", 409, `{"detail":"balance 5000 is less than the order total 30000"}`, true},
+		{"a balance field in a problem", 409, `{"detail":"x","balance":5000}`, true},
 		{"clean balance", 200, `{"userId":1,"balance":5000}`, false},
 		{"address", 503, `{"detail":"database unreachable: 127.0.0.1:42709"}`, true},
 		{"dial", 500, `{"detail":"dial tcp: connect: connection refused"}`, true},
