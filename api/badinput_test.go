@@ -82,7 +82,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 
 		{"pay: unknown order", "POST", "/orders/777777/payment", user, nil, 404, "order 777777"},
 		{"pay: another user's order", "POST", fmt.Sprintf("/orders/%d/payment", bobs), user, nil, 403, "is not user"},
-		{"pay: insufficient balance", "POST", fmt.Sprintf("/orders/%d/payment", tooDear), user, nil, 409, "less than the order total"},
+		{"pay: insufficient balance", "POST", fmt.Sprintf("/orders/%d/payment", tooDear), user, nil, 409, "does not cover the order total"},
 		{"pay: order already paid", "POST", fmt.Sprintf("/orders/%d/payment", paid), user, nil, 409, "is PAID"},
 		{"pay: missing user", "POST", pay, `{}`, nil, 400, `"userId" is required`},
 		{"pay: user id zero", "POST", pay, `{"userId": 0}`, nil, 400, "positive"},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -11,19 +12,23 @@ import (
 )
 
 type handlers struct {
-	shop  *shop.Service
-	ready func(context.Context) error
+	shop   *shop.Service
+	ready  func(context.Context) error
+	logger *slog.Logger
 }
 
 func (h *handlers) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers 503 "not ready" when the readiness check fails; the cause
+// is logged (without addresses), never sent to the caller.
 func (h *handlers) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := h.ready(ctx); err != nil {
-		return &requestError{status: http.StatusServiceUnavailable, kind: "not-ready", detail: "database unreachable: " + err.Error()}
+		h.logger.WarnContext(c.Request().Context(), "readiness check failed", "err", redact(err))
+		return &requestError{status: http.StatusServiceUnavailable, kind: "not-ready", detail: "not ready"}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,7 +28,20 @@ import (
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+// seen holds every response body of this package's tests, for the scan.
+var seen responses
+
+// TestMain runs the tests on a private PostgreSQL, then scans every response
+// body they received for internal detail (see leaks) and fails naming the
+// requests that gave some away.
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	if err := seen.scan(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 // server is the API on a fresh database, with a client that checks every
 // response it receives against openapi.yaml.
@@ -42,7 +56,16 @@ func newServer(t *testing.T) *server {
 	t.Helper()
 	db, dbURL := pgtest.NewDB(t)
 	// The API runs as its role; the test sets up and checks as the superuser.
-	apiDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
+	apiDB, apiURL := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
+	seen.addSecretsOf(dbURL)
+	seen.addSecretsOf(apiURL)
+	return startServer(t, db, apiDB, nil)
+}
+
+// startServer serves the API on apiDB, logging to logger (nil: nowhere);
+// db is the test's own connection for setup and checks.
+func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger) *server {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	e, err := api.New(shop.New(apiDB), api.Config{
 		MaxBodyBytes:   64 << 10,
@@ -50,17 +73,21 @@ func newServer(t *testing.T) *server {
 		Ready:          apiDB.PingContext,
 		Registerer:     reg,
 		Gatherer:       reg,
+		Logger:         logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
+	// Every response passes the contract check, then is kept for the scan.
+	transport := &recorder{t: t, into: &seen,
+		next: &contractCheck{t: t, router: openAPIRouter(t), next: http.DefaultTransport}}
 	return &server{
 		t:      t,
 		db:     db,
 		url:    srv.URL,
-		client: &http.Client{Transport: &contractCheck{t: t, router: openAPIRouter(t), next: http.DefaultTransport}},
+		client: &http.Client{Transport: transport},
 	}
 }
 

@@ -101,8 +101,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		p := problemFor(err, c.Request())
 		if p.Status >= 500 {
+			// The cause is logged without addresses: see redact.
 			logger.ErrorContext(c.Request().Context(), "request failed",
-				"method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+				"method", c.Request().Method, "path", c.Request().URL.Path, "err", redact(err))
 		}
 		body, _ := json.Marshal(p)
 		if c.Request().Method == http.MethodHead {

@@ -65,7 +65,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 		middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}),
 	)
 
-	h := &handlers{shop: svc, ready: cfg.Ready}
+	h := &handlers{shop: svc, ready: cfg.Ready, logger: cfg.Logger}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/metrics", echoprometheus.NewHandlerWithConfig(echoprometheus.HandlerConfig{Gatherer: cfg.Gatherer}))

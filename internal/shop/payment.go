@@ -99,13 +99,8 @@ func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
 		`UPDATE users SET balance = balance - $2, updated_at = now()
 		 WHERE id = $1 AND balance >= $2 RETURNING balance`, req.UserID, p.Amount).Scan(&p.BalanceAfter)
 	if errors.Is(err, sql.ErrNoRows) {
-		var balance int64
-		err := tx.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, req.UserID).Scan(&balance)
-		if err != nil {
-			return Payment{}, fmt.Errorf("read balance of user %d: %w", req.UserID, err)
-		}
-		return Payment{}, fmt.Errorf("balance %d is less than the order total %d: %w",
-			balance, p.Amount, ErrInsufficientBalance)
+		// The message is an API answer: it names no balance and no amount.
+		return Payment{}, fmt.Errorf("the balance does not cover the order total: %w", ErrInsufficientBalance)
 	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("debit user %d: %w", req.UserID, err)

@@ -26,7 +26,7 @@ var (
 // Limits on what a single request may ask for.
 const (
 	MaxChargeAmount      = 1_000_000_000     // per charge, in the smallest currency unit
-	MaxBalance           = 1_000_000_000_000 // per user
+	MaxBalance           = 1_000_000_000_000 // per user, for charges only: a refund always lands
 	MaxOrderLines        = 50
 	MaxQuantity          = 1_000 // per order line
 	MaxIdempotencyKeyLen = 255
