@@ -155,8 +155,8 @@ func serveHTTP(ctx context.Context, cfg config, what, addr string, h http.Handle
 	}
 	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return baseCtx }}
+	srv := newHTTPServer(cfg, h, cfg.HTTPWriteTimeout)
+	srv.BaseContext = func(net.Listener) context.Context { return baseCtx }
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info(what+" listening", "addr", ln.Addr().String())
