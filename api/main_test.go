@@ -36,6 +36,7 @@ type server struct {
 	db     *sql.DB
 	url    string
 	client *http.Client
+	reg    *prometheus.Registry // the API's metrics
 }
 
 func newServer(t *testing.T) *server {
@@ -61,6 +62,7 @@ func newServer(t *testing.T) *server {
 		db:     db,
 		url:    srv.URL,
 		client: &http.Client{Transport: &contractCheck{t: t, router: openAPIRouter(t), next: http.DefaultTransport}},
+		reg:    reg,
 	}
 }
 
