@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +151,78 @@ func TestHTTPServerRefusesLargeHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("got %d, want 431", resp.StatusCode)
+	}
+}
+
+// The HTTP_* settings default as documented and refuse what would leave a
+// server unbounded or cut off the API's own requests.
+func TestHTTPServerConfig(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(cfg, http.NotFoundHandler(), cfg.HTTPWriteTimeout)
+	if srv.ReadTimeout != 30*time.Second || srv.WriteTimeout != 60*time.Second || srv.IdleTimeout != 120*time.Second ||
+		srv.MaxHeaderBytes != 65536 || srv.ReadHeaderTimeout != 10*time.Second || cfg.ConnectHTTPWriteTimeout != 120*time.Second {
+		t.Errorf("defaults: read %v, write %v, idle %v, header bytes %d, header %v, connect write %v",
+			srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes, srv.ReadHeaderTimeout, cfg.ConnectHTTPWriteTimeout)
+	}
+
+	cases := []struct {
+		env   map[string]string
+		wrong string // "" if valid
+	}{
+		{map[string]string{"HTTP_READ_TIMEOUT": "2s"}, ""},
+		{map[string]string{"HTTP_READ_TIMEOUT": "0s"}, "HTTP_READ_TIMEOUT"},
+		{map[string]string{"HTTP_IDLE_TIMEOUT": "-1s"}, "HTTP_IDLE_TIMEOUT"},
+		{map[string]string{"HTTP_MAX_HEADER_BYTES": "0"}, "HTTP_MAX_HEADER_BYTES"},
+		{map[string]string{"HTTP_WRITE_TIMEOUT": "10s"}, "HTTP_WRITE_TIMEOUT"},
+		{map[string]string{"HTTP_WRITE_TIMEOUT": "20s", "API_REQUEST_TIMEOUT": "30s"}, "API_REQUEST_TIMEOUT"},
+		{map[string]string{"CONNECT_HTTP_WRITE_TIMEOUT": "0s"}, "CONNECT_HTTP_WRITE_TIMEOUT"},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.env), func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := loadConfig()
+			switch {
+			case c.wrong == "" && err != nil:
+				t.Fatal(err)
+			case c.wrong != "" && (err == nil || !strings.Contains(err.Error(), c.wrong)):
+				t.Fatalf("got %v, want an error naming %s", err, c.wrong)
+			case c.wrong == "" && newHTTPServer(cfg, nil, 0).ReadHeaderTimeout != cfg.HTTPReadTimeout:
+				t.Errorf("read header timeout is not bounded by HTTP_READ_TIMEOUT %v", cfg.HTTPReadTimeout)
+			}
+		})
+	}
+}
+
+// Every http.Server of this command comes from newHTTPServer, so none goes
+// without its limits.
+func TestEveryHTTPServerHasLimits(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") || name == "httpserver.go" {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "http" &&
+					(n.Sel.Name == "Server" || n.Sel.Name == "ListenAndServe" || n.Sel.Name == "Serve" || n.Sel.Name == "ListenAndServeTLS") {
+					t.Errorf("%s: http.%s outside newHTTPServer", fset.Position(n.Pos()), n.Sel.Name)
+				}
+			}
+			return true
+		})
 	}
 }
