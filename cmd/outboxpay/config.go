@@ -141,8 +141,9 @@ type config struct {
 	HTTPIdleTimeout    time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
 	HTTPMaxHeaderBytes int           `env:"HTTP_MAX_HEADER_BYTES" envDefault:"65536"`
 	// HTTPWriteTimeout bounds writing one response (from the end of the
-	// request headers) of the API, the metrics listeners and the platform
-	// mock; it must exceed API_REQUEST_TIMEOUT. ConnectHTTPWriteTimeout is
+	// request headers) of the API and the metrics listeners (the platform
+	// mock adds its maximum injected latency); it must exceed
+	// API_REQUEST_TIMEOUT. ConnectHTTPWriteTimeout is
 	// the same for the Kafka Connect REST API (and its /metrics), whose
 	// requests may take Kafka Connect's 90 s REST request timeout.
 	HTTPWriteTimeout        time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
