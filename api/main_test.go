@@ -50,6 +50,7 @@ type server struct {
 	db     *sql.DB
 	url    string
 	client *http.Client
+	reg    *prometheus.Registry // the API's metrics
 }
 
 func newServer(t *testing.T) *server {
@@ -88,6 +89,7 @@ func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger) *server {
 		db:     db,
 		url:    srv.URL,
 		client: &http.Client{Transport: transport},
+		reg:    reg,
 	}
 }
 

@@ -32,7 +32,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Ready reports whether the service can serve (the database is reachable).
 	Ready func(context.Context) error
-	// Registerer takes the HTTP metrics; Gatherer is served at /metrics.
+	// Registerer takes the HTTP metrics (labelled by code, method and route
+	// template only); Gatherer is served at /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Logger     *slog.Logger
@@ -47,14 +48,9 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 
-	metrics, err := echoprometheus.MiddlewareConfig{
-		Subsystem:                 "http",
-		Registerer:                cfg.Registerer,
-		DoNotUseRequestPathFor404: true,
-		Skipper:                   func(c echo.Context) bool { return c.Path() == "/metrics" },
-	}.ToMiddleware()
+	metrics, err := httpMetrics(cfg.Registerer, func(c echo.Context) bool { return c.Path() == "/metrics" })
 	if err != nil {
-		return nil, fmt.Errorf("http metrics: %w", err)
+		return nil, err
 	}
 	e.Use(
 		middleware.Recover(),

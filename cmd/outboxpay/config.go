@@ -133,6 +133,22 @@ type config struct {
 	// serve /metrics (the API and connect serve it on their own ports).
 	MetricsAddr string `env:"METRICS_ADDR" envDefault:"127.0.0.1:9100"`
 
+	// HTTPReadTimeout bounds reading one request (line, headers and body)
+	// on every HTTP server of this process; HTTPIdleTimeout bounds a
+	// keep-alive connection waiting for its next request; HTTPMaxHeaderBytes
+	// bounds a request's line and headers.
+	HTTPReadTimeout    time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s"`
+	HTTPIdleTimeout    time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	HTTPMaxHeaderBytes int           `env:"HTTP_MAX_HEADER_BYTES" envDefault:"65536"`
+	// HTTPWriteTimeout bounds writing one response (from the end of the
+	// request headers) of the API and the metrics listeners (the platform
+	// mock adds its maximum injected latency); it must exceed
+	// API_REQUEST_TIMEOUT. ConnectHTTPWriteTimeout is
+	// the same for the Kafka Connect REST API (and its /metrics), whose
+	// requests may take Kafka Connect's 90 s REST request timeout.
+	HTTPWriteTimeout        time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
+	ConnectHTTPWriteTimeout time.Duration `env:"CONNECT_HTTP_WRITE_TIMEOUT" envDefault:"120s"`
+
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
@@ -158,6 +174,15 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: KAFKA_PORTS must list at least one port")
 	case cfg.APIMaxBodyBytes < 1:
 		return config{}, fmt.Errorf("read configuration: API_MAX_BODY_BYTES must be at least 1")
+	case cfg.HTTPReadTimeout <= 0 || cfg.HTTPIdleTimeout <= 0:
+		return config{}, fmt.Errorf("read configuration: HTTP_READ_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive")
+	case cfg.HTTPMaxHeaderBytes < 1:
+		return config{}, fmt.Errorf("read configuration: HTTP_MAX_HEADER_BYTES must be at least 1")
+	case cfg.HTTPWriteTimeout <= cfg.APIRequestTimeout:
+		return config{}, fmt.Errorf("read configuration: HTTP_WRITE_TIMEOUT (%v) must exceed API_REQUEST_TIMEOUT (%v)",
+			cfg.HTTPWriteTimeout, cfg.APIRequestTimeout)
+	case cfg.ConnectHTTPWriteTimeout <= 0:
+		return config{}, fmt.Errorf("read configuration: CONNECT_HTTP_WRITE_TIMEOUT must be positive")
 	}
 	if cfg.envAllowlist, err = connect.CompileEnvAllowlist(cfg.ConnectEnvAllowlistPattern); err != nil {
 		return config{}, fmt.Errorf("read configuration: CONNECT_ENV_ALLOWLIST_PATTERN: %w", err)

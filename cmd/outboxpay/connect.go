@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -102,7 +101,7 @@ func serveConnectOn(ctx context.Context, cfg config, ln net.Listener, creds, met
 		metricsHandler = metricsCreds.Handler(rest.Realm, connectUnauthorized, metricsHandler)
 	}
 	mux.Handle("GET /metrics", metricsHandler)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg, mux, cfg.ConnectHTTPWriteTimeout)
 
 	// The worker stops with ctx, or when the REST API fails.
 	workerCtx, stopWorker := context.WithCancel(ctx)

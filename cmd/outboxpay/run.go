@@ -118,7 +118,7 @@ func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg *prometheus.Regis
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.APIAddr, err)
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg, e, cfg.HTTPWriteTimeout)
 	logger.Info("api listening", "addr", ln.Addr().String())
 	if listening != nil {
 		listening(ln.Addr())

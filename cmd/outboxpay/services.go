@@ -118,7 +118,9 @@ func servePlatformMock(ctx context.Context, cfg config, logger *slog.Logger, lis
 		TimeoutRate: cfg.PlatformMockTimeoutRate,
 		Logger:      logger.With("component", "platform-mock"),
 	})
-	return serveHTTP(ctx, cfg, "platform mock", cfg.PlatformMockAddr, mock, logger, listening)
+	// The mock may hold a response for up to platformmock.MaxLatency
+	// (PUT /faults), on purpose: its write timeout leaves room for that.
+	return serveHTTP(ctx, cfg, "platform mock", cfg.PlatformMockAddr, mock, cfg.HTTPWriteTimeout+platformmock.MaxLatency, logger, listening)
 }
 
 // runReplay re-drives the dead-lettered records of REPLAY_TOPICS once.
@@ -143,20 +145,22 @@ func serveMetrics(ctx context.Context, cfg config, reg *prometheus.Registry, log
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	return serveHTTP(ctx, cfg, "metrics", cfg.MetricsAddr, mux, logger, nil)
+	return serveHTTP(ctx, cfg, "metrics", cfg.MetricsAddr, mux, cfg.HTTPWriteTimeout, logger, nil)
 }
 
-// serveHTTP serves h on addr until ctx is done, then shuts down within
-// cfg.ShutdownTimeout (in-flight requests' contexts are canceled then).
-func serveHTTP(ctx context.Context, cfg config, what, addr string, h http.Handler, logger *slog.Logger, listening func(net.Addr)) error {
+// serveHTTP serves h on addr, with newHTTPServer's limits and writeTimeout,
+// until ctx is done, then shuts down within cfg.ShutdownTimeout (in-flight
+// requests' contexts are canceled then).
+func serveHTTP(ctx context.Context, cfg config, what, addr string, h http.Handler, writeTimeout time.Duration,
+	logger *slog.Logger, listening func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", what, addr, err)
 	}
 	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return baseCtx }}
+	srv := newHTTPServer(cfg, h, writeTimeout)
+	srv.BaseContext = func(net.Listener) context.Context { return baseCtx }
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info(what+" listening", "addr", ln.Addr().String())
