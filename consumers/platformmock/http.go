@@ -1,14 +1,17 @@
 package platformmock
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
 // problem is an RFC 7807 problem detail, the body of every error response,
@@ -204,9 +207,16 @@ func (s *Server) getFaults(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) putFaults(w http.ResponseWriter, r *http.Request) {
 	var f faultsJSON
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil {
+		err = strictjson.Check(body, &f) // member names exactly, no duplicates
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&f)
+	}
+	if err != nil {
 		writeProblem(w, r, http.StatusBadRequest, kindInvalid, fmt.Sprintf(
 			`the body must be {"failureRate":0..1,"latencyMs":0..%d,"timeoutRate":0..1}: %v`, MaxLatency.Milliseconds(), err))
 		return

@@ -461,6 +461,8 @@ func TestFaults(t *testing.T) {
 		{"unknown field", `{"failureRatio":0.5}`, "failureRatio"},
 		{"not JSON", `failureRate=0.5`, "failureRate"},
 		{"wrong type", `{"latencyMs":"100"}`, "latencyMs"},
+		{"name in another case", `{"FailureRate":0.5}`, "FailureRate"},
+		{"duplicate field", `{"failureRate":0.1,"failureRate":0.9}`, "failureRate"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
