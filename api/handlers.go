@@ -166,12 +166,17 @@ func (h *handlers) pay(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	// The user the payment acts for, and so the owner of its idempotency key.
 	userID, err := positive(req.UserID, "userId")
 	if err != nil {
 		return err
 	}
+	fingerprint, err := requestFingerprint(c, req)
+	if err != nil {
+		return err
+	}
 	p, replayed, err := h.shop.Pay(c.Request().Context(), shop.PayRequest{
-		OrderID: orderID, UserID: userID, IdempotencyKey: key,
+		OrderID: orderID, UserID: userID, IdempotencyKey: key, Fingerprint: fingerprint,
 	})
 	if err != nil {
 		return err

@@ -20,10 +20,26 @@ const (
 
 // PayRequest asks to pay an order from its user's balance. A non-empty
 // IdempotencyKey makes a retry of the same request return the first result.
+// Keys are scoped to UserID: another user's key of the same text is another
+// key.
 type PayRequest struct {
 	OrderID        int64
 	UserID         int64
 	IdempotencyKey string
+	// Fingerprint identifies the request the key stands for (at most
+	// MaxFingerprintLen bytes); a later request with the same key and
+	// another fingerprint fails with ErrIdempotencyKeyReuse. Empty means
+	// "pay order OrderID", for callers without a wire request.
+	Fingerprint string
+}
+
+// fingerprint is the request's fingerprint, defaulting to one naming the
+// order.
+func (r PayRequest) fingerprint() string {
+	if r.Fingerprint != "" {
+		return r.Fingerprint
+	}
+	return fmt.Sprintf("pay order %d", r.OrderID)
 }
 
 // Payment is a captured payment.
@@ -42,12 +58,17 @@ type Payment struct {
 // writes the PaymentCompleted and OrderPaid outbox rows; if any step fails,
 // nothing of it remains.
 //
-// With an idempotency key, the first request to commit stores its response;
-// a request with the same key returns that response (replayed is true) and
-// charges nothing, also when both run at once.
+// With an idempotency key, the first request of the user to commit stores its
+// response; a request of the same user with the same key and fingerprint
+// returns that response (replayed is true) and charges nothing, also when
+// both run at once. Keys are forgotten once the reconciler's retention
+// deletes them (DeleteExpiredIdempotencyKeys).
 func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed bool, err error) {
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
 		return Payment{}, false, invalid("an idempotency key may be at most %d characters", MaxIdempotencyKeyLen)
+	}
+	if len(req.Fingerprint) > MaxFingerprintLen {
+		return Payment{}, false, invalid("a request fingerprint may be at most %d bytes", MaxFingerprintLen)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if req.IdempotencyKey != "" {
@@ -65,7 +86,7 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed 
 			return err
 		}
 		if req.IdempotencyKey != "" {
-			return storeResponse(ctx, tx, req.IdempotencyKey, p)
+			return storeResponse(ctx, tx, req, p)
 		}
 		return nil
 	})
@@ -144,14 +165,15 @@ func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
 	return p, nil
 }
 
-// claimKey inserts the idempotency key for this request. It reports false when
-// the key is already taken; if the request holding it has not committed yet,
-// the insert waits for it, so concurrent duplicates see its outcome.
+// claimKey inserts the user's idempotency key for this request. It reports
+// false when the user already holds the key; if the request holding it has
+// not committed yet, the insert waits for it, so concurrent duplicates see
+// its outcome.
 func claimKey(ctx context.Context, tx *sql.Tx, req PayRequest) (bool, error) {
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response)
-		 VALUES ($1, $2, $3, 0, '{}') ON CONFLICT (key) DO NOTHING`,
-		req.IdempotencyKey, req.UserID, req.OrderID)
+		`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response)
+		 VALUES ($1, $2, $3, $4, 0, '{}') ON CONFLICT (user_id, key) DO NOTHING`,
+		req.IdempotencyKey, req.UserID, req.OrderID, req.fingerprint())
 	if err != nil {
 		return false, fmt.Errorf("claim idempotency key: %w", err)
 	}
@@ -162,18 +184,25 @@ func claimKey(ctx context.Context, tx *sql.Tx, req PayRequest) (bool, error) {
 	return n == 1, nil
 }
 
-// storedPayment returns the response stored under the request's key, if the
-// key was used for the same order and user.
+// storedPayment returns the response stored under the user's key, if the key
+// was used for the same request. Keys stored before fingerprints existed
+// (an empty fingerprint) match on the order.
 func storedPayment(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
-	var userID, orderID int64
+	var orderID int64
+	var fingerprint string
 	var response []byte
 	err := tx.QueryRowContext(ctx,
-		`SELECT user_id, order_id, response FROM idempotency_keys WHERE key = $1`, req.IdempotencyKey).
-		Scan(&userID, &orderID, &response)
+		`SELECT order_id, fingerprint, response FROM idempotency_keys WHERE user_id = $1 AND key = $2`,
+		req.UserID, req.IdempotencyKey).Scan(&orderID, &fingerprint, &response)
 	if err != nil {
 		return Payment{}, fmt.Errorf("read idempotency key: %w", err)
 	}
-	if userID != req.UserID || orderID != req.OrderID {
+	same := fingerprint == req.fingerprint()
+	if fingerprint == "" {
+		same = orderID == req.OrderID
+	}
+	if !same {
+		// The detail names nothing of the first request.
 		return Payment{}, fmt.Errorf("idempotency key %q: %w", req.IdempotencyKey, ErrIdempotencyKeyReuse)
 	}
 	var p Payment
@@ -183,14 +212,38 @@ func storedPayment(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, er
 	return p, nil
 }
 
-func storeResponse(ctx context.Context, tx *sql.Tx, key string, p Payment) error {
+func storeResponse(ctx context.Context, tx *sql.Tx, req PayRequest, p Payment) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
-		`UPDATE idempotency_keys SET status_code = 201, response = $2 WHERE key = $1`, key, b); err != nil {
+		`UPDATE idempotency_keys SET status_code = 201, response = $3 WHERE user_id = $1 AND key = $2`,
+		req.UserID, req.IdempotencyKey, b); err != nil {
 		return fmt.Errorf("store response for idempotency key: %w", err)
 	}
 	return nil
+}
+
+// DeleteExpiredIdempotencyKeys deletes at most limit idempotency keys created
+// more than olderThan ago (on the database's clock) and returns how many it
+// deleted; a request with a deleted key is a new request. Callers repeat it
+// until it deletes fewer than limit, so no statement holds many locks. Keys
+// of payments still in flight are locked and skipped. db needs DELETE and
+// SELECT (user_id, key, created_at) on idempotency_keys, nothing more.
+func DeleteExpiredIdempotencyKeys(ctx context.Context, db outbox.Execer, olderThan time.Duration, limit int) (int64, error) {
+	res, err := db.ExecContext(ctx, `
+		DELETE FROM idempotency_keys WHERE (user_id, key) IN (
+			SELECT user_id, key FROM idempotency_keys
+			WHERE created_at < now() - $1::bigint * interval '1 microsecond'
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED)`, olderThan.Microseconds(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
+	}
+	return n, nil
 }

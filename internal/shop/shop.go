@@ -20,7 +20,7 @@ var (
 	ErrOutOfStock          = errors.New("out of stock")
 	ErrOrderNotPayable     = errors.New("order cannot be paid")
 	ErrNotOrderOwner       = errors.New("order belongs to another user")
-	ErrIdempotencyKeyReuse = errors.New("idempotency key already used for a different request")
+	ErrIdempotencyKeyReuse = errors.New("idempotency key reused with a different request")
 )
 
 // Limits on what a single request may ask for.
@@ -30,6 +30,7 @@ const (
 	MaxOrderLines        = 50
 	MaxQuantity          = 1_000 // per order line
 	MaxIdempotencyKeyLen = 255
+	MaxFingerprintLen    = 512 // bytes of PayRequest.Fingerprint (a CHECK of the table)
 )
 
 // Service runs the domain's use cases against Postgres.
