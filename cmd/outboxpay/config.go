@@ -126,6 +126,10 @@ type config struct {
 	ReconcilePublishedStuckAfter time.Duration `env:"RECONCILE_PUBLISHED_STUCK_AFTER" envDefault:"5m"`
 	ReconcileMaxAttempts         int           `env:"RECONCILE_MAX_ATTEMPTS" envDefault:"5"`
 	ReconcileRetention           time.Duration `env:"RECONCILE_RETENTION" envDefault:"168h"`
+	// IdempotencyKeyRetention is how long a payment's Idempotency-Key is
+	// kept; the reconciler deletes older keys, and a request reusing one is
+	// a new request.
+	IdempotencyKeyRetention time.Duration `env:"IDEMPOTENCY_KEY_RETENTION" envDefault:"24h"`
 
 	// ReplayTopics are the dead-letter topics `replay` re-drives.
 	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`

@@ -86,13 +86,14 @@ func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkacli
 	defer pub.Close()
 	r := reconcile.New(db, cfg.connectClient(connectURL, 10*time.Second), pub, connect.DefaultRouter,
 		reconcile.Config{
-			Interval:            cfg.ReconcileInterval,
-			StuckAfter:          cfg.ReconcileStuckAfter,
-			RepublishAfter:      cfg.ReconcileRepublishAfter,
-			PublishedStuckAfter: cfg.ReconcilePublishedStuckAfter,
-			MaxAttempts:         cfg.ReconcileMaxAttempts,
-			Retention:           cfg.ReconcileRetention,
-			Connector:           cfg.ConnectorName,
+			Interval:                cfg.ReconcileInterval,
+			StuckAfter:              cfg.ReconcileStuckAfter,
+			RepublishAfter:          cfg.ReconcileRepublishAfter,
+			PublishedStuckAfter:     cfg.ReconcilePublishedStuckAfter,
+			MaxAttempts:             cfg.ReconcileMaxAttempts,
+			Retention:               cfg.ReconcileRetention,
+			IdempotencyKeyRetention: cfg.IdempotencyKeyRetention,
+			Connector:               cfg.ConnectorName,
 		}, reg, logger.With("component", "reconcile"))
 	return r.Run(ctx)
 }

@@ -12,6 +12,8 @@ const (
 	ActionRepublishPublished = "republish_published"
 	ActionMarkFailed         = "mark_failed"
 	ActionDeleteComplete     = "delete_complete"
+	// ActionDeleteIdempotencyKeys counts idempotency keys deleted by retention.
+	ActionDeleteIdempotencyKeys = "delete_idempotency_keys"
 )
 
 // Steps of a cycle, the values of the step label of
@@ -22,6 +24,8 @@ const (
 	stepRepublish = "republish"
 	stepFail      = "mark_failed"
 	stepRetention = "retention"
+	// stepKeyRetention is the retention of idempotency keys.
+	stepKeyRetention = "idempotency_key_retention"
 )
 
 // metrics are the reconciler's Prometheus metrics.
@@ -40,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		actions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxpay_reconciler_actions_total",
-			Help: "What the reconciler did: connector restarts, rows republished, rows marked FAILED, COMPLETE rows deleted.",
+			Help: "What the reconciler did: connector restarts, rows republished, rows marked FAILED, COMPLETE rows and idempotency keys deleted.",
 		}, []string{"action"}),
 		failedRows: f.NewGauge(prometheus.GaugeOpts{
 			Name: "outboxpay_reconciler_failed_rows",
@@ -57,14 +61,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "outboxpay_reconciler_errors_total",
-			Help: "Errors of the reconciler by step (lock, connector, republish, mark_failed, retention).",
+			Help: "Errors of the reconciler by step (lock, connector, republish, mark_failed, retention, idempotency_key_retention).",
 		}, []string{"step"}),
 	}
 	for _, a := range []string{ActionRestartConnector, ActionRepublishInit, ActionRepublishPublished,
-		ActionMarkFailed, ActionDeleteComplete} {
+		ActionMarkFailed, ActionDeleteComplete, ActionDeleteIdempotencyKeys} {
 		m.actions.WithLabelValues(a)
 	}
-	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention} {
+	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention, stepKeyRetention} {
 		m.errors.WithLabelValues(s)
 	}
 	return m

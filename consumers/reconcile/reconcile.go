@@ -13,6 +13,8 @@
 //  4. Rows that have had MaxAttempts attempts: marked FAILED, which the
 //     outboxpay_reconciler_failed_rows gauge shows for alerting.
 //  5. COMPLETE rows older than Retention: deleted in batches.
+//  6. Idempotency keys older than IdempotencyKeyRetention: deleted in
+//     batches, so a request with such a key is a new request.
 //
 // Delivery stays at least once: a republished record may duplicate one the
 // connector sends late, and consumers drop the repeat by its id.
@@ -33,6 +35,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
+	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // DefaultLockID is the advisory lock key of the reconciler: "outboxrc" in
@@ -47,11 +50,14 @@ type Config struct {
 	PublishedStuckAfter time.Duration // PUBLISHED but not COMPLETE, untouched this long: republish, default 5m
 	MaxAttempts         int           // attempts after which a row is FAILED, default 5
 	Retention           time.Duration // COMPLETE rows older than this are deleted, default 168h
-	DeleteBatch         int           // rows per DELETE, default 1000
-	RepublishBatch      int           // rows per republish query, default 500
-	MaxRepublish        int           // rows republished per status and cycle at most, default 5000
-	Connector           string        // the CDC connector's name, default "outbox"
-	LockID              int64         // advisory lock key, default DefaultLockID
+	DeleteBatch         int           // rows per DELETE (outbox rows and idempotency keys), default 1000
+	// IdempotencyKeyRetention: idempotency keys created longer ago are
+	// deleted, default 24h.
+	IdempotencyKeyRetention time.Duration
+	RepublishBatch          int    // rows per republish query, default 500
+	MaxRepublish            int    // rows republished per status and cycle at most, default 5000
+	Connector               string // the CDC connector's name, default "outbox"
+	LockID                  int64  // advisory lock key, default DefaultLockID
 }
 
 // withDefaults returns c with every unset field at its default.
@@ -71,6 +77,7 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.RepublishAfter, 10*time.Minute)
 	setDuration(&c.PublishedStuckAfter, 5*time.Minute)
 	setDuration(&c.Retention, 168*time.Hour)
+	setDuration(&c.IdempotencyKeyRetention, 24*time.Hour)
 	setInt(&c.MaxAttempts, 5)
 	setInt(&c.DeleteBatch, 1000)
 	setInt(&c.RepublishBatch, 500)
@@ -95,6 +102,8 @@ type Report struct {
 	MarkedFailed         int    // rows marked FAILED
 	Deleted              int64  // COMPLETE rows deleted by retention
 	DeleteBatches        int    // DELETE statements that deleted them
+	KeysDeleted          int64  // idempotency keys deleted by retention
+	KeyDeleteBatches     int    // DELETE statements that deleted them
 	FailedRows           int64  // rows FAILED after the cycle
 }
 
@@ -184,6 +193,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
 	})
 	step(stepFail, func() error { return r.failExhausted(ctx, &rep) })
 	step(stepRetention, func() error { return r.deleteComplete(ctx, &rep) })
+	step(stepKeyRetention, func() error { return r.deleteExpiredKeys(ctx, &rep) })
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -421,6 +431,32 @@ func (r *Reconciler) deleteComplete(ctx context.Context, rep *Report) error {
 			rep.Deleted += n
 			rep.DeleteBatches++
 			r.m.actions.WithLabelValues(ActionDeleteComplete).Add(float64(n))
+		}
+		if n < int64(r.cfg.DeleteBatch) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// deleteExpiredKeys deletes idempotency keys past IdempotencyKeyRetention,
+// DeleteBatch keys per statement, until none is left or ctx is done.
+func (r *Reconciler) deleteExpiredKeys(ctx context.Context, rep *Report) error {
+	defer func() {
+		if rep.KeysDeleted > 0 {
+			r.logger.Info("deleted idempotency keys past retention", "keys", rep.KeysDeleted,
+				"batches", rep.KeyDeleteBatches, "retention", r.cfg.IdempotencyKeyRetention)
+		}
+	}()
+	for ctx.Err() == nil {
+		n, err := shop.DeleteExpiredIdempotencyKeys(ctx, r.db, r.cfg.IdempotencyKeyRetention, r.cfg.DeleteBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			rep.KeysDeleted += n
+			rep.KeyDeleteBatches++
+			r.m.actions.WithLabelValues(ActionDeleteIdempotencyKeys).Add(float64(n))
 		}
 		if n < int64(r.cfg.DeleteBatch) {
 			return nil
