@@ -270,6 +270,43 @@ func TestRetentionDeletesOldCompleteRowsInBatches(t *testing.T) {
 	}
 }
 
+// Idempotency keys older than IdempotencyKeyRetention are deleted in
+// batches by the reconciler's role; younger ones stay.
+func TestRetentionDeletesExpiredIdempotencyKeysInBatches(t *testing.T) {
+	r := newRig(t)
+	insert := func(n int, user int64, age string) {
+		r.exec(`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response, created_at)
+			SELECT 'key-' || i, $1, i, 'POST /orders/:orderId/payment', 201, '{}', now() - $3::interval
+			FROM generate_series(1, $2) AS i`, user, n, age)
+	}
+	insert(2500, 5, "25 hours")
+	insert(7, 6, "23 hours")
+	insert(3, 7, "1 minute")
+	rc, reg := r.reconciler(reconcile.Config{IdempotencyKeyRetention: 24 * time.Hour, DeleteBatch: 1000}, nil)
+
+	rep, err := rc.RunOnce(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KeysDeleted != 2500 || rep.KeyDeleteBatches != 3 {
+		t.Fatalf("deleted %d keys in %d batches, want 2500 in 3", rep.KeysDeleted, rep.KeyDeleteBatches)
+	}
+	var expired, kept int
+	if err := r.db.QueryRow(`SELECT count(*) FILTER (WHERE user_id = 5), count(*) FILTER (WHERE user_id <> 5) FROM idempotency_keys`).
+		Scan(&expired, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if expired != 0 || kept != 10 {
+		t.Errorf("left %d expired and %d unexpired keys, want 0 and 10", expired, kept)
+	}
+	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionDeleteIdempotencyKeys); v != 2500 {
+		t.Errorf("delete_idempotency_keys actions %v, want 2500", v)
+	}
+	if rep, err = rc.RunOnce(t.Context()); err != nil || rep.KeysDeleted != 0 {
+		t.Errorf("second cycle deleted %d keys (err %v), want 0", rep.KeysDeleted, err)
+	}
+}
+
 // TestUnreachableConnectIsCountedAndTheCycleGoesOn points the reconciler at
 // a Kafka Connect that is not there: the check fails, is counted, and the
 // stuck rows are still republished.

@@ -228,16 +228,16 @@ func storeResponse(ctx context.Context, tx *sql.Tx, req PayRequest, p Payment) e
 // DeleteExpiredIdempotencyKeys deletes at most limit idempotency keys created
 // more than olderThan ago (on the database's clock) and returns how many it
 // deleted; a request with a deleted key is a new request. Callers repeat it
-// until it deletes fewer than limit, so no statement holds many locks. Keys
-// of payments still in flight are locked and skipped. db needs DELETE and
-// SELECT (user_id, key, created_at) on idempotency_keys, nothing more.
+// until it deletes fewer than limit, so no statement holds many locks. A key
+// of a payment still in flight is not committed, so not seen. db needs
+// DELETE and SELECT (user_id, key, created_at) on idempotency_keys, nothing
+// more (no UPDATE, so no FOR UPDATE either).
 func DeleteExpiredIdempotencyKeys(ctx context.Context, db outbox.Execer, olderThan time.Duration, limit int) (int64, error) {
 	res, err := db.ExecContext(ctx, `
 		DELETE FROM idempotency_keys WHERE (user_id, key) IN (
 			SELECT user_id, key FROM idempotency_keys
 			WHERE created_at < now() - $1::bigint * interval '1 microsecond'
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED)`, olderThan.Microseconds(), limit)
+			LIMIT $2)`, olderThan.Microseconds(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
 	}
