@@ -1,0 +1,70 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"testing"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/outboxpay/outboxpay/internal/pgtest"
+)
+
+// 00006 keeps the keys it finds (user_id was always set), scopes them to
+// their user, and goes back down while no two users share a key.
+func TestIdempotencyKeysPerUserUpgrade(t *testing.T) {
+	cluster := pgtest.Cluster(t)
+	if err := cluster.CreateDatabase(t.Context(), "upgrade_00006", ""); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", cluster.URL("upgrade_00006"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Close()
+		if err := cluster.DropDatabase(context.Background(), "upgrade_00006"); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	// The migrations of this folder, as the package embeds them.
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(query string) error {
+		_, err := db.ExecContext(t.Context(), query)
+		return err
+	}
+	if _, err := p.UpTo(t.Context(), 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response) VALUES ('k', 5, 1, 201, '{"paymentId": 1}')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(t.Context(), 6); err != nil {
+		t.Fatal(err)
+	}
+	var user int64
+	var fingerprint, response string
+	if err := db.QueryRow(`SELECT user_id, fingerprint, response::text FROM idempotency_keys WHERE key = 'k'`).
+		Scan(&user, &fingerprint, &response); err != nil || user != 5 || fingerprint != "" || response != `{"paymentId": 1}` {
+		t.Fatalf("kept key: user %d, fingerprint %q, response %s (%v)", user, fingerprint, response, err)
+	}
+	if err := exec(`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response) VALUES ('k', 6, 2, 'f', 201, '{}')`); err != nil {
+		t.Errorf("another user's key of the same text: %v", err)
+	}
+	if err := exec(`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response) VALUES ('k', 5, 3, 'f', 201, '{}')`); err == nil {
+		t.Error("the same user's key stored twice")
+	}
+	if err := exec(`DELETE FROM idempotency_keys WHERE user_id = 6`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(t.Context(), 5); err != nil {
+		t.Fatalf("down to 5: %v", err)
+	}
+	if _, err := p.Up(t.Context()); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+}
