@@ -95,6 +95,18 @@ func TestIdempotencyKeyPerUserAndFingerprint(t *testing.T) {
 		t.Fatalf("%d payments (%v), want 2", payments, err)
 	}
 
+	// A key stored before fingerprints (empty) matches on its order.
+	if _, err := db.Exec(`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response)
+		VALUES ('legacy', $1, $2, 201, jsonb_build_object('paymentId', 42, 'orderId', $2::bigint))`, bob, b1); err != nil {
+		t.Fatal(err)
+	}
+	if p, replayed, err := api.Pay(ctx, shop.PayRequest{OrderID: b1, UserID: bob, IdempotencyKey: "legacy", Fingerprint: "f9"}); err != nil || !replayed || p.PaymentID != 42 {
+		t.Errorf("legacy key replay: %+v, replayed=%v, %v", p, replayed, err)
+	}
+	if _, _, err := api.Pay(ctx, shop.PayRequest{OrderID: b1 + 1000, UserID: bob, IdempotencyKey: "legacy"}); !errors.Is(err, shop.ErrIdempotencyKeyReuse) {
+		t.Errorf("legacy key for another order: %v, want ErrIdempotencyKeyReuse", err)
+	}
+
 	// Past retention the key is forgotten: only alice's (aged) key goes,
 	// and her next request with it is a new one.
 	if _, err := db.Exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $1`, alice); err != nil {
