@@ -92,6 +92,7 @@ func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkacli
 			PublishedStuckAfter: cfg.ReconcilePublishedStuckAfter,
 			MaxAttempts:         cfg.ReconcileMaxAttempts,
 			Retention:           cfg.ReconcileRetention,
+			OrderExpiry:         cfg.OrderExpiry,
 			Connector:           cfg.ConnectorName,
 		}, reg, logger.With("component", "reconcile"))
 	return r.Run(ctx)

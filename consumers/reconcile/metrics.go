@@ -12,6 +12,7 @@ const (
 	ActionRepublishPublished = "republish_published"
 	ActionMarkFailed         = "mark_failed"
 	ActionDeleteComplete     = "delete_complete"
+	ActionExpireOrder        = "expire_order"
 )
 
 // Steps of a cycle, the values of the step label of
@@ -22,6 +23,7 @@ const (
 	stepRepublish = "republish"
 	stepFail      = "mark_failed"
 	stepRetention = "retention"
+	stepExpiry    = "order_expiry"
 )
 
 // metrics are the reconciler's Prometheus metrics.
@@ -61,10 +63,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"step"}),
 	}
 	for _, a := range []string{ActionRestartConnector, ActionRepublishInit, ActionRepublishPublished,
-		ActionMarkFailed, ActionDeleteComplete} {
+		ActionMarkFailed, ActionDeleteComplete, ActionExpireOrder} {
 		m.actions.WithLabelValues(a)
 	}
-	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention} {
+	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention, stepExpiry} {
 		m.errors.WithLabelValues(s)
 	}
 	return m

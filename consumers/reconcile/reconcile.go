@@ -13,6 +13,8 @@
 //  4. Rows that have had MaxAttempts attempts: marked FAILED, which the
 //     outboxpay_reconciler_failed_rows gauge shows for alerting.
 //  5. COMPLETE rows older than Retention: deleted in batches.
+//  6. ORDERED orders older than OrderExpiry: marked EXPIRED in batches
+//     (shop.ExpireOrders); they never took stock, so nothing is released.
 //
 // Delivery stays at least once: a republished record may duplicate one the
 // connector sends late, and consumers drop the repeat by its id.
@@ -33,6 +35,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
+	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // DefaultLockID is the advisory lock key of the reconciler: "outboxrc" in
@@ -48,6 +51,8 @@ type Config struct {
 	MaxAttempts         int           // attempts after which a row is FAILED, default 5
 	Retention           time.Duration // COMPLETE rows older than this are deleted, default 168h
 	DeleteBatch         int           // rows per DELETE, default 1000
+	OrderExpiry         time.Duration // ORDERED orders older than this are marked EXPIRED, default 30m
+	ExpireBatch         int           // orders per expiry UPDATE, default 1000
 	RepublishBatch      int           // rows per republish query, default 500
 	MaxRepublish        int           // rows republished per status and cycle at most, default 5000
 	Connector           string        // the CDC connector's name, default "outbox"
@@ -71,8 +76,10 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.RepublishAfter, 10*time.Minute)
 	setDuration(&c.PublishedStuckAfter, 5*time.Minute)
 	setDuration(&c.Retention, 168*time.Hour)
+	setDuration(&c.OrderExpiry, 30*time.Minute)
 	setInt(&c.MaxAttempts, 5)
 	setInt(&c.DeleteBatch, 1000)
+	setInt(&c.ExpireBatch, 1000)
 	setInt(&c.RepublishBatch, 500)
 	setInt(&c.MaxRepublish, 5000)
 	if c.Connector == "" {
@@ -95,6 +102,8 @@ type Report struct {
 	MarkedFailed         int    // rows marked FAILED
 	Deleted              int64  // COMPLETE rows deleted by retention
 	DeleteBatches        int    // DELETE statements that deleted them
+	Expired              int64  // ORDERED orders marked EXPIRED
+	ExpireBatches        int    // UPDATE statements that marked them
 	FailedRows           int64  // rows FAILED after the cycle
 }
 
@@ -184,6 +193,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
 	})
 	step(stepFail, func() error { return r.failExhausted(ctx, &rep) })
 	step(stepRetention, func() error { return r.deleteComplete(ctx, &rep) })
+	step(stepExpiry, func() error { return r.expireOrders(ctx, &rep) })
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -423,6 +433,32 @@ func (r *Reconciler) deleteComplete(ctx context.Context, rep *Report) error {
 			r.m.actions.WithLabelValues(ActionDeleteComplete).Add(float64(n))
 		}
 		if n < int64(r.cfg.DeleteBatch) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// expireOrders marks ORDERED orders older than OrderExpiry as EXPIRED, in
+// batches of ExpireBatch.
+func (r *Reconciler) expireOrders(ctx context.Context, rep *Report) error {
+	defer func() {
+		if rep.Expired > 0 {
+			r.logger.Info("expired unpaid orders", "orders", rep.Expired,
+				"batches", rep.ExpireBatches, "expiry", r.cfg.OrderExpiry)
+		}
+	}()
+	for ctx.Err() == nil {
+		n, err := shop.ExpireOrders(ctx, r.db, r.cfg.OrderExpiry, r.cfg.ExpireBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			rep.Expired += n
+			rep.ExpireBatches++
+			r.m.actions.WithLabelValues(ActionExpireOrder).Add(float64(n))
+		}
+		if n < int64(r.cfg.ExpireBatch) {
 			return nil
 		}
 	}
