@@ -64,18 +64,23 @@ func newServer(t *testing.T) *server {
 }
 
 // startServer serves the API on apiDB, logging to logger (nil: nowhere);
-// db is the test's own connection for setup and checks.
-func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger) *server {
+// db is the test's own connection for setup and checks. opts change the
+// API's configuration.
+func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger, opts ...func(*api.Config)) *server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	e, err := api.New(shop.New(apiDB), api.Config{
+	cfg := api.Config{
 		MaxBodyBytes:   64 << 10,
 		RequestTimeout: 30 * time.Second,
 		Ready:          apiDB.PingContext,
 		Registerer:     reg,
 		Gatherer:       reg,
 		Logger:         logger,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := api.New(shop.New(apiDB), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -37,6 +38,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Logger     *slog.Logger
+	// RateLimit bounds each client's requests (zero: unlimited).
+	RateLimit RateLimit
+	// TrustedProxies are the peers whose X-Forwarded-For names the client;
+	// empty: the client is the peer.
+	TrustedProxies []*net.IPNet
 }
 
 // New returns the API's HTTP handler.
@@ -47,6 +53,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 
 	metrics, err := httpMetrics(cfg.Registerer, func(c echo.Context) bool { return c.Path() == "/metrics" })
 	if err != nil {
@@ -57,6 +64,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 		middleware.RequestID(),
 		requestLogger(cfg.Logger),
 		metrics,
+		rateLimiter(cfg.RateLimit),
 		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
 		middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}),
 	)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"regexp"
 	"time"
@@ -41,6 +42,17 @@ type config struct {
 	APIMaxBodyBytes int64 `env:"API_MAX_BODY_BYTES" envDefault:"65536"`
 	// APIRequestTimeout bounds the work of one request.
 	APIRequestTimeout time.Duration `env:"API_REQUEST_TIMEOUT" envDefault:"10s"`
+	// APIRateLimit is the requests per second one client (by IP) may make to
+	// the API, with bursts of APIRateBurst; 0 in either disables the limit.
+	// /healthz, /readyz, /openapi.yaml and /metrics are not limited.
+	APIRateLimit float64 `env:"API_RATE_LIMIT" envDefault:"50"`
+	APIRateBurst int     `env:"API_RATE_BURST" envDefault:"100"`
+	// APITrustedProxies are the CIDRs whose X-Forwarded-For the API believes
+	// when it tells clients apart (for the rate limit); empty: the client is
+	// the connection's peer address.
+	APITrustedProxies []string `env:"API_TRUSTED_PROXIES"`
+	// apiTrustedProxies is APITrustedProxies parsed by loadConfig.
+	apiTrustedProxies []*net.IPNet
 
 	// KafkaBootstrap is the Kafka to use. Unset in `dev`: an embedded
 	// cluster starts. Required by `connect`.
@@ -130,6 +142,9 @@ type config struct {
 	// kept; the reconciler deletes older keys, and a request reusing one is
 	// a new request.
 	IdempotencyKeyRetention time.Duration `env:"IDEMPOTENCY_KEY_RETENTION" envDefault:"24h"`
+	// OrderExpiry is how long an order may stay unpaid (ORDERED) before the
+	// reconciler marks it EXPIRED; an expired order cannot be paid.
+	OrderExpiry time.Duration `env:"ORDER_EXPIRY" envDefault:"30m"`
 
 	// ReplayTopics are the dead-letter topics `replay` re-drives.
 	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`
@@ -187,6 +202,17 @@ func loadConfig() (config, error) {
 			cfg.HTTPWriteTimeout, cfg.APIRequestTimeout)
 	case cfg.ConnectHTTPWriteTimeout <= 0:
 		return config{}, fmt.Errorf("read configuration: CONNECT_HTTP_WRITE_TIMEOUT must be positive")
+	case cfg.OrderExpiry <= 0:
+		return config{}, fmt.Errorf("read configuration: ORDER_EXPIRY must be positive")
+	case cfg.APIRateLimit < 0 || cfg.APIRateBurst < 0:
+		return config{}, fmt.Errorf("read configuration: API_RATE_LIMIT and API_RATE_BURST must not be negative")
+	}
+	for _, p := range cfg.APITrustedProxies {
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return config{}, fmt.Errorf("read configuration: API_TRUSTED_PROXIES: %w", err)
+		}
+		cfg.apiTrustedProxies = append(cfg.apiTrustedProxies, n)
 	}
 	if cfg.envAllowlist, err = connect.CompileEnvAllowlist(cfg.ConnectEnvAllowlistPattern); err != nil {
 		return config{}, fmt.Errorf("read configuration: CONNECT_ENV_ALLOWLIST_PATTERN: %w", err)

@@ -78,7 +78,9 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 
 	// The consumers take it from there: every event of the order COMPLETE.
-	eventually.True(t, time.Minute, "order COMPLETE", func() (bool, error) {
+	// Every 100 ms: each poll is an API request, and the API limits a client
+	// to 50/s (API_RATE_LIMIT).
+	eventually.TrueEvery(t, time.Minute, 100*time.Millisecond, "order COMPLETE", func() (bool, error) {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
 		view := call(t, req)
 		events, _ := view["events"].([]any)

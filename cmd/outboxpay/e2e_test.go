@@ -213,7 +213,9 @@ func (s stack) view(t *testing.T, order int64) orderView {
 func (s stack) waitSettled(t *testing.T, order int64) orderView {
 	t.Helper()
 	var v orderView
-	eventually.True(t, 2*time.Minute, fmt.Sprintf("order %d settled", order), func() (bool, error) {
+	// Every 100 ms: each poll is an API request, and the API limits a client
+	// to 50/s (API_RATE_LIMIT).
+	eventually.TrueEvery(t, 2*time.Minute, 100*time.Millisecond, fmt.Sprintf("order %d settled", order), func() (bool, error) {
 		v = s.view(t, order)
 		for _, e := range v.Events {
 			if e.Status != "COMPLETE" {

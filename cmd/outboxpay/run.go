@@ -110,6 +110,8 @@ func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg *prometheus.Regis
 		Registerer:     reg,
 		Gatherer:       reg,
 		Logger:         logger,
+		RateLimit:      api.RateLimit{Rate: cfg.APIRateLimit, Burst: cfg.APIRateBurst},
+		TrustedProxies: cfg.apiTrustedProxies,
 	})
 	if err != nil {
 		return err

@@ -93,6 +93,7 @@ func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkacli
 			MaxAttempts:             cfg.ReconcileMaxAttempts,
 			Retention:               cfg.ReconcileRetention,
 			IdempotencyKeyRetention: cfg.IdempotencyKeyRetention,
+			OrderExpiry:             cfg.OrderExpiry,
 			Connector:               cfg.ConnectorName,
 		}, reg, logger.With("component", "reconcile"))
 	return r.Run(ctx)

@@ -14,6 +14,8 @@ const (
 	ActionDeleteComplete     = "delete_complete"
 	// ActionDeleteIdempotencyKeys counts idempotency keys deleted by retention.
 	ActionDeleteIdempotencyKeys = "delete_idempotency_keys"
+	// ActionExpireOrder counts orders marked EXPIRED.
+	ActionExpireOrder = "expire_order"
 )
 
 // Steps of a cycle, the values of the step label of
@@ -26,6 +28,8 @@ const (
 	stepRetention = "retention"
 	// stepKeyRetention is the retention of idempotency keys.
 	stepKeyRetention = "idempotency_key_retention"
+	// stepExpiry is the expiry of unpaid orders.
+	stepExpiry = "order_expiry"
 )
 
 // metrics are the reconciler's Prometheus metrics.
@@ -65,10 +69,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"step"}),
 	}
 	for _, a := range []string{ActionRestartConnector, ActionRepublishInit, ActionRepublishPublished,
-		ActionMarkFailed, ActionDeleteComplete, ActionDeleteIdempotencyKeys} {
+		ActionMarkFailed, ActionDeleteComplete, ActionDeleteIdempotencyKeys, ActionExpireOrder} {
 		m.actions.WithLabelValues(a)
 	}
-	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention, stepKeyRetention} {
+	for _, s := range []string{stepLock, stepConnector, stepRepublish, stepFail, stepRetention, stepKeyRetention, stepExpiry} {
 		m.errors.WithLabelValues(s)
 	}
 	return m

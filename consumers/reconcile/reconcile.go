@@ -15,6 +15,8 @@
 //  5. COMPLETE rows older than Retention: deleted in batches.
 //  6. Idempotency keys older than IdempotencyKeyRetention: deleted in
 //     batches, so a request with such a key is a new request.
+//  7. ORDERED orders older than OrderExpiry: marked EXPIRED in batches
+//     (shop.ExpireOrders); they never took stock, so nothing is released.
 //
 // Delivery stays at least once: a republished record may duplicate one the
 // connector sends late, and consumers drop the repeat by its id.
@@ -54,10 +56,14 @@ type Config struct {
 	// IdempotencyKeyRetention: idempotency keys created longer ago are
 	// deleted, default 24h.
 	IdempotencyKeyRetention time.Duration
-	RepublishBatch          int    // rows per republish query, default 500
-	MaxRepublish            int    // rows republished per status and cycle at most, default 5000
-	Connector               string // the CDC connector's name, default "outbox"
-	LockID                  int64  // advisory lock key, default DefaultLockID
+	// OrderExpiry: ORDERED orders older than this are marked EXPIRED,
+	// default 30m.
+	OrderExpiry    time.Duration
+	ExpireBatch    int    // orders per expiry UPDATE, default 1000
+	RepublishBatch int    // rows per republish query, default 500
+	MaxRepublish   int    // rows republished per status and cycle at most, default 5000
+	Connector      string // the CDC connector's name, default "outbox"
+	LockID         int64  // advisory lock key, default DefaultLockID
 }
 
 // withDefaults returns c with every unset field at its default.
@@ -78,8 +84,10 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.PublishedStuckAfter, 5*time.Minute)
 	setDuration(&c.Retention, 168*time.Hour)
 	setDuration(&c.IdempotencyKeyRetention, 24*time.Hour)
+	setDuration(&c.OrderExpiry, 30*time.Minute)
 	setInt(&c.MaxAttempts, 5)
 	setInt(&c.DeleteBatch, 1000)
+	setInt(&c.ExpireBatch, 1000)
 	setInt(&c.RepublishBatch, 500)
 	setInt(&c.MaxRepublish, 5000)
 	if c.Connector == "" {
@@ -104,6 +112,8 @@ type Report struct {
 	DeleteBatches        int    // DELETE statements that deleted them
 	KeysDeleted          int64  // idempotency keys deleted by retention
 	KeyDeleteBatches     int    // DELETE statements that deleted them
+	Expired              int64  // ORDERED orders marked EXPIRED
+	ExpireBatches        int    // UPDATE statements that marked them
 	FailedRows           int64  // rows FAILED after the cycle
 }
 
@@ -194,6 +204,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
 	step(stepFail, func() error { return r.failExhausted(ctx, &rep) })
 	step(stepRetention, func() error { return r.deleteComplete(ctx, &rep) })
 	step(stepKeyRetention, func() error { return r.deleteExpiredKeys(ctx, &rep) })
+	step(stepExpiry, func() error { return r.expireOrders(ctx, &rep) })
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -448,17 +459,45 @@ func (r *Reconciler) deleteExpiredKeys(ctx context.Context, rep *Report) error {
 				"batches", rep.KeyDeleteBatches, "retention", r.cfg.IdempotencyKeyRetention)
 		}
 	}()
+	return inBatches(ctx, r.cfg.DeleteBatch, func() (int64, error) {
+		return shop.DeleteExpiredIdempotencyKeys(ctx, r.db, r.cfg.IdempotencyKeyRetention, r.cfg.DeleteBatch)
+	}, func(n int64) {
+		rep.KeysDeleted += n
+		rep.KeyDeleteBatches++
+		r.m.actions.WithLabelValues(ActionDeleteIdempotencyKeys).Add(float64(n))
+	})
+}
+
+// expireOrders marks ORDERED orders older than OrderExpiry as EXPIRED, in
+// batches of ExpireBatch.
+func (r *Reconciler) expireOrders(ctx context.Context, rep *Report) error {
+	defer func() {
+		if rep.Expired > 0 {
+			r.logger.Info("expired unpaid orders", "orders", rep.Expired,
+				"batches", rep.ExpireBatches, "expiry", r.cfg.OrderExpiry)
+		}
+	}()
+	return inBatches(ctx, r.cfg.ExpireBatch, func() (int64, error) {
+		return shop.ExpireOrders(ctx, r.db, r.cfg.OrderExpiry, r.cfg.ExpireBatch)
+	}, func(n int64) {
+		rep.Expired += n
+		rep.ExpireBatches++
+		r.m.actions.WithLabelValues(ActionExpireOrder).Add(float64(n))
+	})
+}
+
+// inBatches runs batch until it does fewer than size rows, fails, or ctx is
+// done; done is told each batch's count.
+func inBatches(ctx context.Context, size int, batch func() (int64, error), done func(n int64)) error {
 	for ctx.Err() == nil {
-		n, err := shop.DeleteExpiredIdempotencyKeys(ctx, r.db, r.cfg.IdempotencyKeyRetention, r.cfg.DeleteBatch)
+		n, err := batch()
 		if err != nil {
 			return err
 		}
 		if n > 0 {
-			rep.KeysDeleted += n
-			rep.KeyDeleteBatches++
-			r.m.actions.WithLabelValues(ActionDeleteIdempotencyKeys).Add(float64(n))
+			done(n)
 		}
-		if n < int64(r.cfg.DeleteBatch) {
+		if n < int64(size) {
 			return nil
 		}
 	}

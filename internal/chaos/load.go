@@ -223,15 +223,16 @@ func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]a
 	}
 }
 
-// retry repeats a request through connection errors and 5xx (the API or
-// Postgres restarting) for up to two minutes. ok is false when no definite
-// answer came.
+// retry repeats a request through connection errors, 5xx (the API or
+// Postgres restarting) and 429 (the API's rate limit, which the load stays
+// far below: about 15 requests/s against 50/s with bursts of 100) for up to
+// two minutes. ok is false when no definite answer came.
 func (l *load) retry(ctx context.Context, method, url string, body any, headers map[string]string) (int, []byte, bool) {
 	deadline := time.Now().Add(2 * time.Minute)
 	wait := 100 * time.Millisecond
 	for {
 		status, resp, err := call(ctx, l.client, method, url, body, headers)
-		if err == nil && status < 500 {
+		if err == nil && status < 500 && status != http.StatusTooManyRequests {
 			return status, resp, true
 		}
 		if time.Now().After(deadline) {

@@ -18,6 +18,9 @@ const (
 	OrderOrdered   = "ORDERED"
 	OrderPaid      = "PAID"
 	OrderCancelled = "CANCELLED"
+	// OrderExpired is an ORDERED order left unpaid past the expiry (see
+	// ExpireOrders); it cannot be paid.
+	OrderExpired = "EXPIRED"
 )
 
 // OrderLine is a quantity of one product detail. UnitPrice is filled in by
