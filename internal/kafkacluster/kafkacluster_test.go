@@ -652,7 +652,15 @@ func TestSetOfflineAndRestart(t *testing.T) {
 	c := startCluster(t, Options{})
 	before := c.Bootstrap()
 	checkDial(t, c, true)
-	produce(t, newProducer(t, c.Bootstrap(), nil), "before-restart", makeRecords(0, 1, 1))
+	p, err := kafka.NewProducer(clientConfig(c.Bootstrap(), kafka.ConfigMap{"enable.idempotence": true, "acks": "all"}))
+	if err != nil {
+		t.Fatalf("NewProducer: %v", err)
+	}
+	produce(t, p, "before-restart", makeRecords(0, 1, 1))
+	// Closed before the restart: a producer still running would ask for the
+	// topic's metadata once the ports accept again, and the new cluster
+	// would auto-create the topic.
+	p.Close()
 
 	if err := c.SetOffline(true); err != nil {
 		t.Fatalf("SetOffline(true): %v", err)
