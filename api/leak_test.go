@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -57,12 +56,10 @@ func (rc *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := bufferBody(resp)
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
 	rc.into.mu.Lock()
 	rc.into.seen = append(rc.into.seen, seenResponse{
 		test: rc.t.Name(), req: req.Method + " " + req.URL.RequestURI(), status: resp.StatusCode, body: body,

@@ -124,6 +124,18 @@ func openAPIRouter(t *testing.T) routers.Router {
 	return router
 }
 
+// bufferBody reads resp's body and puts it back, so the caller reads it
+// again.
+func bufferBody(resp *http.Response) ([]byte, error) {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}
+
 // contractCheck is an http.RoundTripper that fails the test when a response
 // does not match the OpenAPI document: an undocumented status, header or body.
 // Responses of routes the document does not have (404, 405) must be problems.
@@ -138,12 +150,10 @@ func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := bufferBody(resp)
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
 
 	route, params, err := c.router.FindRoute(req)
 	if err != nil {

@@ -35,8 +35,8 @@ type config struct {
 	DBWorkerPassword string `env:"DB_WORKER_PASSWORD"`
 	DBCDCPassword    string `env:"DB_CDC_PASSWORD"`
 
-	// APIAddr is where the HTTP API listens; loopback by default, e.g.
-	// ":8080" opens it to the network.
+	// APIAddr is where the HTTP API listens; loopback by default. An
+	// address of every interface (0.0.0.0:8080) opens it to the network.
 	APIAddr string `env:"API_ADDR" envDefault:"127.0.0.1:8080"`
 	// APIMaxBodyBytes bounds request bodies.
 	APIMaxBodyBytes int64 `env:"API_MAX_BODY_BYTES" envDefault:"65536"`

@@ -21,11 +21,17 @@ import (
 // starts a cluster in the folder it names and then waits to be killed.
 const helperDirEnv = "PGCLUSTER_TEST_HELPER_DIR"
 
-func TestHelperProcess(t *testing.T) {
-	dir := os.Getenv(helperDirEnv)
-	if dir == "" {
-		t.Skip("helper process for TestOwnerDeathStopsServer")
+// TestMain runs the tests, or, with helperDirEnv set, is the helper process
+// of TestOwnerDeathStopsServer.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(helperDirEnv); dir != "" {
+		runHelper(dir)
 	}
+	os.Exit(m.Run())
+}
+
+// runHelper starts a cluster in dir, says so, and waits to be killed.
+func runHelper(dir string) {
 	c, err := Start(context.Background(), Options{DataDir: dir})
 	if err != nil {
 		fmt.Println("error:", err)
@@ -38,7 +44,7 @@ func TestHelperProcess(t *testing.T) {
 func TestOwnerDeathStopsServer(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(testDir(t), "data")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperDirEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
