@@ -33,8 +33,32 @@ func (h *handlers) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// ownUserID is the path's userId when it is the token's user; any other
+// user is, to this caller, one that does not exist (404).
+func ownUserID(c echo.Context) (int64, error) {
+	id, err := pathID(c, "userId")
+	if err != nil {
+		return 0, err
+	}
+	if id != principal(c).UserID {
+		return 0, shop.UserNotFound(id)
+	}
+	return id, nil
+}
+
+// bodyUserID checks a request body's optional userId against the token's
+// user (403 if it names another) and returns the token's user.
+func bodyUserID(c echo.Context, userID *int64) (int64, error) {
+	me := principal(c).UserID
+	if userID != nil && *userID != me {
+		return 0, &requestError{status: http.StatusForbidden, kind: "forbidden",
+			detail: `field "userId" must be the bearer token's user (or be left out)`}
+	}
+	return me, nil
+}
+
 func (h *handlers) balance(c echo.Context) error {
-	userID, err := pathID(c, "userId")
+	userID, err := ownUserID(c)
 	if err != nil {
 		return err
 	}
@@ -50,7 +74,7 @@ type chargeRequest struct {
 }
 
 func (h *handlers) charge(c echo.Context) error {
-	userID, err := pathID(c, "userId")
+	userID, err := ownUserID(c)
 	if err != nil {
 		return err
 	}
@@ -89,6 +113,8 @@ func (h *handlers) product(c echo.Context) error {
 	return c.JSON(http.StatusOK, p)
 }
 
+// orderRequest is POST /orders' body; userId, optional, must be the
+// token's user.
 type orderRequest struct {
 	UserID *int64             `json:"userId"`
 	Items  []orderItemRequest `json:"items"`
@@ -104,7 +130,7 @@ func (h *handlers) placeOrder(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	userID, err := positive(req.UserID, "userId")
+	userID, err := bodyUserID(c, req.UserID)
 	if err != nil {
 		return err
 	}
@@ -142,13 +168,15 @@ func (h *handlers) order(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	o, err := h.shop.Order(c.Request().Context(), id)
+	o, err := h.shop.Order(c.Request().Context(), principal(c).UserID, id)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, o)
 }
 
+// paymentRequest is POST /orders/{orderId}/payment's body; userId,
+// optional, must be the token's user.
 type paymentRequest struct {
 	UserID *int64 `json:"userId"`
 }
@@ -166,11 +194,14 @@ func (h *handlers) pay(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	// The user the payment acts for, and so the owner of its idempotency key.
-	userID, err := positive(req.UserID, "userId")
+	// The user the payment acts for, and so the owner of its idempotency
+	// key: the token's. With it filled in, {} and {"userId": me} are the
+	// same request to the fingerprint.
+	userID, err := bodyUserID(c, req.UserID)
 	if err != nil {
 		return err
 	}
+	req.UserID = &userID
 	fingerprint, err := requestFingerprint(c, req)
 	if err != nil {
 		return err

@@ -46,7 +46,6 @@ var domainProblems = []struct {
 }{
 	{shop.ErrInvalid, http.StatusBadRequest, "invalid-request"},
 	{shop.ErrNotFound, http.StatusNotFound, "not-found"},
-	{shop.ErrNotOrderOwner, http.StatusForbidden, "not-order-owner"},
 	{shop.ErrInsufficientBalance, http.StatusConflict, "insufficient-balance"},
 	{shop.ErrBalanceLimit, http.StatusConflict, "balance-limit"},
 	{shop.ErrOutOfStock, http.StatusConflict, "out-of-stock"},

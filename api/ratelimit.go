@@ -25,21 +25,24 @@ type RateLimit struct {
 }
 
 // unlimited reports whether route is one the rate limit never refuses:
-// probes, the contract and the metrics.
+// the probes and the contract.
 func unlimited(route string) bool {
 	switch route {
-	case "/healthz", "/readyz", "/openapi.yaml", "/metrics":
+	case "/healthz", "/readyz", "/openapi.yaml":
 		return true
 	}
 	return false
 }
 
-// clientKey is the identity the rate limit counts requests by: today the
-// client's IP (echo's IPExtractor, which New sets to trust no forwarding
-// header unless configured), IPv6 by its /64 since one host usually holds
-// the whole prefix. When requests carry a verified identity, return it here
-// (e.g. "sub:"+subject) and keep the IP for the others.
+// clientKey is the identity the rate limit counts requests by: the user of
+// a valid token (authenticate runs first), else the client's IP (echo's
+// IPExtractor, which New sets to trust no forwarding header unless
+// configured), IPv6 by its /64 since one host usually holds the whole
+// prefix.
 func clientKey(c echo.Context) (string, error) {
+	if p, ok := c.Get(principalKey).(Principal); ok {
+		return "user:" + strconv.FormatInt(p.UserID, 10), nil
+	}
 	ip := net.ParseIP(c.RealIP())
 	switch {
 	case ip == nil:

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/labstack/echo-contrib/echoprometheus"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,11 +33,15 @@ type Config struct {
 	// Ready reports whether the service can serve (the database is reachable).
 	Ready func(context.Context) error
 	// Registerer takes the HTTP metrics (labelled by code, method and route
-	// template only); Gatherer is served at /metrics.
+	// template only); the API does not serve them: see the process's
+	// metrics listener.
 	Registerer prometheus.Registerer
-	Gatherer   prometheus.Gatherer
 	Logger     *slog.Logger
-	// RateLimit bounds each client's requests (zero: unlimited).
+	// Auth authenticates requests; every route but /healthz, /readyz and
+	// /openapi.yaml needs a token.
+	Auth Auth
+	// RateLimit bounds each client's requests (zero: unlimited): a client
+	// is the token's user, or the IP of a request without a valid token.
 	RateLimit RateLimit
 	// TrustedProxies are the peers whose X-Forwarded-For names the client;
 	// empty: the client is the peer.
@@ -47,6 +50,9 @@ type Config struct {
 
 // New returns the API's HTTP handler.
 func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
+	if err := cfg.Auth.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -55,7 +61,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 
-	metrics, err := httpMetrics(cfg.Registerer, func(c echo.Context) bool { return c.Path() == "/metrics" })
+	metrics, err := httpMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +70,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 		middleware.RequestID(),
 		requestLogger(cfg.Logger),
 		metrics,
+		authenticate(cfg.Auth),
 		rateLimiter(cfg.RateLimit),
 		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
 		middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: cfg.RequestTimeout}),
@@ -72,16 +79,16 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	h := &handlers{shop: svc, ready: cfg.Ready, logger: cfg.Logger}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
-	e.GET("/metrics", echoprometheus.NewHandlerWithConfig(echoprometheus.HandlerConfig{Gatherer: cfg.Gatherer}))
 	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", OpenAPI) })
 
-	e.GET("/users/:userId/balance", h.balance)
-	e.POST("/users/:userId/balance/charge", h.charge)
-	e.GET("/products", h.products)
-	e.GET("/products/:productId", h.product)
-	e.POST("/orders", h.placeOrder)
-	e.GET("/orders/:orderId", h.order).Name = "order"
-	e.POST("/orders/:orderId/payment", h.pay)
+	// Each route's scope; handlers act for the token's user only.
+	e.GET("/users/:userId/balance", h.balance, require(ScopeBalanceRead))
+	e.POST("/users/:userId/balance/charge", h.charge, require(ScopeBalanceCharge))
+	e.GET("/products", h.products, require(ScopeOrders))
+	e.GET("/products/:productId", h.product, require(ScopeOrders))
+	e.POST("/orders", h.placeOrder, require(ScopeOrders))
+	e.GET("/orders/:orderId", h.order, require(ScopeOrders)).Name = "order"
+	e.POST("/orders/:orderId/payment", h.pay, require(ScopePayments))
 	return e, nil
 }
 
@@ -89,7 +96,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 // error handler with their cause.
 func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		Skipper:      func(c echo.Context) bool { return c.Path() == "/metrics" || c.Path() == "/healthz" },
+		Skipper:      func(c echo.Context) bool { return c.Path() == "/healthz" },
 		LogMethod:    true,
 		LogURI:       true,
 		LogStatus:    true,

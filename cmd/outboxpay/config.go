@@ -54,6 +54,33 @@ type config struct {
 	// apiTrustedProxies is APITrustedProxies parsed by loadConfig.
 	apiTrustedProxies []*net.IPNet
 
+	// AuthJWKSURL is the JWK Set (an identity provider's jwks_uri) whose
+	// keys sign the API's bearer tokens, fetched at start and every
+	// AuthJWKSRefresh (and, at most every 30 s, for a token whose kid it
+	// lacks); AuthPublicKeyFile is a PEM public key to use instead. `api`
+	// needs one of them; `dev`, with neither, runs its own issuer.
+	AuthJWKSURL       string        `env:"AUTH_JWKS_URL"`
+	AuthJWKSRefresh   time.Duration `env:"AUTH_JWKS_REFRESH" envDefault:"15m"`
+	AuthPublicKeyFile string        `env:"AUTH_PUBLIC_KEY_FILE"`
+	// AuthIssuer is the "iss" a token must have (required by `api`; `dev`'s
+	// own issuer is outboxpay-dev); AuthAudience the "aud" it must hold.
+	AuthIssuer   string `env:"AUTH_ISSUER"`
+	AuthAudience string `env:"AUTH_AUDIENCE" envDefault:"outboxpay"`
+	// AuthAlgorithms are the signature algorithms a token may use: RS*,
+	// PS*, ES* or EdDSA (never none or HMAC).
+	AuthAlgorithms []string `env:"AUTH_ALGORITHMS" envDefault:"RS256,ES256"`
+	// AuthLeeway is the clock skew allowed when checking exp, nbf and iat.
+	AuthLeeway time.Duration `env:"AUTH_LEEWAY" envDefault:"30s"`
+	// AuthSigningKeyFile is the development issuer's private key (`dev`,
+	// `issuer`, `token`), created if missing; empty:
+	// $DATA_DIR/auth-signing-key.pem. AuthIssuerAddr is where `dev` and
+	// `issuer` serve its JWK Set (/.well-known/jwks.json: public keys only).
+	// DevTokenTTL is the lifetime of the demo users' tokens `dev` writes to
+	// $DATA_DIR/tokens.
+	AuthSigningKeyFile string        `env:"AUTH_SIGNING_KEY_FILE"`
+	AuthIssuerAddr     string        `env:"AUTH_ISSUER_ADDR" envDefault:"127.0.0.1:8091"`
+	DevTokenTTL        time.Duration `env:"DEV_TOKEN_TTL" envDefault:"24h"`
+
 	// KafkaBootstrap is the Kafka to use. Unset in `dev`: an embedded
 	// cluster starts. Required by `connect`.
 	KafkaBootstrap string `env:"KAFKA_BOOTSTRAP_SERVERS"`
@@ -148,8 +175,9 @@ type config struct {
 
 	// ReplayTopics are the dead-letter topics `replay` re-drives.
 	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`
-	// MetricsAddr is where `consumers`, `reconcile` and `platform-mock`
-	// serve /metrics (the API and connect serve it on their own ports).
+	// MetricsAddr is where `api`, `dev`, `consumers`, `reconcile` and
+	// `platform-mock` serve /metrics and /healthz, apart from the API
+	// (connect serves its /metrics on CONNECT_ADDR, behind its credentials).
 	MetricsAddr string `env:"METRICS_ADDR" envDefault:"127.0.0.1:9100"`
 
 	// HTTPReadTimeout bounds reading one request (line, headers and body)
@@ -204,6 +232,12 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: CONNECT_HTTP_WRITE_TIMEOUT must be positive")
 	case cfg.OrderExpiry <= 0:
 		return config{}, fmt.Errorf("read configuration: ORDER_EXPIRY must be positive")
+	case cfg.AuthJWKSURL != "" && cfg.AuthPublicKeyFile != "":
+		return config{}, fmt.Errorf("read configuration: set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE, not both")
+	case cfg.AuthJWKSRefresh < time.Minute:
+		return config{}, fmt.Errorf("read configuration: AUTH_JWKS_REFRESH must be at least 1m")
+	case cfg.DevTokenTTL <= 0:
+		return config{}, fmt.Errorf("read configuration: DEV_TOKEN_TTL must be positive")
 	case cfg.APIRateLimit < 0 || cfg.APIRateBurst < 0:
 		return config{}, fmt.Errorf("read configuration: API_RATE_LIMIT and API_RATE_BURST must not be negative")
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	neturl "net/url"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
@@ -127,33 +129,54 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return v, ok
 	}
 
+	// Without an identity provider configured, dev is its own: a signing
+	// key under DATA_DIR, its JWK Set served on AUTH_ISSUER_ADDR, and a
+	// token for each demo user under DATA_DIR/tokens.
+	var issuer *devtoken.Issuer
+	tokens := map[int64]string{}
+	if cfg.AuthJWKSURL == "" && cfg.AuthPublicKeyFile == "" {
+		if issuer, _, err = devIssuer(cfg, true); err != nil {
+			return err
+		}
+		cfg.AuthIssuer = issuer.Name
+		if tokens, err = writeDemoTokens(issuer, filepath.Join(cfg.DataDir, "tokens"), shop.DemoUsers(), cfg.DevTokenTTL); err != nil {
+			return err
+		}
+	}
+
 	reg := newRegistry()
 	g, gctx := errgroup.WithContext(ctx)
-	connectAddr, mockAddr := make(chan net.Addr, 1), make(chan net.Addr, 1)
+	connectAddr, mockAddr, issuerAddr, metricsAddr := make(chan net.Addr, 1), make(chan net.Addr, 1), make(chan net.Addr, 1), make(chan net.Addr, 1)
 	g.Go(func() error {
 		return serveConnect(gctx, cfg, dbs.cdc, kafkaAs(kafkaclient.PrincipalConnector), reg, lookup, logger, func(a net.Addr) { connectAddr <- a })
 	})
 	g.Go(func() error {
 		return servePlatformMock(gctx, cfg, logger, func(a net.Addr) { mockAddr <- a })
 	})
+	if issuer != nil {
+		g.Go(func() error { return serveIssuer(gctx, cfg, issuer, logger, func(a net.Addr) { issuerAddr <- a }) })
+	}
+	g.Go(func() error { return serveMetrics(gctx, cfg, reg, logger, func(a net.Addr) { metricsAddr <- a }) })
 	g.Go(func() error {
-		var addr, mock net.Addr
-		for _, ch := range []chan net.Addr{connectAddr, mockAddr} {
+		waitFor := []chan net.Addr{connectAddr, mockAddr, metricsAddr}
+		if issuer != nil {
+			waitFor = append(waitFor, issuerAddr)
+		}
+		addrs := map[chan net.Addr]net.Addr{}
+		for _, ch := range waitFor {
 			select {
-			case a := <-ch:
-				if ch == connectAddr {
-					addr = a
-				} else {
-					mock = a
-				}
+			case addrs[ch] = <-ch:
 			case <-gctx.Done():
 				return nil
 			}
 		}
-		connectURL := "http://" + localAddr(addr)
-		mockURL := "http://" + localAddr(mock)
+		connectURL := "http://" + localAddr(addrs[connectAddr])
+		mockURL := "http://" + localAddr(addrs[mockAddr])
 		if _, set := os.LookupEnv("PLATFORM_URL"); !set {
 			cfg.PlatformURL = mockURL
+		}
+		if issuer != nil {
+			cfg.AuthJWKSURL = "http://" + localAddr(addrs[issuerAddr]) + devtoken.JWKSPath
 		}
 		// The connector holds its slot before the API takes a payment, so no
 		// outbox row is written before change data capture can see it.
@@ -169,7 +192,10 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			return reconcileAndExport(gctx, cfg, dbs.worker, kafkaAs(kafkaclient.PrincipalReconciler), connectURL, reg, logger)
 		})
 		return serveAPI(gctx, cfg, dbs.api, reg, logger, func(apiAddr net.Addr) {
-			fmt.Print(banner(apiAddr, url, bootstrap, usersFile, connectURL, cfg.PlatformURL, cfg))
+			fmt.Print(banner(devEndpoints{
+				api: apiAddr, metrics: addrs[metricsAddr], connectURL: connectURL, platformURL: cfg.PlatformURL,
+				database: url, kafka: bootstrap, kafkaUsersFile: usersFile, tokens: tokens,
+			}, cfg))
 		})
 	})
 	return g.Wait()
@@ -422,31 +448,54 @@ func curlCredentials(cfg config) string {
 	return `"$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD"`
 }
 
-func banner(apiAddr net.Addr, dbURL, bootstrap, usersFile, connectURL, platformURL string, cfg config) string {
-	base := "http://" + localAddr(apiAddr)
+// devEndpoints are what `dev` runs, for its banner.
+type devEndpoints struct {
+	api, metrics            net.Addr
+	connectURL, platformURL string
+	database, kafka         string
+	kafkaUsersFile          string           // the embedded Kafka's users; "" for another Kafka
+	tokens                  map[int64]string // demo user -> token file; empty with an external identity provider
+}
+
+func banner(ep devEndpoints, cfg config) string {
+	base := "http://" + localAddr(ep.api)
 	creds := curlCredentials(cfg)
+	// The curls read the token from its file, as they do the password.
+	bearer := `"Authorization: Bearer $TOKEN"`
+	if path, ok := ep.tokens[1]; ok {
+		bearer = fmt.Sprintf(`"Authorization: Bearer $(cat '%s')"`, path)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
-	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml, metrics: %s/metrics)\n", base, base, base)
-	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", connectURL, connectURL, connectURL)
-	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", platformURL)
-	fmt.Fprintf(&b, "  Kafka          %s\n", bootstrap)
-	fmt.Fprintf(&b, "  Postgres       %s\n", redactDatabaseURL(dbURL))
+	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml)\n", base, base)
+	fmt.Fprintf(&b, "  Metrics        http://%s/metrics   (the API's, the consumers' and the reconciler's)\n", localAddr(ep.metrics))
+	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", ep.connectURL, ep.connectURL, ep.connectURL)
+	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", ep.platformURL)
+	fmt.Fprintf(&b, "  Kafka          %s\n", ep.kafka)
+	fmt.Fprintf(&b, "  Postgres       %s\n", redactDatabaseURL(ep.database))
 	fmt.Fprintf(&b, "  Credentials    Kafka Connect and the platform mock's /events and /faults need HTTP Basic:\n")
-	fmt.Fprintf(&b, "                 user %s, password in %s\n\n", cfg.ConnectRESTUsername, cfg.ConnectRESTCredentialsFile)
+	fmt.Fprintf(&b, "                 user %s, password in %s\n", cfg.ConnectRESTUsername, cfg.ConnectRESTCredentialsFile)
+	if len(ep.tokens) > 0 {
+		users := slices.Sorted(maps.Keys(ep.tokens))
+		fmt.Fprintf(&b, "                 the API needs a bearer token: demo users %v have one (every scope, valid %v) in %s\n",
+			users, cfg.DevTokenTTL, filepath.Dir(ep.tokens[users[0]]))
+		fmt.Fprintf(&b, "                 more: outboxpay token --user N --scope 'orders payments'\n\n")
+	} else {
+		fmt.Fprintf(&b, "                 the API needs a bearer token of %s for %s: put it in $TOKEN\n\n", cfg.AuthIssuer, cfg.AuthAudience)
+	}
 	fmt.Fprintf(&b, "Try:\n")
-	fmt.Fprintf(&b, "  curl -s -u %s %s/connectors/outbox/status\n", creds, connectURL)
-	fmt.Fprintf(&b, "  curl -s -u %s %s/events\n", creds, platformURL)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/users/1/balance/charge -H 'Content-Type: application/json' -d '{\"amount\": 50000}'\n", base)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H 'Content-Type: application/json' -d '{\"userId\": 1, \"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{\"userId\": 1}'\n", base)
-	fmt.Fprintf(&b, "  curl -s %s/orders/1\n", base)
-	if usersFile == "" {
-		fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(bootstrap, ",")[0])
+	fmt.Fprintf(&b, "  curl -s -u %s %s/connectors/outbox/status\n", creds, ep.connectURL)
+	fmt.Fprintf(&b, "  curl -s -u %s %s/events\n", creds, ep.platformURL)
+	fmt.Fprintf(&b, "  curl -s -X POST %s/users/1/balance/charge -H %s -H 'Content-Type: application/json' -d '{\"amount\": 50000}'\n", base, bearer)
+	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H %s -H 'Content-Type: application/json' -d '{\"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base, bearer)
+	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H %s -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{}'\n", base, bearer)
+	fmt.Fprintf(&b, "  curl -s %s/orders/1 -H %s\n", base, bearer)
+	if ep.kafkaUsersFile == "" {
+		fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(ep.kafka, ",")[0])
 	} else {
 		fmt.Fprintf(&b, "  kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=%s -X sasl.username=%s \\\n"+
 			"    -X sasl.password=\"$(sed -n 's/^%s: //p' %s)\" -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n",
-			strings.Split(bootstrap, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, usersFile)
+			strings.Split(ep.kafka, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, ep.kafkaUsersFile)
 	}
 	return b.String()
 }

@@ -10,6 +10,7 @@
 //	outboxpay migrate   # apply the database migrations (DATABASE_URL required); seed: demo data
 //	outboxpay register-connector  # put the connector config to Kafka Connect, wait until RUNNING
 //	outboxpay healthcheck URL     # exit 0 when URL answers 2xx (container health checks)
+//	outboxpay issuer    # the development token issuer's JWK Set; token --user N: one of its tokens
 //
 // Configuration comes from environment variables; see README.md.
 package main
@@ -39,6 +40,9 @@ commands:
   register-connector
                  put the connector config to Kafka Connect (CONNECT_URL) unless it
                  holds it already, and wait until the connector is RUNNING
+  issuer         serve the development token issuer's JWK Set (AUTH_ISSUER_ADDR)
+  token --user N [--scope 'orders payments'] [--ttl 1h]
+                 print an access token of the development issuer
   healthcheck URL
                  exit 0 when URL answers 2xx within 3 s, else 1; sends
                  CONNECT_REST_USERNAME/CONNECT_REST_PASSWORD as HTTP Basic if set
@@ -53,6 +57,17 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "token" {
+		cfg, err := loadConfig()
+		if err == nil {
+			err = runToken(cfg, os.Args[2:], os.Stdout, os.Stderr)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
 		}
 		return
 	}
@@ -90,6 +105,8 @@ func main() {
 		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
 	case "kafka":
 		run = func(ctx context.Context, cfg config) error { return runKafka(ctx, cfg, logger) }
+	case "issuer":
+		run = func(ctx context.Context, cfg config) error { return runIssuer(ctx, cfg, logger) }
 	case "seed":
 		run = func(ctx context.Context, cfg config) error { return runSeed(ctx, cfg, logger) }
 	case "register-connector":

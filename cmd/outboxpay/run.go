@@ -16,6 +16,7 @@ import (
 	_ "github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/internal/shop"
@@ -88,7 +89,11 @@ func runAPI(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	return serveAPI(ctx, cfg, db, newRegistry(), logger, nil)
+	reg := newRegistry()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
+	g.Go(func() error { return serveAPI(ctx, cfg, db, reg, logger, nil) })
+	return g.Wait()
 }
 
 // newRegistry returns the process's metrics registry, with Go runtime and
@@ -102,14 +107,18 @@ func newRegistry() *prometheus.Registry {
 // serveAPI serves the HTTP API until ctx is done, then drains in-flight
 // requests for up to cfg.ShutdownTimeout. listening, if not nil, is called
 // with the bound address once the API accepts connections.
-func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg *prometheus.Registry, logger *slog.Logger, listening func(net.Addr)) error {
+func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg prometheus.Registerer, logger *slog.Logger, listening func(net.Addr)) error {
+	auth, err := apiAuth(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	e, err := api.New(shop.New(db), api.Config{
 		MaxBodyBytes:   cfg.APIMaxBodyBytes,
 		RequestTimeout: cfg.APIRequestTimeout,
 		Ready:          db.PingContext,
 		Registerer:     reg,
-		Gatherer:       reg,
 		Logger:         logger,
+		Auth:           auth,
 		RateLimit:      api.RateLimit{Rate: cfg.APIRateLimit, Burst: cfg.APIRateBurst},
 		TrustedProxies: cfg.apiTrustedProxies,
 	})

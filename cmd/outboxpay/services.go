@@ -42,7 +42,7 @@ func runConsumers(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger) })
+	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
 	g.Go(func() error { return runGroups(ctx, groups) })
 	return g.Wait()
 }
@@ -60,7 +60,7 @@ func runReconcile(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer db.Close()
 	reg := newRegistry()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger) })
+	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
 	g.Go(func() error {
 		return reconcileAndExport(ctx, cfg, db, cfg.kafka(cfg.KafkaBootstrap), cfg.ConnectURL, reg, logger)
 	})
@@ -140,14 +140,14 @@ func runReplay(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 // serveMetrics serves reg at /metrics on METRICS_ADDR, and /healthz (the
 // process is up) for container health checks.
-func serveMetrics(ctx context.Context, cfg config, reg *prometheus.Registry, logger *slog.Logger) error {
+func serveMetrics(ctx context.Context, cfg config, reg *prometheus.Registry, logger *slog.Logger, listening func(net.Addr)) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	return serveHTTP(ctx, cfg, "metrics", cfg.MetricsAddr, mux, cfg.HTTPWriteTimeout, logger, nil)
+	return serveHTTP(ctx, cfg, "metrics", cfg.MetricsAddr, mux, cfg.HTTPWriteTimeout, logger, listening)
 }
 
 // serveHTTP serves h on addr, with newHTTPServer's limits and writeTimeout,

@@ -18,7 +18,7 @@ func (s *Service) Balance(ctx context.Context, userID int64) (Balance, error) {
 	b := Balance{UserID: userID}
 	err := s.db.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, userID).Scan(&b.Balance)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Balance{}, fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		return Balance{}, UserNotFound(userID)
 	}
 	if err != nil {
 		return Balance{}, fmt.Errorf("read balance of user %d: %w", userID, err)

@@ -143,14 +143,15 @@ func validateLines(lines []OrderLine) error {
 	return nil
 }
 
-// Order returns an order with its items and events.
-func (s *Service) Order(ctx context.Context, orderID int64) (OrderView, error) {
-	v := OrderView{Order: Order{OrderID: orderID}}
+// Order returns user userID's order orderID with its items and events; an
+// order of another user is ErrNotFound, as one that does not exist.
+func (s *Service) Order(ctx context.Context, userID, orderID int64) (OrderView, error) {
+	v := OrderView{Order: Order{OrderID: orderID, UserID: userID}}
 	err := s.db.QueryRowContext(ctx,
-		`SELECT user_id, status, total_price, created_at FROM orders WHERE id = $1`, orderID).
-		Scan(&v.UserID, &v.Status, &v.TotalPrice, &v.CreatedAt)
+		`SELECT status, total_price, created_at FROM orders WHERE id = $1 AND user_id = $2`, orderID, userID).
+		Scan(&v.Status, &v.TotalPrice, &v.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return OrderView{}, fmt.Errorf("order %d: %w", orderID, ErrNotFound)
+		return OrderView{}, orderNotFound(orderID)
 	}
 	if err != nil {
 		return OrderView{}, fmt.Errorf("read order %d: %w", orderID, err)

@@ -18,7 +18,9 @@ const (
 	PaymentRefunded = "REFUNDED"
 )
 
-// PayRequest asks to pay an order from its user's balance. A non-empty
+// PayRequest asks, for user UserID, to pay their order OrderID from their
+// balance; another user's order is ErrNotFound, as one that does not
+// exist. A non-empty
 // IdempotencyKey makes a retry of the same request return the first result.
 // Keys are scoped to UserID: another user's key of the same text is another
 // key.
@@ -103,14 +105,12 @@ func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
 	err := tx.QueryRowContext(ctx,
 		`SELECT user_id, status, total_price FROM orders WHERE id = $1 FOR UPDATE`, req.OrderID).
 		Scan(&owner, &status, &p.Amount)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Payment{}, fmt.Errorf("order %d: %w", req.OrderID, ErrNotFound)
+	// Another user's order is, to this user, one that does not exist.
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != req.UserID) {
+		return Payment{}, orderNotFound(req.OrderID)
 	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("lock order %d: %w", req.OrderID, err)
-	}
-	if owner != req.UserID {
-		return Payment{}, fmt.Errorf("order %d is not user %d's: %w", req.OrderID, req.UserID, ErrNotOrderOwner)
 	}
 	if status != OrderOrdered {
 		return Payment{}, fmt.Errorf("order %d is %s: %w", req.OrderID, status, ErrOrderNotPayable)

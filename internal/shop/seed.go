@@ -6,6 +6,18 @@ import (
 	"fmt"
 )
 
+// demoUsers are the names of SeedDemo's users, in the order it adds them.
+func demoUsers() []string { return []string{"alice", "bob", "carol"} }
+
+// DemoUsers are the ids SeedDemo's users get in a fresh database.
+func DemoUsers() []int64 {
+	ids := make([]int64, len(demoUsers()))
+	for i := range ids {
+		ids[i] = int64(i + 1)
+	}
+	return ids
+}
+
 // SeedDemo fills an empty database with a few users (balance 0) and products
 // with stock, for trying the system out. It does nothing, and reports false,
 // when any user or product exists already.
@@ -20,7 +32,7 @@ func (s *Service) SeedDemo(ctx context.Context) (seeded bool, err error) {
 		if exists {
 			return nil
 		}
-		for _, name := range []string{"alice", "bob", "carol"} {
+		for _, name := range demoUsers() {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO users (name) VALUES ($1)`, name); err != nil {
 				return fmt.Errorf("insert user %s: %w", name, err)
 			}

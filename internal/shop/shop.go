@@ -19,7 +19,6 @@ var (
 	ErrBalanceLimit        = errors.New("balance limit exceeded")
 	ErrOutOfStock          = errors.New("out of stock")
 	ErrOrderNotPayable     = errors.New("order cannot be paid")
-	ErrNotOrderOwner       = errors.New("order belongs to another user")
 	ErrIdempotencyKeyReuse = errors.New("idempotency key reused with a different request")
 )
 
@@ -61,12 +60,19 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
 }
 
+// UserNotFound is the error for a user that does not exist, or that the
+// caller may not see: the two are indistinguishable.
+func UserNotFound(userID int64) error { return fmt.Errorf("user %d: %w", userID, ErrNotFound) }
+
+// orderNotFound is UserNotFound's counterpart for orders.
+func orderNotFound(orderID int64) error { return fmt.Errorf("order %d: %w", orderID, ErrNotFound) }
+
 // userExists reports ErrNotFound for a user id that has no row.
 func userExists(ctx context.Context, tx *sql.Tx, userID int64) error {
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		return UserNotFound(userID)
 	}
 	if err != nil {
 		return fmt.Errorf("look up user %d: %w", userID, err)
