@@ -106,8 +106,8 @@ func (r *rig) paidOrder(qty int) (user, detail int64, o shop.OrderView) {
 	if _, _, err := r.shop.Pay(ctx, shop.PayRequest{OrderID: placed.OrderID, UserID: user}); err != nil {
 		r.t.Fatal(err)
 	}
-	// What GET /orders/{id} shows anyone, event ids included.
-	o, err = r.shop.Order(ctx, placed.OrderID)
+	// What GET /orders/{id} shows its user, event ids included.
+	o, err = r.shop.Order(ctx, user, placed.OrderID)
 	if err != nil {
 		r.t.Fatal(err)
 	}
