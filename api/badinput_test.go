@@ -15,7 +15,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	rich := s.newUser(999_999_999_999) // one charge short of the balance cap
 	cheap, dear := s.newDetail(100, 5), s.newDetail(1000, 5)
 	paid := s.newOrder(alice, item(cheap, 1)).OrderID
-	s.mustDo(http.StatusCreated, "POST", fmt.Sprintf("/orders/%d/payment", paid), map[string]any{"userId": alice},
+	s.as(alice).mustDo(http.StatusCreated, "POST", fmt.Sprintf("/orders/%d/payment", paid), map[string]any{"userId": alice},
 		"Idempotency-Key", "used-key")
 	open := s.newOrder(alice, item(cheap, 1)).OrderID
 	tooDear := s.newOrder(alice, item(dear, 1)).OrderID
@@ -27,6 +27,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	order := func(items string) string { return fmt.Sprintf(`{"userId": %d, "items": %s}`, alice, items) }
 	big := `{"amount": 1, "pad": "` + strings.Repeat("x", 70<<10) + `"}`
 
+	const ghost = 55555 // a user with a valid token but no row
 	cases := []struct {
 		name    string
 		method  string
@@ -58,6 +59,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"charge: user id zero", "POST", "/users/0/balance/charge", `{"amount": 1}`, nil, 400, "userId must be a positive integer"},
 		{"charge: user id overflows", "POST", "/users/99999999999999999999/balance/charge", `{"amount": 1}`, nil, 400, "userId must be a positive integer"},
 		{"charge: past the balance cap", "POST", fmt.Sprintf("/users/%d/balance/charge", rich), `{"amount": 2}`, nil, 409, "may not exceed"},
+		{"charge: the token's user has no row", "POST", fmt.Sprintf("/users/%d/balance/charge", ghost), `{"amount": 1}`, nil, 404, "user 55555"},
 		{"balance: unknown user", "GET", "/users/424242/balance", ``, nil, 404, "user 424242"},
 		{"balance: negative user id", "GET", "/users/-1/balance", ``, nil, 400, "positive integer"},
 
@@ -74,18 +76,21 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"order: unknown product detail", "POST", "/orders", order(`[{"productDetailId": 987654, "quantity": 1}]`), nil, 404, "product detail 987654"},
 		{"order: product detail listed twice", "POST", "/orders", order(fmt.Sprintf(`[{"productDetailId": %d, "quantity": 1}, {"productDetailId": %d, "quantity": 2}]`, cheap, cheap)), nil, 400, "listed twice"},
 		{"order: short of stock", "POST", "/orders", order(fmt.Sprintf(`[{"productDetailId": %d, "quantity": 6}]`, cheap)), nil, 409, "in stock"},
-		{"order: unknown user", "POST", "/orders", fmt.Sprintf(`{"userId": 55555, "items": [{"productDetailId": %d, "quantity": 1}]}`, cheap), nil, 404, "user 55555"},
+		{"order: the token's user has no row", "POST", "/orders", fmt.Sprintf(`{"items": [{"productDetailId": %d, "quantity": 1}]}`, cheap), nil, 404, "user 55555"},
+		{"order: another user in the body", "POST", "/orders", fmt.Sprintf(`{"userId": 55555, "items": [{"productDetailId": %d, "quantity": 1}]}`, cheap), nil, 403, `"userId" must be the bearer token's user`},
 		{"order: user id a string", "POST", "/orders", fmt.Sprintf(`{"userId": "1", "items": [{"productDetailId": %d, "quantity": 1}]}`, cheap), nil, 400, `"userId" must be an integer`},
 		{"order: unknown id", "GET", "/orders/31337", ``, nil, 404, "order 31337"},
 		{"order: id not a number", "GET", "/orders/x1", ``, nil, 400, "orderId must be a positive integer"},
 		{"product: unknown id", "GET", "/products/4040", ``, nil, 404, "product 4040"},
 
 		{"pay: unknown order", "POST", "/orders/777777/payment", user, nil, 404, "order 777777"},
-		{"pay: another user's order", "POST", fmt.Sprintf("/orders/%d/payment", bobs), user, nil, 403, "is not user"},
+		{"pay: another user's order", "POST", fmt.Sprintf("/orders/%d/payment", bobs), user, nil, 404, fmt.Sprintf("order %d", bobs)},
+		{"pay: another user's order as that user in the body", "POST", fmt.Sprintf("/orders/%d/payment", bobs), fmt.Sprintf(`{"userId": %d}`, bob), nil, 403, `"userId" must be the bearer token's user`},
+		{"pay: the token's user has no row", "POST", pay, `{}`, nil, 404, fmt.Sprintf("order %d", open)},
 		{"pay: insufficient balance", "POST", fmt.Sprintf("/orders/%d/payment", tooDear), user, nil, 409, "does not cover the order total"},
 		{"pay: order already paid", "POST", fmt.Sprintf("/orders/%d/payment", paid), user, nil, 409, "is PAID"},
-		{"pay: missing user", "POST", pay, `{}`, nil, 400, `"userId" is required`},
-		{"pay: user id zero", "POST", pay, `{"userId": 0}`, nil, 400, "positive"},
+		{"pay: user id zero", "POST", pay, `{"userId": 0}`, nil, 403, `"userId" must be the bearer token's user`},
+		{"pay: user id a string", "POST", pay, fmt.Sprintf(`{"userId": "%d"}`, alice), nil, 400, `"userId" must be an integer`},
 		{"pay: idempotency key too long", "POST", pay, user, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 400, "Idempotency-Key"},
 		{"pay: idempotency key with a space", "POST", pay, user, []string{"Idempotency-Key", "a b"}, 400, "Idempotency-Key"},
 		{"pay: idempotency key used for another order", "POST", pay, user, []string{"Idempotency-Key", "used-key"}, 422, "idempotency key"},
@@ -93,10 +98,30 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"no such route", "GET", "/nope", ``, nil, 404, "no resource"},
 		{"method not allowed", "DELETE", "/orders", ``, nil, 405, "not allowed"},
 	}
+	// Who sends each case whose sender is not alice.
+	actingUser := map[string]int64{
+		"charge: past the balance cap":        rich,
+		"charge: the token's user has no row": ghost,
+		"order: the token's user has no row":  ghost,
+		"pay: the token's user has no row":    ghost,
+	}
+	names := map[string]bool{}
+	for _, c := range cases {
+		names[c.name] = true
+	}
+	for name := range actingUser {
+		if !names[name] {
+			t.Fatalf("actingUser names no case %q", name)
+		}
+	}
 	before := s.snapshot()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := s.do(c.method, c.path, c.body, c.headers...)
+			as, ok := actingUser[c.name]
+			if !ok {
+				as = alice
+			}
+			r := s.as(as).do(c.method, c.path, c.body, c.headers...)
 			if r.status != c.status {
 				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
 			}

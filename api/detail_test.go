@@ -62,7 +62,8 @@ func TestDatabaseUnreachableDetail(t *testing.T) {
 	t.Cleanup(func() { dead.Close() })
 
 	var logs syncBuffer
-	s := startServer(t, db, dead, slog.New(slog.NewTextHandler(&logs, nil)))
+	// User 1 acts on its own balance, orders and payments.
+	s := startServer(t, db, dead, slog.New(slog.NewTextHandler(&logs, nil))).as(1)
 
 	cases := []struct {
 		method, path string

@@ -23,6 +23,7 @@ func TestPayingAnExpiredOrder(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("expired %d orders (err %v), want 1", n, err)
 	}
+	s = s.as(user)
 	var v shop.OrderView
 	s.mustDo(http.StatusOK, "GET", fmt.Sprintf("/orders/%d", o.OrderID), nil).decode(t, &v)
 	if v.Status != shop.OrderExpired {

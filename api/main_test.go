@@ -16,13 +16,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/api"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -43,14 +46,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// The test issuer's token claims, and how far the API lets their times be
+// off.
+const (
+	testIssuer   = "test-issuer"
+	testAudience = "outboxpay"
+	testLeeway   = 5 * time.Second
+)
+
 // server is the API on a fresh database, with a client that checks every
-// response it receives against openapi.yaml.
+// response it receives against openapi.yaml. Requests carry no token unless
+// sent through as or withAuthorization.
 type server struct {
 	t      *testing.T
 	db     *sql.DB
 	url    string
 	client *http.Client
 	reg    *prometheus.Registry // the API's metrics
+	routes []*echo.Route        // the API's routes
+	iss    *devtoken.Issuer     // the issuer the API trusts
+	// authorization is the Authorization header of every request; empty:
+	// none.
+	authorization string
 }
 
 func newServer(t *testing.T) *server {
@@ -69,13 +86,34 @@ func newServer(t *testing.T) *server {
 func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger, opts ...func(*api.Config)) *server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
+	// The issuer's key is kept in a file only so the scan can look for it.
+	keyFile := t.TempDir() + "/signing-key.pem"
+	iss, err := devtoken.LoadOrCreate(keyFile, testIssuer, testAudience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen.addKeyFile(t, keyFile)
+	jwks, err := iss.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keyfunc.NewJWKSetJSON(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := api.Config{
 		MaxBodyBytes:   64 << 10,
 		RequestTimeout: 30 * time.Second,
 		Ready:          apiDB.PingContext,
 		Registerer:     reg,
-		Gatherer:       reg,
 		Logger:         logger,
+		Auth: api.Auth{
+			Keys:       keys,
+			Issuer:     testIssuer,
+			Audience:   testAudience,
+			Algorithms: []string{"ES256", "RS256"},
+			Leeway:     testLeeway,
+		},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -95,7 +133,44 @@ func startServer(t *testing.T, db, apiDB *sql.DB, logger *slog.Logger, opts ...f
 		url:    srv.URL,
 		client: &http.Client{Transport: transport},
 		reg:    reg,
+		routes: e.Routes(),
+		iss:    iss,
 	}
+}
+
+// token is an access token of the test issuer for user with scopes (every
+// scope of the API when none are given), valid for an hour.
+func (s *server) token(user int64, scopes ...string) string {
+	s.t.Helper()
+	if len(scopes) == 0 {
+		scopes = api.Scopes()
+	}
+	tok, err := s.iss.Token(user, scopes, time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// as is s acting for user: its requests carry a bearer token of user with
+// scopes (every scope when none are given).
+func (s *server) as(user int64, scopes ...string) *server {
+	return s.withAuthorization("Bearer " + s.token(user, scopes...))
+}
+
+// in is s reporting to t, for a subtest.
+func (s *server) in(t *testing.T) *server {
+	c := *s
+	c.t = t
+	return &c
+}
+
+// withAuthorization is s sending header as the Authorization of every
+// request; "" sends none.
+func (s *server) withAuthorization(header string) *server {
+	c := *s
+	c.authorization = header
+	return &c
 }
 
 var (
@@ -218,9 +293,10 @@ func (r response) problem(t *testing.T) api.Problem {
 	return p
 }
 
-// do sends a request. body is sent as is when it is a string, else as JSON;
-// a body gets Content-Type application/json unless headers set another, or
-// remove it with an empty value.
+// do sends a request with s's Authorization header, if any. body is sent
+// as is when it is a string, else as JSON; a body gets Content-Type
+// application/json unless headers set another, or remove it with an empty
+// value (so can the Authorization header).
 func (s *server) do(method, path string, body any, headers ...string) response {
 	s.t.Helper()
 	var r io.Reader
@@ -242,6 +318,9 @@ func (s *server) do(method, path string, body any, headers ...string) response {
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if s.authorization != "" {
+		req.Header.Set("Authorization", s.authorization)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		if headers[i+1] == "" {
@@ -307,12 +386,15 @@ func item(productDetailID int64, quantity int) map[string]any {
 	return map[string]any{"productDetailId": productDetailID, "quantity": quantity}
 }
 
-// newOrder places an order through the API and returns it.
+// newOrder places an order of userID's through the API, acting as userID
+// (the body leaves userId out), and returns it.
 func (s *server) newOrder(userID int64, items ...map[string]any) shop.Order {
 	s.t.Helper()
-	req := map[string]any{"userId": userID, "items": items}
 	var o shop.Order
-	s.mustDo(http.StatusCreated, "POST", "/orders", req).decode(s.t, &o)
+	s.as(userID).mustDo(http.StatusCreated, "POST", "/orders", map[string]any{"items": items}).decode(s.t, &o)
+	if o.UserID != userID {
+		s.t.Fatalf("order placed for user %d, want %d", o.UserID, userID)
+	}
 	return o
 }
 

@@ -37,8 +37,13 @@ func httpSeries(t *testing.T, reg prometheus.Gatherer) (n int, values []string) 
 	return n, values
 }
 
+// The API's HTTP metrics (read from its registry: the API serves no
+// /metrics, the process does on its own listener) have a number of series
+// bounded by the routes, whatever clients send.
 func TestHTTPMetricsCardinalityIsBounded(t *testing.T) {
 	s := newServer(t)
+	// With a token, so requests reach the routes' handlers.
+	authorization := "Bearer " + s.token(s.newUser(0))
 	// What a client chooses freely: the Host header, the path, the method.
 	send := func(i int) {
 		t.Helper()
@@ -55,6 +60,7 @@ func TestHTTPMetricsCardinalityIsBounded(t *testing.T) {
 					t.Fatal(err)
 				}
 				req.Host = fmt.Sprintf("host-%d-%d.example", i, rand.Int64())
+				req.Header.Set("Authorization", authorization)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -79,6 +85,18 @@ func TestHTTPMetricsCardinalityIsBounded(t *testing.T) {
 		if strings.Contains(v, "example") || strings.Contains(v, "/no/") || strings.HasPrefix(v, "M") ||
 			strings.ContainsAny(v, "0123456789") && strings.HasPrefix(v, "/") {
 			t.Errorf("label value %q comes from the client", v)
+		}
+	}
+}
+
+// TestNoMetricsRoute: the API does not serve /metrics (the process serves
+// it on METRICS_ADDR): with or without a token it is a 404 problem.
+func TestNoMetricsRoute(t *testing.T) {
+	s := newServer(t)
+	for _, c := range []*server{s, s.as(s.newUser(0))} {
+		p := c.mustDo(http.StatusNotFound, "GET", "/metrics", nil).problem(t)
+		if p.Status != http.StatusNotFound || !strings.Contains(p.Detail, "no resource") {
+			t.Errorf("GET /metrics: %+v", p)
 		}
 	}
 }

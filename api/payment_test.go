@@ -16,13 +16,14 @@ func TestChargeOrderPay(t *testing.T) {
 	user := s.newUser(0)
 	shirt := s.newDetail(15000, 10)
 	mug := s.newDetail(9000, 3)
+	me := s.as(user)
 
 	var b shop.Balance
-	s.mustDo(http.StatusOK, "POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": 50000}).decode(t, &b)
+	me.mustDo(http.StatusOK, "POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": 50000}).decode(t, &b)
 	if b != (shop.Balance{UserID: user, Balance: 50000}) {
 		t.Fatalf("charge: %+v", b)
 	}
-	s.mustDo(http.StatusOK, "GET", fmt.Sprintf("/users/%d/balance", user), nil).decode(t, &b)
+	me.mustDo(http.StatusOK, "GET", fmt.Sprintf("/users/%d/balance", user), nil).decode(t, &b)
 	if b.Balance != 50000 {
 		t.Fatalf("balance: %+v", b)
 	}
@@ -33,7 +34,7 @@ func TestChargeOrderPay(t *testing.T) {
 	}
 
 	var p shop.Payment
-	s.mustDo(http.StatusCreated, "POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}).decode(t, &p)
+	me.mustDo(http.StatusCreated, "POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}).decode(t, &p)
 	want := shop.Payment{PaymentID: p.PaymentID, OrderID: o.OrderID, UserID: user, Amount: 39000,
 		BalanceAfter: 11000, Status: shop.PaymentPaid, PaidAt: p.PaidAt}
 	if p != want || p.PaymentID == 0 || p.PaidAt.IsZero() {
@@ -41,7 +42,7 @@ func TestChargeOrderPay(t *testing.T) {
 	}
 
 	var v shop.OrderView
-	s.mustDo(http.StatusOK, "GET", fmt.Sprintf("/orders/%d", o.OrderID), nil).decode(t, &v)
+	me.mustDo(http.StatusOK, "GET", fmt.Sprintf("/orders/%d", o.OrderID), nil).decode(t, &v)
 	if v.Status != shop.OrderPaid || len(v.Events) != 2 {
 		t.Fatalf("order view: %+v", v)
 	}
@@ -147,14 +148,14 @@ func TestPaymentIsAtomic(t *testing.T) {
 
 			before := s.snapshot()
 			path := fmt.Sprintf("/orders/%d/payment", o.OrderID)
-			s.mustDo(http.StatusInternalServerError, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "k1")
+			s.as(user).mustDo(http.StatusInternalServerError, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "k1")
 			if after := s.snapshot(); after != before {
 				t.Fatalf("failed payment changed the database:\nbefore %s\nafter  %s", before, after)
 			}
 
 			s.exec(`DROP TRIGGER fail_step ON ` + step.table)
 			var p shop.Payment
-			s.mustDo(http.StatusCreated, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "k1").decode(t, &p)
+			s.as(user).mustDo(http.StatusCreated, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "k1").decode(t, &p)
 			if p.BalanceAfter != 5000 {
 				t.Fatalf("retried payment: %+v", p)
 			}
@@ -178,10 +179,11 @@ func TestConcurrentPaymentsOfOneUser(t *testing.T) {
 	}
 
 	statuses := make([]int, orders)
+	me := s.as(user)
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() {
-			statuses[i] = s.do("POST", fmt.Sprintf("/orders/%d/payment", id), map[string]any{"userId": user}).status
+			statuses[i] = me.do("POST", fmt.Sprintf("/orders/%d/payment", id), map[string]any{"userId": user}).status
 		})
 	}
 	wg.Wait()
@@ -220,6 +222,7 @@ func TestConcurrentPaymentsOfOneOrder(t *testing.T) {
 			o := s.newOrder(user, item(s.newDetail(300, 5), 1))
 			const n = 20
 			responses := make([]response, n)
+			me := s.as(user)
 			var wg sync.WaitGroup
 			for i := range responses {
 				wg.Go(func() {
@@ -227,7 +230,7 @@ func TestConcurrentPaymentsOfOneOrder(t *testing.T) {
 					if withKey {
 						headers = []string{"Idempotency-Key", "pay-once"}
 					}
-					responses[i] = s.do("POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}, headers...)
+					responses[i] = me.do("POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}, headers...)
 				})
 			}
 			wg.Wait()
@@ -279,6 +282,7 @@ func TestIdempotencyKeyReplay(t *testing.T) {
 	detail := s.newDetail(100, 5)
 	o1 := s.newOrder(user, item(detail, 1))
 	o2 := s.newOrder(user, item(detail, 1))
+	s = s.as(user)
 	path := fmt.Sprintf("/orders/%d/payment", o1.OrderID)
 	first := s.mustDo(http.StatusCreated, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "abc")
 	again := s.mustDo(http.StatusCreated, "POST", path, map[string]any{"userId": user}, "Idempotency-Key", "abc")

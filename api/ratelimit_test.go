@@ -33,21 +33,29 @@ func newLimitedServer(t *testing.T, burst int, trustedProxies ...string) *server
 	})
 }
 
-// TestRateLimit: past its burst a client gets 429 problem+json with
-// Retry-After, and its request changes nothing; probes and the contract
-// stay open; another client is not affected.
+// TestRateLimit: a client with a valid token is its user, wherever it
+// connects from: past its burst it gets 429 problem+json with Retry-After,
+// and its request changes nothing; probes and the contract stay open;
+// another user from the same IP has a bucket of its own, and so do the
+// requests of that IP without a valid token.
 func TestRateLimit(t *testing.T) {
 	const burst = 3
 	s := newLimitedServer(t, burst, "127.0.0.0/8")
-	user := s.newUser(1000) // not through the API: spends no request
-	balance := "/users/" + strconv.FormatInt(user, 10) + "/balance"
-	client := []string{"X-Forwarded-For", "203.0.113.7"}
+	alice, bob := s.newUser(1000), s.newUser(1000) // not through the API: spends no request
+	balance := func(user int64) string { return "/users/" + strconv.FormatInt(user, 10) + "/balance" }
+	ip := []string{"X-Forwarded-For", "203.0.113.7"}
+	asAlice, asBob := s.as(alice), s.as(bob)
 
-	for range burst {
-		s.mustDo(http.StatusOK, "GET", balance, nil, client...)
+	// Alice from two addresses: one bucket.
+	for i := range burst {
+		from := ip
+		if i%2 == 1 {
+			from = []string{"X-Forwarded-For", "198.51.100.9"}
+		}
+		asAlice.mustDo(http.StatusOK, "GET", balance(alice), nil, from...)
 	}
 	before := s.snapshot()
-	r := s.mustDo(http.StatusTooManyRequests, "POST", balance+"/charge", map[string]any{"amount": 5}, client...)
+	r := asAlice.mustDo(http.StatusTooManyRequests, "POST", balance(alice)+"/charge", map[string]any{"amount": 5}, ip...)
 	if p := r.problem(t); p.Type != "/problems/rate-limited" {
 		t.Errorf("problem type %q, want /problems/rate-limited", p.Type)
 	}
@@ -57,26 +65,44 @@ func TestRateLimit(t *testing.T) {
 	if after := s.snapshot(); after != before {
 		t.Errorf("a refused request changed the database:\nbefore %s\nafter  %s", before, after)
 	}
-	s.mustDo(http.StatusTooManyRequests, "GET", "/products", nil, client...)
-	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml", "/metrics"} {
-		s.mustDo(http.StatusOK, "GET", path, nil, client...)
+	asAlice.mustDo(http.StatusTooManyRequests, "GET", "/products", nil, "X-Forwarded-For", "192.0.2.1")
+	// Another token of alice's is still alice.
+	s.as(alice).mustDo(http.StatusTooManyRequests, "GET", "/products", nil, ip...)
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
+		asAlice.mustDo(http.StatusOK, "GET", path, nil, ip...)
 	}
 
-	other := []string{"X-Forwarded-For", "198.51.100.9"}
+	// Bob, from alice's address, while alice is refused.
 	for range burst {
-		s.mustDo(http.StatusOK, "GET", balance, nil, other...)
+		asBob.mustDo(http.StatusOK, "GET", balance(bob), nil, ip...)
+		asAlice.mustDo(http.StatusTooManyRequests, "GET", balance(alice), nil, ip...)
 	}
-	s.mustDo(http.StatusTooManyRequests, "GET", balance, nil, other...)
+	asBob.mustDo(http.StatusTooManyRequests, "GET", balance(bob), nil, ip...)
+
+	// That address without a token (or with a bad one) is limited as an
+	// address, in a bucket of its own: refused for want of a token until
+	// its burst is spent.
+	anonymous := s.withAuthorization("")
+	invalid := s.withAuthorization("Bearer not-a-token")
+	anonymous.mustDo(http.StatusUnauthorized, "GET", "/products", nil, ip...)
+	invalid.mustDo(http.StatusUnauthorized, "GET", "/products", nil, ip...)
+	anonymous.mustDo(http.StatusUnauthorized, "GET", "/products", nil, ip...)
+	invalid.mustDo(http.StatusTooManyRequests, "GET", "/products", nil, ip...)
+	anonymous.mustDo(http.StatusTooManyRequests, "GET", "/products", nil, ip...)
+	// Another address without a token is not affected, nor is a third user
+	// at the spent address.
+	anonymous.mustDo(http.StatusUnauthorized, "GET", "/products", nil, "X-Forwarded-For", "192.0.2.77")
+	s.as(s.newUser(0)).mustDo(http.StatusOK, "GET", "/products", nil, ip...)
 }
 
 // TestRateLimitIgnoresForwardingHeadersByDefault: without trusted proxies
-// the client is the connection's peer, so X-Forwarded-For and X-Real-IP
-// cannot buy a fresh limit.
+// the client without a token is the connection's peer, so X-Forwarded-For
+// and X-Real-IP cannot buy a fresh limit.
 func TestRateLimitIgnoresForwardingHeadersByDefault(t *testing.T) {
 	const burst = 2
 	s := newLimitedServer(t, burst)
 	for i := range burst {
-		s.mustDo(http.StatusOK, "GET", "/products", nil, "X-Forwarded-For", "203.0.113."+strconv.Itoa(i+1))
+		s.mustDo(http.StatusUnauthorized, "GET", "/products", nil, "X-Forwarded-For", "203.0.113."+strconv.Itoa(i+1))
 	}
 	for i, h := range []string{"X-Forwarded-For", "X-Real-IP"} {
 		s.mustDo(http.StatusTooManyRequests, "GET", "/products", nil, h, "198.51.100."+strconv.Itoa(i+1))
@@ -89,7 +115,7 @@ func TestRateLimitDisabled(t *testing.T) {
 	apiDB, apiURL := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
 	seen.addSecretsOf(dbURL)
 	seen.addSecretsOf(apiURL)
-	s := startServer(t, db, apiDB, nil, func(c *api.Config) { c.RateLimit = api.RateLimit{Rate: 0, Burst: 1} })
+	s := startServer(t, db, apiDB, nil, func(c *api.Config) { c.RateLimit = api.RateLimit{Rate: 0, Burst: 1} }).as(1)
 	for range 20 {
 		s.mustDo(http.StatusOK, "GET", "/products", nil)
 	}

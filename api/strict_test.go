@@ -67,9 +67,10 @@ func TestStrictInputChangesNothing(t *testing.T) {
 		{"pay: exponent", "POST", "/orders/1e0/payment", fmt.Sprintf(`{"userId": %d}`, alice), "orderId must be a positive integer"},
 	}
 	before := s.snapshot()
+	me := s.as(alice)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := s.do(c.method, c.path, c.body)
+			r := me.do(c.method, c.path, c.body)
 			if r.status != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400: %s", r.status, r.body)
 			}
@@ -89,12 +90,13 @@ func TestStrictInputValidForms(t *testing.T) {
 	alice := s.newUser(1000)
 	cheap := s.newDetail(100, 5)
 	product := s.count(`SELECT product_id FROM product_details WHERE id = $1`, cheap)
+	other := s.newDetail(50, 5)
+	s = s.as(alice)
 
 	s.mustDo(http.StatusOK, "GET", fmt.Sprintf("/users/%d/balance", alice), nil)
 	s.mustDo(http.StatusOK, "POST", fmt.Sprintf("/users/%d/balance/charge", alice), `{"amount": 7}`)
 	s.mustDo(http.StatusOK, "GET", fmt.Sprintf("/products/%d", product), nil)
 	// The same field name in sibling objects is not a duplicate.
-	other := s.newDetail(50, 5)
 	r := s.mustDo(http.StatusCreated, "POST", "/orders", fmt.Sprintf(
 		`{"userId": %d, "items": [{"productDetailId": %d, "quantity": 1}, {"quantity": 2, "productDetailId": %d}]}`, alice, cheap, other))
 	var o struct {

@@ -49,16 +49,25 @@ func New(name, audience string) (*Issuer, error) {
 }
 
 // LoadOrCreate returns the Issuer whose key is the PEM file at path,
-// creating the file (0600, a new P-256 key) if it does not exist.
+// creating the file (0600, a new P-256 key) if it does not exist. When
+// several processes create it at once, the first file written wins and
+// they all get its key.
 func LoadOrCreate(path, name, audience string) (*Issuer, error) {
 	iss, err := Load(path, name, audience)
-	if errors.Is(err, os.ErrNotExist) {
-		if iss, err = New(name, audience); err != nil {
-			return nil, err
-		}
-		return iss, iss.save(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return iss, err
 	}
-	return iss, err
+	if iss, err = New(name, audience); err != nil {
+		return nil, err
+	}
+	err = iss.save(path)
+	if errors.Is(err, os.ErrExist) {
+		return Load(path, name, audience)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return iss, nil
 }
 
 // Load returns the Issuer whose key is the PEM file at path (a PKCS #8
@@ -92,7 +101,8 @@ func newIssuer(key *ecdsa.PrivateKey, name, audience string) (*Issuer, error) {
 	return &Issuer{key: key, kid: base64.RawURLEncoding.EncodeToString(sum[:12]), Name: name, Audience: audience}, nil
 }
 
-// save writes the private key to path (0600), atomically.
+// save writes the private key to path (0600), complete or not at all; an
+// error wrapping os.ErrExist when path exists already (it is not replaced).
 func (i *Issuer) save(path string) error {
 	der, err := x509.MarshalPKCS8PrivateKey(i.key)
 	if err != nil {
@@ -101,11 +111,24 @@ func (i *Issuer) save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write signing key: %w", err)
 	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	// A fresh temporary file is created 0600 whatever is left of an
+	// earlier attempt; the link publishes it only if path is still free.
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.new")
+	if err != nil {
 		return fmt.Errorf("write signing key: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write signing key: %w", err)
 	}
 	return nil
