@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,11 +36,13 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sys.kill() })
 	url := sys.API
+	bearer := "Bearer " + sys.token(t, 1)
 
 	post := func(path, body string, headers ...string) map[string]any {
 		t.Helper()
 		req, _ := http.NewRequest("POST", url+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", bearer)
 		for i := 0; i+1 < len(headers); i += 2 {
 			req.Header.Set(headers[i], headers[i+1])
 		}
@@ -52,6 +56,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		t.Fatalf("payment: %v", payment)
 	}
 	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
+	req.Header.Set("Authorization", bearer)
 	view := call(t, req)
 	events, _ := view["events"].([]any)
 	if view["status"] != "PAID" || len(events) != 2 {
@@ -82,6 +87,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	// to 50/s (API_RATE_LIMIT).
 	eventually.TrueEvery(t, time.Minute, 100*time.Millisecond, "order COMPLETE", func() (bool, error) {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
+		req.Header.Set("Authorization", bearer)
 		view := call(t, req)
 		events, _ := view["events"].([]any)
 		for _, e := range events {
@@ -302,6 +308,19 @@ func assertNoSecretLeaks(t *testing.T, sys *devSystem, answers []string) {
 	for name, pw := range users {
 		secrets["kafka user "+name] = pw
 	}
+	// The demo users' tokens and the issuer's signing key are secrets too.
+	for _, user := range []int64{1, 2, 3} {
+		secrets[fmt.Sprintf("token of user %d", user)] = sys.token(t, user)
+	}
+	key, err := os.ReadFile(filepath.Join(data, "auth-signing-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(key)
+	if block == nil {
+		t.Fatal("auth-signing-key.pem holds no PEM block")
+	}
+	secrets["signing key"] = base64.StdEncoding.EncodeToString(block.Bytes)[:64]
 	places := map[string]string{"stdout": sys.stdout.String(), "stderr": sys.stderr.String()}
 	for i, a := range answers {
 		places[fmt.Sprintf("answer %d", i)] = a
