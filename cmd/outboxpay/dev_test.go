@@ -3,18 +3,25 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/outboxpay/outboxpay/api"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
@@ -34,11 +41,15 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sys.kill() })
 	url := sys.API
+	bearer := "Bearer " + sys.token(t, 1)
+	assertDevTokenFiles(t, sys)
+	runBannerCurls(t, sys)
 
 	post := func(path, body string, headers ...string) map[string]any {
 		t.Helper()
 		req, _ := http.NewRequest("POST", url+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", bearer)
 		for i := 0; i+1 < len(headers); i += 2 {
 			req.Header.Set(headers[i], headers[i+1])
 		}
@@ -52,6 +63,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 		t.Fatalf("payment: %v", payment)
 	}
 	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
+	req.Header.Set("Authorization", bearer)
 	view := call(t, req)
 	events, _ := view["events"].([]any)
 	if view["status"] != "PAID" || len(events) != 2 {
@@ -82,6 +94,7 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	// to 50/s (API_RATE_LIMIT).
 	eventually.TrueEvery(t, time.Minute, 100*time.Millisecond, "order COMPLETE", func() (bool, error) {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/orders/%v", url, id), nil)
+		req.Header.Set("Authorization", bearer)
 		view := call(t, req)
 		events, _ := view["events"].([]any)
 		for _, e := range events {
@@ -117,6 +130,96 @@ func TestDevServesAPaymentAndStopsCleanly(t *testing.T) {
 	}
 	if err := again.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertDevTokenFiles checks what dev's own issuer left under DATA_DIR: its
+// signing key and a token per demo user, each readable by its owner only,
+// tokens of that key for that user with every scope.
+func assertDevTokenFiles(t *testing.T, sys *devSystem) {
+	t.Helper()
+	data := filepath.Join(sys.dir, "data")
+	keyFile := filepath.Join(data, "auth-signing-key.pem")
+	iss, err := devtoken.Load(keyFile, devIssuerName, "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, err := iss.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwt.ParseECPublicKeyFromPEM(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{keyFile, sys.tokenFile(1), sys.tokenFile(2), sys.tokenFile(3)} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", path, err, fi.Mode().Perm())
+		}
+	}
+	for _, user := range []int64{1, 2, 3} {
+		claims := jwt.MapClaims{}
+		_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(devIssuerName),
+			jwt.WithAudience("outboxpay"), jwt.WithExpirationRequired()).
+			ParseWithClaims(sys.token(t, user), claims, func(*jwt.Token) (any, error) { return pub, nil })
+		if err != nil {
+			t.Errorf("user %d's token: %v", user, err)
+			continue
+		}
+		if claims["sub"] != fmt.Sprint(user) || claims["scope"] != strings.Join(api.Scopes(), " ") {
+			t.Errorf("user %d's token: sub %v, scope %v", user, claims["sub"], claims["scope"])
+		}
+	}
+}
+
+// runBannerCurls runs the API's curl commands of dev's banner as pasted
+// into a shell, in order, on a fresh dev system: the charge, the order
+// without a userId, its payment with {} and an Idempotency-Key (twice: the
+// same answer), and the order, PAID.
+func runBannerCurls(t *testing.T, sys *devSystem) {
+	t.Helper()
+	var curls []string
+	for _, line := range strings.Split(sys.Banner, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "curl ") && strings.Contains(line, sys.API) {
+			curls = append(curls, line)
+		}
+	}
+	if len(curls) != 4 {
+		t.Fatalf("%d curl commands for the API in the banner, want 4:\n%s", len(curls), sys.Banner)
+	}
+	for _, c := range curls {
+		if !strings.Contains(c, `-H "Authorization: Bearer $(cat '`+sys.tokenFile(1)+`')"`) {
+			t.Errorf("banner curl without user 1's token file: %s", c)
+		}
+	}
+	sh := func(line string) map[string]any {
+		t.Helper()
+		out, err := exec.Command("sh", "-c", line).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		var body map[string]any
+		if err := json.Unmarshal(out, &body); err != nil {
+			t.Fatalf("%s: %v in %s", line, err, out)
+		}
+		return body
+	}
+	if b := sh(curls[0]); b["balance"] == nil || b["userId"] != float64(1) {
+		t.Errorf("charge: %v", b)
+	}
+	if b := sh(curls[1]); b["orderId"] != float64(1) || b["userId"] != float64(1) {
+		t.Errorf("order: %v, want order 1 of user 1", b)
+	}
+	paid := sh(curls[2])
+	if paid["status"] != "PAID" {
+		t.Errorf("payment: %v", paid)
+	}
+	if again := sh(curls[2]); fmt.Sprint(again) != fmt.Sprint(paid) {
+		t.Errorf("the payment again with its Idempotency-Key: %v, first %v", again, paid)
+	}
+	if b := sh(curls[3]); b["orderId"] != float64(1) || b["status"] != "PAID" {
+		t.Errorf("GET order: %v", b)
 	}
 }
 
@@ -302,6 +405,19 @@ func assertNoSecretLeaks(t *testing.T, sys *devSystem, answers []string) {
 	for name, pw := range users {
 		secrets["kafka user "+name] = pw
 	}
+	// The demo users' tokens and the issuer's signing key are secrets too.
+	for _, user := range []int64{1, 2, 3} {
+		secrets[fmt.Sprintf("token of user %d", user)] = sys.token(t, user)
+	}
+	key, err := os.ReadFile(filepath.Join(data, "auth-signing-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(key)
+	if block == nil {
+		t.Fatal("auth-signing-key.pem holds no PEM block")
+	}
+	secrets["signing key"] = base64.StdEncoding.EncodeToString(block.Bytes)[:64]
 	places := map[string]string{"stdout": sys.stdout.String(), "stderr": sys.stderr.String()}
 	for i, a := range answers {
 		places[fmt.Sprintf("answer %d", i)] = a

@@ -25,6 +25,8 @@ import (
 // system as `make run` starts it.
 type devSystem struct {
 	API, Connect, Platform, Kafka, Postgres string // as its banner prints them
+	// Metrics is the base URL of dev's /metrics (METRICS_ADDR).
+	Metrics string
 	// User and Password are the operator credentials of Connect and the
 	// platform mock, from the file dev generated.
 	User, Password string
@@ -55,6 +57,21 @@ func (d *devSystem) kafkaAs(t *testing.T, principal string) kafkaclient.Config {
 	return kafkaclient.Config{Bootstrap: d.Kafka}.WithUser(kafkaclient.EmbeddedMechanism, principal, users[principal])
 }
 
+// tokenFile is where dev wrote the demo user's token (every scope).
+func (d *devSystem) tokenFile(user int64) string {
+	return filepath.Join(d.dir, "data", "tokens", fmt.Sprintf("user-%d.jwt", user))
+}
+
+// token is the demo user's token dev wrote.
+func (d *devSystem) token(t testing.TB, user int64) string {
+	t.Helper()
+	b, err := os.ReadFile(d.tokenFile(user))
+	if err != nil {
+		t.Fatalf("dev's token of user %d: %v", user, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // launchDev starts `outboxpay dev` in dir with env added to the test's
 // environment, and returns once its banner says everything serves.
 func launchDev(bin, dir string, env ...string) (*devSystem, error) {
@@ -68,7 +85,8 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = append(append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
-		"KAFKA_BOOTSTRAP_SERVERS="), env...)
+		"KAFKA_BOOTSTRAP_SERVERS=", "METRICS_ADDR=127.0.0.1:0", "AUTH_ISSUER_ADDR=127.0.0.1:0",
+		"AUTH_JWKS_URL=", "AUTH_PUBLIC_KEY_FILE=", "AUTH_ISSUER=", "AUTH_SIGNING_KEY_FILE="), env...)
 	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &syncBuffer{}, stdout: &syncBuffer{}}
 	cmd.Stderr = d.stderr
 	stdout, err := cmd.StdoutPipe()
@@ -79,9 +97,9 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 		return nil, err
 	}
 
-	fields := map[string]*string{"API": &d.API, "Kafka Connect": &d.Connect, "Platform": &d.Platform,
+	fields := map[string]*string{"API": &d.API, "Metrics": &d.Metrics, "Kafka Connect": &d.Connect, "Platform": &d.Platform,
 		"Kafka": &d.Kafka, "Postgres": &d.Postgres}
-	line := regexp.MustCompile(`^  (API|Kafka Connect|Platform|Kafka|Postgres)\s+(\S+)`)
+	line := regexp.MustCompile(`^  (API|Metrics|Kafka Connect|Platform|Kafka|Postgres)\s+(\S+)`)
 	ready := make(chan struct{})
 	var banner strings.Builder
 	go func() {
@@ -111,6 +129,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	select {
 	case <-ready:
 		d.Platform = regexp.MustCompile(`/events$`).ReplaceAllString(d.Platform, "")
+		d.Metrics = regexp.MustCompile(`/metrics$`).ReplaceAllString(d.Metrics, "")
 		d.Banner = banner.String()
 		users, err := basicauth.ParseFile(filepath.Join(dir, "data", devCredentialsFile))
 		if err != nil || len(users) != 1 {

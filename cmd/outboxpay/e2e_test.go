@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,8 +29,13 @@ type stack struct {
 	User, Password string
 	// Prometheus is the stack's Prometheus; "" for dev (tests start their own).
 	Prometheus string
+	// Metrics is the base URL of the API's /metrics (dev's METRICS_ADDR);
+	// "" for the compose stack, whose Prometheus scrapes it.
+	Metrics string
 	// Debezium reports that Debezium, not the embedded engine, runs the connector.
 	Debezium bool
+	// token returns a bearer token of the user with every scope.
+	token func(t *testing.T, user int64) string
 	// dev is the dev system, when that is what runs.
 	dev *devSystem
 }
@@ -46,10 +53,37 @@ func e2eStack(t *testing.T) stack {
 			Platform:   env("OUTBOXPAY_E2E_PLATFORM_URL", "http://localhost:8090"),
 			Prometheus: env("OUTBOXPAY_E2E_PROMETHEUS_URL", "http://localhost:9090"),
 			Debezium:   os.Getenv("OUTBOXPAY_E2E_ENGINE") != "embedded",
-			User:       env("CONNECT_REST_USERNAME", "admin"), Password: os.Getenv("CONNECT_REST_PASSWORD")}
+			User:       env("CONNECT_REST_USERNAME", "admin"), Password: os.Getenv("CONNECT_REST_PASSWORD"),
+			token: commandTokens(env("OUTBOXPAY_E2E_TOKEN_COMMAND", "docker compose exec -T auth-issuer outboxpay token --user"))}
 	}
 	sys := sharedDev(t)
-	return stack{API: sys.API, Connect: sys.Connect, Platform: sys.Platform, User: sys.User, Password: sys.Password, dev: sys}
+	return stack{API: sys.API, Connect: sys.Connect, Platform: sys.Platform, User: sys.User, Password: sys.Password,
+		Metrics: sys.Metrics, dev: sys, token: func(t *testing.T, user int64) string { return sys.token(t, user) }}
+}
+
+// commandTokens returns tokens printed by command with the user id
+// appended (the compose stack's `outboxpay token` in the auth-issuer
+// container), one per user, made once.
+func commandTokens(command string) func(t *testing.T, user int64) string {
+	var mu sync.Mutex
+	tokens := map[int64]string{}
+	return func(t *testing.T, user int64) string {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if tok, ok := tokens[user]; ok {
+			return tok
+		}
+		var stderr strings.Builder
+		cmd := exec.Command("sh", "-c", fmt.Sprintf("%s %d", command, user))
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %d: %v\n%s", command, user, err, stderr.String())
+		}
+		tokens[user] = strings.TrimSpace(string(out))
+		return tokens[user]
+	}
 }
 
 // The whole pipeline as a client sees it, through public interfaces only:
@@ -74,7 +108,7 @@ func TestEndToEnd(t *testing.T) {
 		s.charge(t, 2, detail.Price)
 		order := s.order(t, 2, detail.ID, 1)
 		s.pay(t, order, 2)
-		view := s.waitSettled(t, order)
+		view := s.waitSettled(t, 2, order)
 		if view.Status != "PAID" {
 			t.Fatalf("order %d is %s, want PAID", order, view.Status)
 		}
@@ -82,6 +116,27 @@ func TestEndToEnd(t *testing.T) {
 			if e.Type == "PaymentCompleted" {
 				s.deliveredOnce(t, e.ID, "PaymentCompleted")
 			}
+		}
+	})
+
+	t.Run("an order is its owner's", func(t *testing.T) {
+		detail := s.detailWithStock(t, 1, false)
+		order := s.order(t, 2, detail.ID, 1)
+		// Another user's token: as if the order did not exist.
+		var other, missing map[string]any
+		s.do(t, 3, "GET", fmt.Sprintf("/orders/%d", order), nil, http.StatusNotFound, &other)
+		s.do(t, 3, "GET", "/orders/999999999", nil, http.StatusNotFound, &missing)
+		if other["type"] != missing["type"] || other["status"] != missing["status"] {
+			t.Errorf("another user's order: %v; a missing order: %v", other, missing)
+		}
+		s.do(t, 3, "POST", fmt.Sprintf("/orders/%d/payment", order), map[string]any{}, http.StatusNotFound, nil)
+		// A body naming another user than the token's.
+		s.do(t, 3, "POST", "/orders", map[string]any{"userId": 2,
+			"items": []any{map[string]any{"productDetailId": detail.ID, "quantity": 1}}}, http.StatusForbidden, nil)
+		// No token at all.
+		s.request(t, s.API, "GET", fmt.Sprintf("/orders/%d", order), nil, http.StatusUnauthorized, nil)
+		if v := s.view(t, 2, order); v.Status != "ORDERED" {
+			t.Errorf("the owner's order is %s, want ORDERED", v.Status)
 		}
 	})
 
@@ -93,7 +148,7 @@ func TestEndToEnd(t *testing.T) {
 		first, second := s.order(t, 3, detail.ID, detail.Stock), s.order(t, 3, detail.ID, detail.Stock)
 		s.pay(t, first, 3)
 		s.pay(t, second, 3)
-		statuses := []string{s.waitSettled(t, first).Status, s.waitSettled(t, second).Status}
+		statuses := []string{s.waitSettled(t, 3, first).Status, s.waitSettled(t, 3, second).Status}
 		slices.Sort(statuses)
 		if !slices.Equal(statuses, []string{"CANCELLED", "PAID"}) {
 			t.Fatalf("orders %d and %d are %v, want one PAID and one CANCELLED", first, second, statuses)
@@ -105,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("stock %d, want 0", got)
 		}
 		for _, id := range []int64{first, second} {
-			for _, e := range s.view(t, id).Events {
+			for _, e := range s.view(t, 3, id).Events {
 				if e.Type == "PaymentRefunded" {
 					s.deliveredOnce(t, e.ID, "PaymentRefunded")
 				}
@@ -139,7 +194,7 @@ func (s stack) detailWithStock(t *testing.T, min int64, fewest bool) productDeta
 	var products []struct {
 		Details []productDetail `json:"details"`
 	}
-	s.do(t, "GET", "/products", nil, http.StatusOK, &products)
+	s.do(t, 1, "GET", "/products", nil, http.StatusOK, &products)
 	var best *productDetail
 	for _, p := range products {
 		for _, d := range p.Details {
@@ -162,7 +217,7 @@ func (s stack) detail(t *testing.T, id int64) productDetail {
 	var products []struct {
 		Details []productDetail `json:"details"`
 	}
-	s.do(t, "GET", "/products", nil, http.StatusOK, &products)
+	s.do(t, 1, "GET", "/products", nil, http.StatusOK, &products)
 	for _, p := range products {
 		for _, d := range p.Details {
 			if d.ID == id {
@@ -176,7 +231,7 @@ func (s stack) detail(t *testing.T, id int64) productDetail {
 
 func (s stack) charge(t *testing.T, user, amount int64) {
 	t.Helper()
-	s.do(t, "POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": amount}, http.StatusOK, nil)
+	s.do(t, user, "POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": amount}, http.StatusOK, nil)
 }
 
 func (s stack) balance(t *testing.T, user int64) int64 {
@@ -184,39 +239,40 @@ func (s stack) balance(t *testing.T, user int64) int64 {
 	var b struct {
 		Balance int64 `json:"balance"`
 	}
-	s.do(t, "GET", fmt.Sprintf("/users/%d/balance", user), nil, http.StatusOK, &b)
+	s.do(t, user, "GET", fmt.Sprintf("/users/%d/balance", user), nil, http.StatusOK, &b)
 	return b.Balance
 }
 
 func (s stack) order(t *testing.T, user, detail, quantity int64) int64 {
 	t.Helper()
 	var o orderView
-	s.do(t, "POST", "/orders", map[string]any{"userId": user,
+	s.do(t, user, "POST", "/orders", map[string]any{"userId": user,
 		"items": []any{map[string]any{"productDetailId": detail, "quantity": quantity}}}, http.StatusCreated, &o)
 	return o.OrderID
 }
 
 func (s stack) pay(t *testing.T, order, user int64) {
 	t.Helper()
-	s.do(t, "POST", fmt.Sprintf("/orders/%d/payment", order), map[string]any{"userId": user}, http.StatusCreated, nil)
+	s.do(t, user, "POST", fmt.Sprintf("/orders/%d/payment", order), map[string]any{"userId": user}, http.StatusCreated, nil)
 }
 
-func (s stack) view(t *testing.T, order int64) orderView {
+// view is the order as its owner sees it.
+func (s stack) view(t *testing.T, user, order int64) orderView {
 	t.Helper()
 	var v orderView
-	s.do(t, "GET", fmt.Sprintf("/orders/%d", order), nil, http.StatusOK, &v)
+	s.do(t, user, "GET", fmt.Sprintf("/orders/%d", order), nil, http.StatusOK, &v)
 	return v
 }
 
-// waitSettled waits until every event of the order is COMPLETE and the
-// order is PAID or CANCELLED (a refunded order has three events).
-func (s stack) waitSettled(t *testing.T, order int64) orderView {
+// waitSettled waits until every event of the user's order is COMPLETE and
+// the order is PAID or CANCELLED (a refunded order has three events).
+func (s stack) waitSettled(t *testing.T, user, order int64) orderView {
 	t.Helper()
 	var v orderView
 	// Every 100 ms: each poll is an API request, and the API limits a client
 	// to 50/s (API_RATE_LIMIT).
 	eventually.TrueEvery(t, 2*time.Minute, 100*time.Millisecond, fmt.Sprintf("order %d settled", order), func() (bool, error) {
-		v = s.view(t, order)
+		v = s.view(t, user, order)
 		for _, e := range v.Events {
 			if e.Status != "COMPLETE" {
 				return false, fmt.Errorf("order %s, event %s %s", v.Status, e.Type, e.Status)
@@ -241,12 +297,15 @@ func (s stack) deliveredOnce(t *testing.T, id, eventType string) {
 	}
 }
 
-func (s stack) do(t *testing.T, method, path string, body any, want int, out any) {
+// do sends a request to the API with a token of user.
+func (s stack) do(t *testing.T, user int64, method, path string, body any, want int, out any) {
 	t.Helper()
-	s.request(t, s.API, method, path, body, want, out)
+	s.request(t, s.API, method, path, body, want, out, "Bearer "+s.token(t, user))
 }
 
-func (s stack) request(t *testing.T, base, method, path string, body any, want int, out any) {
+// request sends a request to base: the API with the authorization given,
+// the operator planes with the operator's credentials.
+func (s stack) request(t *testing.T, base, method, path string, body any, want int, out any, authorization ...string) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -265,6 +324,8 @@ func (s stack) request(t *testing.T, base, method, path string, body any, want i
 	req.Header.Set("Content-Type", "application/json")
 	if base != s.API {
 		req.SetBasicAuth(s.User, s.Password)
+	} else if len(authorization) > 0 {
+		req.Header.Set("Authorization", authorization[0])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -30,7 +30,8 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	s := e2eStack(t)
 	prom := s.Prometheus
 	if prom == "" {
-		prom = startPrometheus(t, strings.TrimPrefix(s.API, "http://"))
+		// The API's metrics are on dev's METRICS_ADDR, not the API's port.
+		prom = startPrometheus(t, strings.TrimPrefix(s.Metrics, "http://"))
 	}
 
 	// Traffic for every panel: payments that complete, and a 4xx.
@@ -42,9 +43,9 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		s.pay(t, o, 1)
 		orders = append(orders, o)
 	}
-	s.do(t, "GET", "/orders/999999999", nil, http.StatusNotFound, nil)
+	s.do(t, 1, "GET", "/orders/999999999", nil, http.StatusNotFound, nil)
 	for _, o := range orders {
-		s.waitSettled(t, o)
+		s.waitSettled(t, 1, o)
 	}
 
 	type query struct{ where, expr string }

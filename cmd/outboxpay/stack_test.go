@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
@@ -272,7 +273,7 @@ func TestComposeFile(t *testing.T) {
 
 	t.Run("the project's services", func(t *testing.T) {
 		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "consumers-data-platform": "consumers",
-			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock"} {
+			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock", "auth-issuer": "issuer"} {
 			s := svc(name)
 			if s.command() != cmd || s.Build == nil {
 				t.Errorf("%s: command %q, build %v; want %q from the Dockerfile", name, s.command(), s.Build, cmd)
@@ -288,7 +289,7 @@ func TestComposeFile(t *testing.T) {
 		// one-shot migrate and seed use the superuser.
 		for name, role := range map[string]string{
 			"api": "outboxpay_api", "consumers": "outboxpay_worker", "reconciler": "outboxpay_worker",
-			"platform-mock": "", "connector-register": "", "migrate": "outboxpay", "seed": "outboxpay",
+			"platform-mock": "", "connector-register": "", "auth-issuer": "", "migrate": "outboxpay", "seed": "outboxpay",
 		} {
 			dbURL := svc(name).Environment["DATABASE_URL"]
 			if role == "" {
@@ -396,6 +397,8 @@ func TestComposeFile(t *testing.T) {
 			name, kv string
 		}{
 			{svc("api"), "api", "API_ADDR"},
+			{svc("api"), "api", "METRICS_ADDR"},
+			{svc("auth-issuer"), "auth-issuer", "AUTH_ISSUER_ADDR"},
 			{svc("consumers"), "consumers", "METRICS_ADDR"},
 			{svc("reconciler"), "reconciler", "METRICS_ADDR"},
 			{svc("platform-mock"), "platform-mock", "PLATFORM_MOCK_ADDR"},
@@ -403,6 +406,71 @@ func TestComposeFile(t *testing.T) {
 		} {
 			if addr := c.s.Environment[c.kv]; !strings.HasPrefix(addr, ":") && !strings.HasPrefix(addr, "0.0.0.0:") {
 				t.Errorf("%s: %s=%q; the default (loopback) is unreachable from the other containers", c.name, c.kv, addr)
+			}
+		}
+	})
+
+	t.Run("the API verifies tokens of the stack's issuer, which only the compose network reaches", func(t *testing.T) {
+		iss, a := svc("auth-issuer"), svc("api")
+		if len(iss.Ports) != 0 || !slices.Contains(iss.containerPorts(), 8091) || iss.Environment["AUTH_ISSUER_ADDR"] != ":8091" {
+			t.Errorf("auth-issuer: ports %v, expose %v, AUTH_ISSUER_ADDR %q; want :8091 on the compose network only",
+				iss.Ports, iss.Expose, iss.Environment["AUTH_ISSUER_ADDR"])
+		}
+		if hc := iss.Healthcheck; hc == nil || !slices.Contains(hc.Test, "http://127.0.0.1:8091"+devtoken.JWKSPath) {
+			t.Errorf("auth-issuer's health check does not fetch the JWK Set: %+v", hc)
+		}
+		// Its signing key is on a named volume, which operator-credentials
+		// gives to the image's nonroot user.
+		keyDir := filepath.Dir(iss.Environment["AUTH_SIGNING_KEY_FILE"])
+		onVolume := func(s composeService, dir string) bool {
+			return slices.ContainsFunc(s.Volumes, func(v any) bool {
+				return strings.HasPrefix(fmt.Sprint(v), "auth-signing-key:"+dir+":") ||
+					strings.Contains(fmt.Sprint(v), "source:auth-signing-key") && strings.Contains(fmt.Sprint(v), "target:"+dir+" ")
+			})
+		}
+		if keyDir == "." || !onVolume(iss, keyDir) {
+			t.Errorf("auth-issuer: AUTH_SIGNING_KEY_FILE %q is not on the auth-signing-key volume: %v", iss.Environment["AUTH_SIGNING_KEY_FILE"], iss.Volumes)
+		}
+		oc := svc("operator-credentials")
+		if !onVolume(oc, "/auth-signing-key") || !strings.Contains(oc.command(), "chown 65532:65532 /auth-signing-key") ||
+			iss.DependsOn["operator-credentials"].Condition != "service_completed_successfully" {
+			t.Errorf("the auth-signing-key volume is not given to nonroot before auth-issuer starts: %v, %q", oc.Volumes, oc.command())
+		}
+		// `docker compose exec auth-issuer outboxpay token` signs with the
+		// key and claims the api verifies.
+		env := a.Environment
+		if env["AUTH_JWKS_URL"] != "http://auth-issuer:8091"+devtoken.JWKSPath || env["AUTH_PUBLIC_KEY_FILE"] != "" {
+			t.Errorf("api: AUTH_JWKS_URL %q, AUTH_PUBLIC_KEY_FILE %q", env["AUTH_JWKS_URL"], env["AUTH_PUBLIC_KEY_FILE"])
+		}
+		if env["AUTH_ISSUER"] != devIssuerName || env["AUTH_AUDIENCE"] != "outboxpay" ||
+			iss.Environment["AUTH_ISSUER"] != env["AUTH_ISSUER"] || iss.Environment["AUTH_AUDIENCE"] != env["AUTH_AUDIENCE"] {
+			t.Errorf("api: AUTH_ISSUER %q, AUTH_AUDIENCE %q; auth-issuer: %q, %q", env["AUTH_ISSUER"], env["AUTH_AUDIENCE"],
+				iss.Environment["AUTH_ISSUER"], iss.Environment["AUTH_AUDIENCE"])
+		}
+		if a.DependsOn["auth-issuer"].Condition != "service_healthy" {
+			t.Errorf("api does not wait for auth-issuer: depends on %v", a.DependsOn)
+		}
+		// The api's metrics: on :9100 for Prometheus, not published beyond loopback.
+		if env["METRICS_ADDR"] != ":9100" || !slices.Contains(a.containerPorts(), 9100) {
+			t.Errorf("api: METRICS_ADDR %q, ports %v", env["METRICS_ADDR"], a.containerPorts())
+		}
+		for port, ip := range a.hostIPs() {
+			if strings.HasSuffix(port, ":9100") && ip != "127.0.0.1" {
+				t.Errorf("api publishes its metrics port on %q", ip)
+			}
+		}
+		targets := scrapeTargets(t)
+		if !slices.Contains(targets, "api:9100") || slices.Contains(targets, "api:8080") {
+			t.Errorf("prometheus scrapes %v; want the api's metrics port api:9100, not the API", targets)
+		}
+		// Settings the operator can override, without editing the file.
+		raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"${AUTH_JWKS_URL:-", "${AUTH_ISSUER:-", "${AUTH_AUDIENCE:-"} {
+			if !strings.Contains(string(raw), v) {
+				t.Errorf("docker-compose.yml does not take %s from the environment", strings.TrimSuffix(strings.TrimPrefix(v, "${"), ":-"))
 			}
 		}
 	})

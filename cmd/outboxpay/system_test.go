@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/platformmock"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kafkatest"
@@ -40,8 +43,10 @@ type system struct {
 	connect    *rest.Client
 	connectURL string
 	platform   *platformmock.Server
-	stop       context.CancelFunc
-	stopped    chan error
+	// issuer signs the tokens the API accepts (AUTH_PUBLIC_KEY_FILE).
+	issuer  *devtoken.Issuer
+	stop    context.CancelFunc
+	stopped chan error
 	// stopGroups stops the consumer groups started by startGroups.
 	stopGroups func()
 }
@@ -83,8 +88,26 @@ func newSystem(t *testing.T) *system {
 
 	s.startGroups()
 
+	// The API verifies tokens with the issuer's public key, as `api` with
+	// AUTH_PUBLIC_KEY_FILE does.
+	if s.issuer, err = devtoken.New("system-test", cfg.AuthAudience); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := s.issuer.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	authCfg := cfg
+	authCfg.AuthIssuer, authCfg.AuthPublicKeyFile = s.issuer.Name, filepath.Join(t.TempDir(), "auth.pub")
+	if err := os.WriteFile(authCfg.AuthPublicKeyFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := apiAuth(ctx, authCfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := api.New(shop.New(r.db), api.Config{MaxBodyBytes: 1 << 16, RequestTimeout: 10 * time.Second,
-		Ready: r.db.PingContext, Registerer: s.reg, Gatherer: s.reg})
+		Ready: r.db.PingContext, Registerer: s.reg, Auth: auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,15 +145,21 @@ func (s *system) startGroups() {
 	}
 }
 
-// call sends a JSON request to the API and decodes the response into out.
-func (s *system) call(method, path string, body any, want int, out any) {
+// call sends a JSON request to the API as user (a token with every scope)
+// and decodes the response into out.
+func (s *system) call(user int64, method, path string, body any, want int, out any) {
 	s.t.Helper()
 	var b strings.Builder
 	if body != nil {
 		_ = json.NewEncoder(&b).Encode(body)
 	}
+	token, err := s.issuer.Token(user, api.Scopes(), time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	req, _ := http.NewRequest(method, s.api+path, strings.NewReader(b.String()))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
@@ -187,9 +216,19 @@ func (s *system) balance(user int64) int64 {
 func (s *system) orderAndPay(user, detail int64, qty int) shop.Order {
 	s.t.Helper()
 	var o shop.Order
-	s.call("POST", "/orders", map[string]any{"userId": user, "items": []any{map[string]any{"productDetailId": detail, "quantity": qty}}}, 201, &o)
-	s.call("POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}, 201, nil)
+	s.call(user, "POST", "/orders", map[string]any{"userId": user, "items": []any{map[string]any{"productDetailId": detail, "quantity": qty}}}, 201, &o)
+	s.call(user, "POST", fmt.Sprintf("/orders/%d/payment", o.OrderID), map[string]any{"userId": user}, 201, nil)
 	return o
+}
+
+// owner is the user who placed the order.
+func (s *system) owner(order int64) int64 {
+	s.t.Helper()
+	var user int64
+	if err := s.db.QueryRow(`SELECT user_id FROM orders WHERE id = $1`, order).Scan(&user); err != nil {
+		s.t.Fatal(err)
+	}
+	return user
 }
 
 // waitComplete waits until every event of the orders is COMPLETE and
@@ -200,7 +239,7 @@ func (s *system) waitComplete(orders ...int64) map[int64]shop.OrderView {
 	eventually.True(s.t, 90*time.Second, fmt.Sprintf("orders %v COMPLETE", orders), func() (bool, error) {
 		for _, id := range orders {
 			var v shop.OrderView
-			s.call("GET", fmt.Sprintf("/orders/%d", id), nil, 200, &v)
+			s.call(s.owner(id), "GET", fmt.Sprintf("/orders/%d", id), nil, 200, &v)
 			views[id] = v
 			if len(v.Events) < 2 {
 				return false, fmt.Errorf("order %d has %d events", id, len(v.Events))
@@ -250,11 +289,11 @@ func TestShortStockRefunds(t *testing.T) {
 	var orders []int64
 	for _, u := range users {
 		var o shop.Order
-		s.call("POST", "/orders", map[string]any{"userId": u, "items": []any{map[string]any{"productDetailId": detail, "quantity": 1}}}, 201, &o)
+		s.call(u, "POST", "/orders", map[string]any{"userId": u, "items": []any{map[string]any{"productDetailId": detail, "quantity": 1}}}, 201, &o)
 		orders = append(orders, o.OrderID)
 	}
 	for i, u := range users { // all three pass the order-time check; only two can be served
-		s.call("POST", fmt.Sprintf("/orders/%d/payment", orders[i]), map[string]any{"userId": u}, 201, nil)
+		s.call(u, "POST", fmt.Sprintf("/orders/%d/payment", orders[i]), map[string]any{"userId": u}, 201, nil)
 	}
 	views := s.waitComplete(orders...)
 	cancelled := 0

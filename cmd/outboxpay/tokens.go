@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/outboxpay/outboxpay/api"
@@ -43,10 +43,13 @@ func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, er
 			Client:          &http.Client{Timeout: 10 * time.Second},
 			HTTPTimeout:     10 * time.Second,
 			RefreshInterval: cfg.AuthJWKSRefresh,
-			// A token with an unknown kid fetches the set again at most
-			// every 30 s; meanwhile such tokens are refused at once.
+			// A token with an unknown kid (the issuer rotated its key)
+			// fetches the set again, at most every 30 s: such a token
+			// waits for that fetch if it is due within 10 s, else it is
+			// refused at once. The wait bounds the fetch too (jwkset runs
+			// it under the same deadline), so it must leave time for one.
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
-			RateLimitWaitMax:  time.Millisecond,
+			RateLimitWaitMax:  10 * time.Second,
 			RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
 				return func(ctx context.Context, _ error) {
 					// The cause would name the issuer's address: left out.
@@ -60,7 +63,7 @@ func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, er
 		}
 		keys = k
 	case cfg.AuthPublicKeyFile != "":
-		k, err := publicKeyFile(ctx, cfg.AuthPublicKeyFile)
+		k, err := publicKeyFile(cfg.AuthPublicKeyFile)
 		if err != nil {
 			return api.Auth{}, fmt.Errorf("AUTH_PUBLIC_KEY_FILE: %w", err)
 		}
@@ -72,8 +75,11 @@ func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, er
 		Algorithms: cfg.AuthAlgorithms, Leeway: cfg.AuthLeeway}, nil
 }
 
-// publicKeyFile is a key source of the one PEM public key at path.
-func publicKeyFile(ctx context.Context, path string) (keyfunc.Keyfunc, error) {
+// publicKeyFile is a key source of the one PEM public key at path (RSA,
+// ECDSA or Ed25519). It verifies every token, whatever its "kid" (a PEM
+// file names none, and issuers put one in every token); the token's "alg"
+// must still be one the API allows and fit the key.
+func publicKeyFile(path string) (api.KeySource, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -86,15 +92,14 @@ func publicKeyFile(ctx context.Context, path string) (keyfunc.Keyfunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	jwk, err := jwkset.NewJWKFromKey(pub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{USE: jwkset.UseSig}})
-	if err != nil {
-		return nil, err
-	}
-	store := jwkset.NewMemoryStorage()
-	if err := store.KeyWrite(ctx, jwk); err != nil {
-		return nil, err
-	}
-	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: store})
+	return staticKey{pub}, nil
+}
+
+// staticKey is an api.KeySource of one key.
+type staticKey struct{ key any }
+
+func (s staticKey) KeyfuncCtx(context.Context) jwt.Keyfunc {
+	return func(*jwt.Token) (any, error) { return s.key, nil }
 }
 
 // devIssuer is the development issuer of AUTH_SIGNING_KEY_FILE (default
@@ -161,12 +166,17 @@ func runToken(cfg config, args []string, stdout, stderr io.Writer) error {
 			"$DATA_DIR/auth-signing-key.pem) for the API. Scopes: %s.\n\n", strings.Join(api.Scopes(), ", "))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // the usage, as asked
+	} else if err != nil {
+		return fmt.Errorf("token: %w", err)
 	}
-	if fs.NArg() > 0 {
+	switch {
+	case fs.NArg() > 0:
 		fs.Usage()
 		return fmt.Errorf("token: unexpected argument %q", fs.Arg(0))
+	case *user == 0:
+		return errors.New("token: --user is required: the id of the user the token acts for (its sub)")
 	}
 	scopes := strings.FieldsFunc(*scope, func(r rune) bool { return r == ' ' || r == ',' })
 	for _, s := range scopes {

@@ -1,0 +1,562 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/outboxpay/outboxpay/api"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/shop"
+)
+
+// testConfig is the default configuration with the API on a free loopback
+// port and no identity provider: each test sets its own.
+func testConfig(t *testing.T) config {
+	t.Helper()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.APIAddr, cfg.MetricsAddr, cfg.AuthIssuerAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AuthJWKSURL, cfg.AuthPublicKeyFile, cfg.AuthIssuer, cfg.AuthSigningKeyFile = "", "", "", ""
+	cfg.ShutdownTimeout = 5 * time.Second
+	return cfg
+}
+
+// startAPI runs serveAPI with cfg on a fresh database holding the demo
+// users, and returns its base URL; it stops when the test ends.
+func startAPI(t *testing.T, cfg config) string {
+	t.Helper()
+	db, _ := pgtest.NewDB(t)
+	if _, err := shop.New(db).SeedDemo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveAPI(ctx, cfg, db, newRegistry(), slog.New(slog.DiscardHandler), func(a net.Addr) { addr <- a })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveAPI: %v", err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a.String()
+	case err := <-done:
+		done <- err
+		t.Fatalf("serveAPI: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the API did not listen within a minute")
+	}
+	return ""
+}
+
+// get sends GET base+path with the bearer token (none if "") and returns
+// the status, the WWW-Authenticate header and the body.
+func get(t *testing.T, base, path, token string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), string(b)
+}
+
+// mustToken is a token of iss for user with scopes, valid for an hour.
+func mustToken(t *testing.T, iss *devtoken.Issuer, user int64, scopes ...string) string {
+	t.Helper()
+	tok, err := iss.Token(user, scopes, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// jwksServer serves an issuer's JWK Set at devtoken.JWKSPath, or 503
+// while down; set changes which issuer's.
+type jwksServer struct {
+	url      string
+	jwks     atomic.Pointer[[]byte]
+	up       atomic.Bool
+	requests atomic.Int64
+}
+
+func newJWKSServer(t *testing.T, iss *devtoken.Issuer, up bool) *jwksServer {
+	t.Helper()
+	s := &jwksServer{}
+	s.set(t, iss)
+	s.up.Store(up)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if r.URL.Path != devtoken.JWKSPath || !s.up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		_, _ = w.Write(*s.jwks.Load())
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL + devtoken.JWKSPath
+	return s
+}
+
+func (s *jwksServer) set(t *testing.T, iss *devtoken.Issuer) {
+	t.Helper()
+	b, err := iss.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.jwks.Store(&b)
+}
+
+// The API takes its keys from AUTH_JWKS_URL: a token of a served key
+// verifies; when the issuer rotates to a new key, a token with the new kid
+// verifies once the set is fetched again (the unknown kid fetches it), and
+// one of the retired key no longer does.
+func TestAPIAuthJWKSRotation(t *testing.T) {
+	const name = "https://idp.example/realms/shop"
+	first, err := devtoken.New(name, "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := devtoken.New(name, "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.KeyID() == second.KeyID() {
+		t.Fatal("two keys with one kid")
+	}
+	jwks := newJWKSServer(t, first, true)
+	cfg := testConfig(t)
+	cfg.AuthJWKSURL, cfg.AuthIssuer = jwks.url, name
+	base := startAPI(t, cfg)
+
+	if status, _, body := get(t, base, "/users/1/balance", mustToken(t, first, 1, api.ScopeBalanceRead)); status != http.StatusOK {
+		t.Fatalf("a token of the served key: %d %s", status, body)
+	}
+	if status, challenge, _ := get(t, base, "/users/1/balance", ""); status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer ") {
+		t.Errorf("no token: %d %q, want 401 with a Bearer challenge", status, challenge)
+	}
+
+	jwks.set(t, second)
+	rotated := mustToken(t, second, 1, api.ScopeBalanceRead)
+	eventually.TrueEvery(t, time.Minute, 500*time.Millisecond, "a token of the new key verifies", func() (bool, error) {
+		status, _, body := get(t, base, "/users/1/balance", rotated)
+		return status == http.StatusOK, fmt.Errorf("%d %s", status, body)
+	})
+	// The set was replaced: the retired key's tokens are refused.
+	if status, challenge, _ := get(t, base, "/users/1/balance", mustToken(t, first, 1, api.ScopeBalanceRead)); status != http.StatusUnauthorized ||
+		!strings.Contains(challenge, `error="invalid_token"`) {
+		t.Errorf("a token of the retired key: %d %q, want 401 invalid_token", status, challenge)
+	}
+}
+
+// A JWKS endpoint that is down when the API starts does not stop it: it
+// serves, and tokens verify once the issuer is up.
+func TestAPIAuthJWKSDownAtStart(t *testing.T) {
+	const name = "outboxpay-test"
+	iss, err := devtoken.New(name, "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := newJWKSServer(t, iss, false)
+	cfg := testConfig(t)
+	cfg.AuthJWKSURL, cfg.AuthIssuer = jwks.url, name
+	base := startAPI(t, cfg)
+	if jwks.requests.Load() == 0 {
+		t.Error("the API did not try to fetch the JWK Set at start")
+	}
+	if status, _, body := get(t, base, "/readyz", ""); status != http.StatusOK {
+		t.Fatalf("/readyz with the issuer down: %d %s", status, body)
+	}
+
+	jwks.up.Store(true)
+	token := mustToken(t, iss, 2, api.ScopeBalanceRead)
+	eventually.TrueEvery(t, time.Minute, 500*time.Millisecond, "a token verifies once the issuer is up", func() (bool, error) {
+		status, _, body := get(t, base, "/users/2/balance", token)
+		return status == http.StatusOK, fmt.Errorf("%d %s", status, body)
+	})
+}
+
+// AUTH_PUBLIC_KEY_FILE: tokens of that key, with the configured issuer and
+// audience, verify; others are 401, and a missing scope is 403.
+func TestAPIAuthPublicKeyFile(t *testing.T) {
+	iss, err := devtoken.New("outboxpay-dev", "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := devtoken.New("outboxpay-dev", "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := iss.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.AuthPublicKeyFile, cfg.AuthIssuer = filepath.Join(t.TempDir(), "issuer.pub"), iss.Name
+	if err := os.WriteFile(cfg.AuthPublicKeyFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := startAPI(t, cfg)
+
+	wrongIssuer := iss.Claims(1, []string{api.ScopeBalanceRead}, time.Hour)
+	wrongIssuer.Issuer = "someone-else"
+	wrongAudience := iss.Claims(1, []string{api.ScopeBalanceRead}, time.Hour)
+	wrongAudience.Audience = jwt.ClaimStrings{"another-api"}
+	expired := iss.Claims(1, []string{api.ScopeBalanceRead}, time.Hour)
+	expired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
+	sign := func(c devtoken.Claims) string {
+		t.Helper()
+		tok, err := iss.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		name, token string
+		want        int
+		challenge   string
+	}{
+		{"the key's token", mustToken(t, iss, 1, api.ScopeBalanceRead), http.StatusOK, ""},
+		{"another key's token", mustToken(t, other, 1, api.ScopeBalanceRead), http.StatusUnauthorized, `error="invalid_token"`},
+		{"another issuer", sign(wrongIssuer), http.StatusUnauthorized, `error="invalid_token"`},
+		{"another audience", sign(wrongAudience), http.StatusUnauthorized, `error="invalid_token"`},
+		{"expired", sign(expired), http.StatusUnauthorized, "expired"},
+		{"without the scope", mustToken(t, iss, 1, api.ScopeOrders), http.StatusForbidden, `error="insufficient_scope"`},
+	} {
+		status, challenge, body := get(t, base, "/users/1/balance", c.token)
+		if status != c.want || !strings.Contains(challenge, c.challenge) {
+			t.Errorf("%s: %d %q %s, want %d with %s", c.name, status, challenge, body, c.want, c.challenge)
+		}
+	}
+}
+
+// The API's authentication settings: what loadConfig or serveAPI refuse,
+// each with an error naming what to fix.
+func TestAPIAuthConfigErrors(t *testing.T) {
+	iss, err := devtoken.New("outboxpay-dev", "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := iss.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "issuer.pub")
+	if err := os.WriteFile(keyFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notAKey := filepath.Join(dir, "not-a-key.pem")
+	if err := os.WriteFile(notAKey, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	valid := map[string]string{"AUTH_PUBLIC_KEY_FILE": keyFile, "AUTH_ISSUER": "outboxpay-dev"}
+	with := func(change map[string]string) map[string]string {
+		env := map[string]string{}
+		for k, v := range valid {
+			env[k] = v
+		}
+		for k, v := range change {
+			env[k] = v
+		}
+		return env
+	}
+	cases := []struct {
+		name  string
+		env   map[string]string
+		wrong string // what the error names
+	}{
+		{"both key sources", with(map[string]string{"AUTH_JWKS_URL": "http://127.0.0.1:1/jwks.json"}), "not both"},
+		{"no key source", with(map[string]string{"AUTH_PUBLIC_KEY_FILE": ""}), "set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE"},
+		{"no issuer", with(map[string]string{"AUTH_ISSUER": ""}), "AUTH_ISSUER"},
+		{"HMAC", with(map[string]string{"AUTH_ALGORITHMS": "HS256"}), `"HS256"`},
+		{"none", with(map[string]string{"AUTH_ALGORITHMS": "ES256,none"}), `"none"`},
+		{"a missing key file", with(map[string]string{"AUTH_PUBLIC_KEY_FILE": filepath.Join(dir, "missing.pem")}), "AUTH_PUBLIC_KEY_FILE"},
+		{"a file that is no public key", with(map[string]string{"AUTH_PUBLIC_KEY_FILE": notAKey}), "AUTH_PUBLIC_KEY_FILE"},
+		{"a leeway beyond 5m", with(map[string]string{"AUTH_LEEWAY": "10m"}), "leeway"},
+		{"a JWKS refresh under a minute", with(map[string]string{"AUTH_JWKS_REFRESH": "10s"}), "AUTH_JWKS_REFRESH"},
+		{"no dev token lifetime", with(map[string]string{"DEV_TOKEN_TTL": "0s"}), "DEV_TOKEN_TTL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := loadConfig()
+			if err == nil {
+				cfg.APIAddr = "127.0.0.1:0"
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				err = serveAPI(ctx, cfg, openEmptyDB(t), newRegistry(), slog.New(slog.DiscardHandler), func(net.Addr) {
+					t.Errorf("the API started")
+				})
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wrong) {
+				t.Fatalf("got %v, want an error naming %s", err, c.wrong)
+			}
+		})
+	}
+	// The valid settings serve.
+	for k, v := range valid {
+		t.Setenv(k, v)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.APIAddr = "127.0.0.1:0"
+	if base := startAPI(t, cfg); base == "" {
+		t.Fatal("no API")
+	}
+}
+
+// startProcess runs the outboxpay binary with args and env added to a clean
+// environment until the test ends (SIGTERM, then it must exit cleanly).
+func startProcess(t *testing.T, env []string, args ...string) *syncBuffer {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("outboxpay %v: %v after SIGTERM\n%s", args, err, logs)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("outboxpay %v still running 30 s after SIGTERM", args)
+		}
+	})
+	return logs
+}
+
+// `outboxpay issuer` serves its key's JWK Set (public keys only) and
+// nothing else; `outboxpay token` signs with the same key file; and
+// `outboxpay api` with AUTH_JWKS_URL on that issuer accepts the token with
+// its scopes and user, serving its metrics on METRICS_ADDR, not on the API:
+// the compose stack's auth-issuer, token and api.
+func TestIssuerTokenAndAPIProcesses(t *testing.T) {
+	dataDir := t.TempDir()
+	issuerAddr := freeAddr(t)
+	issuerLogs := startProcess(t, []string{"DATA_DIR=" + dataDir, "AUTH_ISSUER_ADDR=" + issuerAddr}, "issuer")
+	jwksURL := "http://" + issuerAddr + devtoken.JWKSPath
+	var jwksBody string
+	eventually.True(t, time.Minute, "the issuer serves its JWK Set", func() (bool, error) {
+		resp, err := http.Get(jwksURL)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		jwksBody = string(b)
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("%d %s\n%s", resp.StatusCode, b, issuerLogs)
+	})
+	keyFile := filepath.Join(dataDir, "auth-signing-key.pem")
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	key, err := devtoken.Load(keyFile, devIssuerName, "outboxpay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(jwksBody), &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("JWK Set %s: %v", jwksBody, err)
+	}
+	if set.Keys[0]["kid"] != key.KeyID() || set.Keys[0]["alg"] != "ES256" {
+		t.Errorf("the served key: %v, want kid %s, ES256", set.Keys[0], key.KeyID())
+	}
+	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi"} {
+		if _, ok := set.Keys[0][private]; ok {
+			t.Errorf("the JWK Set holds the private parameter %q", private)
+		}
+	}
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/"}, {"GET", "/metrics"}, {"GET", "/healthz"}, {"GET", "/token"}, {"POST", devtoken.JWKSPath},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), r.method, "http://"+issuerAddr+r.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("issuer %s %s: %d, want 404 or 405", r.method, r.path, resp.StatusCode)
+		}
+	}
+
+	// The API, as its own process, verifying with the issuer's JWK Set.
+	db, dbURL := pgtest.NewDB(t)
+	if _, err := shop.New(db).SeedDemo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	apiLogs := startProcess(t, []string{"DATABASE_URL=" + dbURL, "API_ADDR=" + apiAddr, "METRICS_ADDR=" + metricsAddr,
+		"AUTH_JWKS_URL=" + jwksURL, "AUTH_ISSUER=" + devIssuerName}, "api")
+	base := "http://" + apiAddr
+	eventually.True(t, time.Minute, "the API is ready", func() (bool, error) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, fmt.Errorf("%v\n%s", err, apiLogs)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("%d", resp.StatusCode)
+	})
+
+	token := func(args ...string) string {
+		t.Helper()
+		code, stdout, stderr := run(t, []string{"DATA_DIR=" + dataDir}, append([]string{"token"}, args...)...)
+		if code != 0 || strings.Count(stdout, ".") != 2 {
+			t.Fatalf("token %v: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+		return strings.TrimSpace(stdout)
+	}
+	readOnly := token("--user", "2", "--scope", "balance:read", "--ttl", "10m")
+	pubPEM, err := key.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwt.ParseECPublicKeyFromPEM(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"})).ParseWithClaims(readOnly, claims, func(*jwt.Token) (any, error) {
+		return pub, nil
+	}); err != nil {
+		t.Fatalf("the printed token does not verify with the key file's key: %v", err)
+	}
+	if claims["sub"] != "2" || claims["scope"] != "balance:read" || claims["iss"] != devIssuerName {
+		t.Errorf("claims %v, want sub 2, scope balance:read, iss %s", claims, devIssuerName)
+	}
+	exp, _ := claims.GetExpirationTime()
+	if exp == nil || time.Until(exp.Time) > 10*time.Minute || time.Until(exp.Time) < 9*time.Minute {
+		t.Errorf("exp %v, want in 10 minutes", exp)
+	}
+	for _, c := range []struct {
+		token, path string
+		want        int
+	}{
+		{readOnly, "/users/2/balance", http.StatusOK},
+		{readOnly, "/users/1/balance", http.StatusNotFound}, // another user's: as if it did not exist
+		{readOnly, "/products", http.StatusForbidden},       // not its scope
+		{token("--user", "2", "--scope", "orders,payments"), "/products", http.StatusOK},
+		{token("--user", "1"), "/users/1/balance", http.StatusOK}, // every scope by default
+		{"", "/products", http.StatusUnauthorized},
+	} {
+		if status, _, body := get(t, base, c.path, c.token); status != c.want {
+			t.Errorf("GET %s: %d %s, want %d", c.path, status, body, c.want)
+		}
+	}
+
+	// The API's metrics are on METRICS_ADDR, not on the API's port.
+	if status, _, body := get(t, "http://"+metricsAddr, "/metrics", ""); status != http.StatusOK ||
+		!strings.Contains(body, `http_requests_total{code="200",method="GET",route="/users/:userId/balance"}`) {
+		t.Errorf("METRICS_ADDR /metrics: %d, want the API's request counts:\n%.2000s", status, body)
+	}
+	if status, _, _ := get(t, base, "/metrics", ""); status == http.StatusOK {
+		t.Error("the API serves /metrics")
+	}
+	for _, logs := range []string{apiLogs.String(), issuerLogs.String()} {
+		if strings.Contains(logs, readOnly) {
+			t.Error("a token is in the logs")
+		}
+	}
+}
+
+// `outboxpay token` refuses what it cannot do with exit code 2 and says why.
+func TestTokenSubcommandErrors(t *testing.T) {
+	withKey := t.TempDir()
+	if _, err := devtoken.LoadOrCreate(filepath.Join(withKey, "auth-signing-key.pem"), devIssuerName, "outboxpay"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, dataDir string
+		args          []string
+		want          string
+	}{
+		{"no --user", withKey, nil, "--user is required"},
+		{"user 0", withKey, []string{"--user", "0"}, "--user is required"},
+		{"a negative user", withKey, []string{"--user", "-3"}, "not a positive user id"},
+		{"an unknown scope", withKey, []string{"--user", "1", "--scope", "orders admin"}, `unknown scope "admin"`},
+		{"a lifetime that is not positive", withKey, []string{"--user", "1", "--ttl", "-1h"}, "not positive"},
+		{"an unknown flag", withKey, []string{"--user", "1", "--sub", "2"}, "-sub"},
+		{"an argument", withKey, []string{"--user", "1", "extra"}, `unexpected argument "extra"`},
+		{"no signing key", t.TempDir(), []string{"--user", "1"}, "no signing key at"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, []string{"DATA_DIR=" + c.dataDir}, append([]string{"token"}, c.args...)...)
+			if code != 2 || stdout != "" || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stdout %q, want 2 and nothing printed, with %q in\n%s", code, stdout, c.want, stderr)
+			}
+		})
+	}
+	// --help prints the usage, with the scopes.
+	code, _, stderr := run(t, nil, "token", "--help")
+	if code != 0 || !strings.Contains(stderr, "usage: outboxpay token") || !slices.ContainsFunc(api.Scopes(), func(s string) bool {
+		return strings.Contains(stderr, s)
+	}) {
+		t.Errorf("token --help: exit %d\n%s", code, stderr)
+	}
+	// AUTH_SIGNING_KEY_FILE, AUTH_ISSUER and AUTH_AUDIENCE name the key and the claims.
+	code, stdout, stderr := run(t, []string{"AUTH_SIGNING_KEY_FILE=" + filepath.Join(withKey, "auth-signing-key.pem"),
+		"AUTH_ISSUER=compose-issuer", "AUTH_AUDIENCE=shop-api"}, "token", "--user", "5")
+	if code != 0 {
+		t.Fatalf("token with AUTH_SIGNING_KEY_FILE: exit %d\n%s", code, stderr)
+	}
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(strings.TrimSpace(stdout), claims); err != nil {
+		t.Fatal(err)
+	}
+	if aud, _ := claims.GetAudience(); claims["iss"] != "compose-issuer" || !slices.Equal(aud, []string{"shop-api"}) || claims["sub"] != "5" {
+		t.Errorf("claims %v", claims)
+	}
+}
