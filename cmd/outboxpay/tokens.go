@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -17,8 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/outboxpay/outboxpay/api"
@@ -60,7 +64,7 @@ func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, er
 		}
 		keys = k
 	case cfg.AuthPublicKeyFile != "":
-		k, err := publicKeyFile(ctx, cfg.AuthPublicKeyFile)
+		k, err := publicKeyFile(cfg.AuthPublicKeyFile)
 		if err != nil {
 			return api.Auth{}, fmt.Errorf("AUTH_PUBLIC_KEY_FILE: %w", err)
 		}
@@ -72,8 +76,12 @@ func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, er
 		Algorithms: cfg.AuthAlgorithms, Leeway: cfg.AuthLeeway}, nil
 }
 
-// publicKeyFile is a key source of the one PEM public key at path.
-func publicKeyFile(ctx context.Context, path string) (keyfunc.Keyfunc, error) {
+// publicKeyFile is a key source of the one PEM public key at path (RSA,
+// ECDSA or Ed25519). Every token is checked against that key whatever its
+// "kid": a PEM file names no key id, and issuers put one in every token.
+// The parser's algorithms and the key's type decide whether a signature
+// method fits it.
+func publicKeyFile(path string) (api.KeySource, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -86,15 +94,18 @@ func publicKeyFile(ctx context.Context, path string) (keyfunc.Keyfunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	jwk, err := jwkset.NewJWKFromKey(pub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{USE: jwkset.UseSig}})
-	if err != nil {
-		return nil, err
+	switch pub.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return staticKey{key: pub}, nil
 	}
-	store := jwkset.NewMemoryStorage()
-	if err := store.KeyWrite(ctx, jwk); err != nil {
-		return nil, err
-	}
-	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: store})
+	return nil, fmt.Errorf("a %T cannot verify tokens: want an RSA, ECDSA or Ed25519 key", pub)
+}
+
+// staticKey is a KeySource of one key, used for every token.
+type staticKey struct{ key crypto.PublicKey }
+
+func (s staticKey) KeyfuncCtx(context.Context) jwt.Keyfunc {
+	return func(*jwt.Token) (any, error) { return s.key, nil }
 }
 
 // devIssuer is the development issuer of AUTH_SIGNING_KEY_FILE (default
