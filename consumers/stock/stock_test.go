@@ -106,8 +106,8 @@ func (r *rig) paidOrder(qty int) (user, detail int64, o shop.OrderView) {
 	if _, _, err := r.shop.Pay(ctx, shop.PayRequest{OrderID: placed.OrderID, UserID: user}); err != nil {
 		r.t.Fatal(err)
 	}
-	// What GET /orders/{id} shows anyone, event ids included.
-	o, err = r.shop.Order(ctx, placed.OrderID)
+	// What GET /orders/{id} shows the order's user, event ids included.
+	o, err = r.shop.Order(ctx, user, placed.OrderID)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func (r *rig) dlq(n int, timeout time.Duration) []*kafka.Message {
 }
 
 // The attack of issue 9: a forged OrderPaid carrying the id of a fulfilled
-// order's PaymentCompleted row (public in GET /orders/{id}), with the order
+// order's PaymentCompleted row (its user sees it in GET /orders/{id}), with the order
 // id as key and a quantity no stock can serve, would have refunded the
 // order. The record does not match the row its id names: it goes to the DLQ
 // with the reason, and changes nothing.
