@@ -63,7 +63,8 @@ up: .env
 	$(COMPOSE) $(COMPOSE_FILES) up -d --build
 	$(COMPOSE) $(COMPOSE_FILES) run --rm connector-register
 	@echo
-	@echo "  API            http://localhost:8080   (a bearer token: $(COMPOSE) exec auth-issuer outboxpay token --user 1)"
+	@echo "  API            http://localhost:8080   (bearer tokens of the issuer service:"
+	@echo "                 curl -H \"Authorization: Bearer \$$($(COMPOSE) exec -T auth-issuer outboxpay token --user 1)\" localhost:8080/products)"
 	@echo "  Kafka Connect  http://127.0.0.1:$(CONNECT_PORT)/connectors/outbox/status   ($(ENGINE); make connector-status)"
 	@echo "  kafka-ui       http://127.0.0.1:8081"
 	@echo "  Grafana        http://127.0.0.1:3000   (user admin, GRAFANA_ADMIN_PASSWORD in .env; dashboards: Outbox pipeline, Consumer lag)"

@@ -42,9 +42,10 @@ type config struct {
 	APIMaxBodyBytes int64 `env:"API_MAX_BODY_BYTES" envDefault:"65536"`
 	// APIRequestTimeout bounds the work of one request.
 	APIRequestTimeout time.Duration `env:"API_REQUEST_TIMEOUT" envDefault:"10s"`
-	// APIRateLimit is the requests per second one client (by IP) may make to
-	// the API, with bursts of APIRateBurst; 0 in either disables the limit.
-	// /healthz, /readyz, /openapi.yaml and /metrics are not limited.
+	// APIRateLimit is the requests per second one client (the user of a
+	// valid token, else the IP) may make to the API, with bursts of
+	// APIRateBurst; 0 in either disables the limit. /healthz, /readyz and
+	// /openapi.yaml are not limited.
 	APIRateLimit float64 `env:"API_RATE_LIMIT" envDefault:"50"`
 	APIRateBurst int     `env:"API_RATE_BURST" envDefault:"100"`
 	// APITrustedProxies are the CIDRs whose X-Forwarded-For the API believes

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -92,7 +95,12 @@ func publicKeyFile(path string) (api.KeySource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return staticKey{pub}, nil
+	switch pub.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return staticKey{pub}, nil
+	default:
+		return nil, fmt.Errorf("a %T key cannot verify tokens: want an RSA, ECDSA or Ed25519 key", pub)
+	}
 }
 
 // staticKey is an api.KeySource of one key.

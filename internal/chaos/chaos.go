@@ -64,6 +64,8 @@ type Report struct {
 	OrdersRefused        int64 // 409/4xx at order time (stock short, ...)
 	PaymentsRefused      int64
 	Unknown              int64 // requests without a definite answer
+	RateLimited          int64 // 429 answers (each retried after its Retry-After)
+	AuthRefused          int64 // 401/403 answers to the load's tokens: must be 0
 	Races                int64 // two orders racing for a detail's last units
 	Events               int
 	KafkaRecords         int
@@ -105,7 +107,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer s.close()
 
-	sd, err := seed(ctx, s.db, s.apiURL, rng)
+	// The load's tokens outlive the run: requests in flight when the load
+	// ends are retried for up to two minutes.
+	sd, err := seed(ctx, s.db, s.apiURL, s.issuer, cfg.Duration+cfg.ConvergeTimeout+time.Hour, rng)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: seed: %w", err)
 	}
@@ -173,6 +177,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Seed: cfg.Seed, Duration: cfg.Duration, Faults: in.done, Crashes: s.crashes(),
 		Orders: l.stats.orders.Load(), Payments: l.stats.payments.Load(), OrdersRefused: l.stats.ordersRefused.Load(),
 		PaymentsRefused: l.stats.paymentsRefused.Load(), Unknown: l.stats.unknown.Load(), Races: l.stats.races.Load(),
+		RateLimited: l.stats.rateLimited.Load(), AuthRefused: l.stats.authRefused.Load(),
 		Events: c.events, KafkaRecords: c.kafkaRecords, EngineDuplicates: c.engineDuplicates,
 		ReconcilerDuplicates: c.reconcilerDuplicates, PlatformFirst: c.platformFirst,
 		PlatformDuplicates: c.platformDuplicatesDelivered, DuplicatesApplied: c.duplicatesApplied,
@@ -181,6 +186,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if err != nil {
 		r.Violations = append([]string{err.Error()}, r.Violations...)
+	}
+	if r.AuthRefused > 0 {
+		r.Violations = append(r.Violations, fmt.Sprintf("%d requests of the load refused with 401/403: its tokens must be accepted", r.AuthRefused))
 	}
 	for kind, n := range cfg.Faults {
 		if in.done[kind] < n {
@@ -249,6 +257,8 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nload: %d orders (%d refused), %d payments (%d refused), %d requests without a definite answer, %d races for last units\n",
 		r.Orders, r.OrdersRefused, r.Payments, r.PaymentsRefused, r.Unknown, r.Races)
+	fmt.Fprintf(w, "api limits: %d answers 429 (rate limited, retried after Retry-After), %d answers 401/403 to the load's tokens (must be 0)\n",
+		r.RateLimited, r.AuthRefused)
 	fmt.Fprintf(w, "outcome: %d paid orders, %d refunded (short stock), min stock sampled %d\n", r.PaidOrders, r.Refunds, r.MinStock)
 	fmt.Fprintf(w, "events: %d outbox rows, %d records on Kafka\n", r.Events, r.KafkaRecords)
 	fmt.Fprintf(w, "duplicates delivered: %d by the engine, %d by the reconciler, %d POSTs to the platform\n",
@@ -258,7 +268,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "converged %v after the last fault ended (%v after the load stopped); max commit-to-COMPLETE %v\n",
 		r.Converged.Round(time.Millisecond), r.ConvergedAfterLoad.Round(time.Millisecond), r.MaxCommitToComplete.Round(time.Millisecond))
 	if r.OK() {
-		fmt.Fprintf(w, "\nPASS: every invariant held\n")
+		fmt.Fprintf(w, "\nPASS: every invariant held (%d answers 429)\n", r.RateLimited)
 		return
 	}
 	fmt.Fprintf(w, "\nFAIL: %d invariant violations:\n  %s\n", len(r.Violations), strings.Join(r.Violations, "\n  "))

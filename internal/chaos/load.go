@@ -7,27 +7,37 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxpay/outboxpay/api"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 )
 
 // seedData is what the run put in the database before the faults.
 type seedData struct {
-	users        []int64
+	users []int64
+	// shopper holds each user's bearer token for the load: the scopes
+	// orders and payments, for that user only.
+	shopper      map[int64]string
 	charged      int64           // sum of every charge the API confirmed
 	initialStock map[int64]int64 // product detail -> stock
 	details      []int64
 }
 
 // seed creates users and products directly, then charges every user
-// through the API (before any fault, so every charge's outcome is known).
-func seed(ctx context.Context, db *sql.DB, api string, rng *rand.Rand) (seedData, error) {
-	sd := seedData{initialStock: map[int64]int64{}}
+// through the API (before any fault, so every charge's outcome is known)
+// with a token of that user that may only charge, and gives each user a
+// token for the load, valid for ttl.
+func seed(ctx context.Context, db *sql.DB, apiURL string, iss *devtoken.Issuer, ttl time.Duration, rng *rand.Rand) (seedData, error) {
+	sd := seedData{initialStock: map[int64]int64{}, shopper: map[int64]string{}}
 	stocks := []int64{5, 10, 20, 40, 150, 300, 3000, 5000}
 	for p := range 10 {
 		var product int64
@@ -53,8 +63,16 @@ func seed(ctx context.Context, db *sql.DB, api string, rng *rand.Rand) (seedData
 			fmt.Sprintf("chaos user %d", u+1)).Scan(&id); err != nil {
 			return sd, fmt.Errorf("seed users: %w", err)
 		}
+		funding, err := iss.Token(id, []string{api.ScopeBalanceCharge}, ttl)
+		if err != nil {
+			return sd, fmt.Errorf("seed users: %w", err)
+		}
+		if sd.shopper[id], err = iss.Token(id, []string{api.ScopeOrders, api.ScopePayments}, ttl); err != nil {
+			return sd, fmt.Errorf("seed users: %w", err)
+		}
 		const amount = 10_000_000
-		status, body, err := call(ctx, client, "POST", fmt.Sprintf("%s/users/%d/balance/charge", api, id), map[string]any{"amount": amount}, nil)
+		status, body, err := call(ctx, client, "POST", fmt.Sprintf("%s/users/%d/balance/charge", apiURL, id),
+			map[string]any{"amount": amount}, bearer(funding))
 		if err != nil || status != http.StatusOK {
 			return sd, fmt.Errorf("charge user %d: %d %s %v", id, status, body, err)
 		}
@@ -64,9 +82,17 @@ func seed(ctx context.Context, db *sql.DB, api string, rng *rand.Rand) (seedData
 	return sd, nil
 }
 
-// loadStats counts what the load did.
+// bearer is the headers of a request with token.
+func bearer(token string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + token}
+}
+
+// loadStats counts what the load did. rateLimited counts 429 answers (each
+// retried); authRefused 401 and 403 answers, which the load's tokens must
+// never get.
 type loadStats struct {
 	orders, ordersRefused, payments, paymentsRefused, unknown, retries, races atomic.Int64
+	rateLimited, authRefused                                                  atomic.Int64
 }
 
 // load drives orders and payments at rate per second until ctx ends, each
@@ -148,7 +174,10 @@ func (l *load) pick() (int64, []map[string]any) {
 // (stock is taken when the paid order is handled), so one of the two paid
 // orders runs short and must be refunded.
 func (l *load) raceForLastUnits(ctx context.Context) {
-	status, body, ok := l.retry(ctx, "GET", l.api+"/products", nil, nil)
+	l.mu.Lock()
+	a, b := l.seed.users[l.rng.IntN(len(l.seed.users))], l.seed.users[l.rng.IntN(len(l.seed.users))]
+	l.mu.Unlock()
+	status, body, ok := l.retry(ctx, "GET", l.api+"/products", nil, bearer(l.seed.shopper[a]))
 	if !ok || status != http.StatusOK {
 		return
 	}
@@ -172,9 +201,6 @@ func (l *load) raceForLastUnits(ctx context.Context) {
 	if detail == 0 {
 		return
 	}
-	l.mu.Lock()
-	a, b := l.seed.users[l.rng.IntN(len(l.seed.users))], l.seed.users[l.rng.IntN(len(l.seed.users))]
-	l.mu.Unlock()
 	l.stats.races.Add(1)
 	var wg sync.WaitGroup
 	for _, user := range []int64{a, b} {
@@ -187,8 +213,12 @@ func (l *load) raceForLastUnits(ctx context.Context) {
 	wg.Wait()
 }
 
+// orderAndPay places an order as user and pays it, each with the user's
+// token: the order's body names the user too (it must be the token's), the
+// payment's does not.
 func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]any) {
-	status, body, ok := l.retry(ctx, "POST", l.api+"/orders", map[string]any{"userId": user, "items": items}, nil)
+	auth := bearer(l.seed.shopper[user])
+	status, body, ok := l.retry(ctx, "POST", l.api+"/orders", map[string]any{"userId": user, "items": items}, auth)
 	if !ok {
 		l.stats.unknown.Add(1)
 		return
@@ -210,9 +240,10 @@ func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]a
 		l.stats.unknown.Add(1)
 		return
 	}
-	key := uuid.NewString()
+	headers := map[string]string{"Idempotency-Key": uuid.NewString()}
+	maps.Copy(headers, auth)
 	status, _, ok = l.retry(ctx, "POST", fmt.Sprintf("%s/orders/%d/payment", l.api, order.OrderID),
-		map[string]any{"userId": user}, map[string]string{"Idempotency-Key": key})
+		map[string]any{}, headers)
 	switch {
 	case !ok:
 		l.stats.unknown.Add(1)
@@ -224,38 +255,66 @@ func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]a
 }
 
 // retry repeats a request through connection errors, 5xx (the API or
-// Postgres restarting) and 429 (the API's rate limit, which the load stays
-// far below: about 15 requests/s against 50/s with bursts of 100) for up to
-// two minutes. ok is false when no definite answer came.
+// Postgres restarting) and 429 (the API's rate limit per token user, which
+// the load stays far below: a few requests/s spread over 40 users against
+// 50/s with bursts of 100 each; a 429 waits its Retry-After) for up to two
+// minutes. ok is false when no definite answer came.
 func (l *load) retry(ctx context.Context, method, url string, body any, headers map[string]string) (int, []byte, bool) {
 	deadline := time.Now().Add(2 * time.Minute)
 	wait := 100 * time.Millisecond
 	for {
-		status, resp, err := call(ctx, l.client, method, url, body, headers)
+		status, header, resp, err := send(ctx, l.client, method, url, body, headers)
 		if err == nil && status < 500 && status != http.StatusTooManyRequests {
+			if status == http.StatusUnauthorized || status == http.StatusForbidden {
+				l.stats.authRefused.Add(1)
+			}
 			return status, resp, true
 		}
-		if time.Now().After(deadline) {
+		pause := wait
+		wait = min(2*wait, 2*time.Second)
+		if err == nil && status == http.StatusTooManyRequests {
+			l.stats.rateLimited.Add(1)
+			if after, ok := retryAfter(header); ok {
+				pause = after
+			}
+		}
+		if time.Now().Add(pause).After(deadline) {
 			return 0, nil, false
 		}
 		l.stats.retries.Add(1)
-		time.Sleep(wait)
-		wait = min(2*wait, 2*time.Second)
+		time.Sleep(pause)
 	}
 }
 
+// retryAfter is a Retry-After header's delay in seconds (RFC 9110), at
+// most a minute.
+func retryAfter(h http.Header) (time.Duration, bool) {
+	n, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return min(time.Duration(n)*time.Second, time.Minute), true
+}
+
+// call sends a JSON request and returns the answer's status and body.
 func call(ctx context.Context, client *http.Client, method, url string, body any, headers map[string]string) (int, []byte, error) {
+	status, _, b, err := send(ctx, client, method, url, body, headers)
+	return status, b, err
+}
+
+// send is call that also returns the answer's headers.
+func send(ctx context.Context, client *http.Client, method, url string, body any, headers map[string]string) (int, http.Header, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range headers {
@@ -263,9 +322,9 @@ func call(ctx context.Context, client *http.Client, method, url string, body any
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.StatusCode, resp.Header, b, err
 }

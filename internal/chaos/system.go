@@ -19,6 +19,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/pgcluster"
@@ -50,8 +51,13 @@ type system struct {
 	// process reads them from kafkaUsersFile).
 	kafkaUsers map[string]string
 	apiURL     string
-	connect    string
-	platform   string
+	// apiMetrics is where the API process serves /metrics (METRICS_ADDR).
+	apiMetrics string
+	// issuer signs the load's bearer tokens; the API verifies them with its
+	// public key (AUTH_PUBLIC_KEY_FILE).
+	issuer   *devtoken.Issuer
+	connect  string
+	platform string
 	// operator is the user of the Kafka Connect REST API and the platform
 	// mock's operator endpoints, with password; credentials is their file.
 	operator, password, credentials string
@@ -161,7 +167,13 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		return []string{"KAFKA_SASL_MECHANISM=" + kafkaclient.EmbeddedMechanism, "KAFKA_SASL_USERNAME=" + principal,
 			"KAFKA_SASL_PASSWORD=" + s.kafkaUsers[principal]}
 	}
-	metrics, err := freePorts(4)
+	// The API verifies the tokens of the run's own issuer, with its public
+	// key; the signing key stays with the harness.
+	publicKey, err := s.startIssuer()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +199,12 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 		"RECONCILE_REPUBLISH_AFTER="+(2*cfg.StuckAfter).String(),
 		"RECONCILE_PUBLISHED_STUCK_AFTER="+(3*cfg.StuckAfter).String(),
 		"RECONCILE_MAX_ATTEMPTS=1000")...), "reconcile")
-	add(procAPI, with(roles.env(migrations.RoleAPI), fmt.Sprintf("API_ADDR=127.0.0.1:%d", api)), "api")
+	// The API keeps its default rate limit (per token user): the load stays
+	// far below it per user (see load.retry).
+	s.apiMetrics = fmt.Sprintf("http://127.0.0.1:%d", metrics[4])
+	add(procAPI, with(roles.env(migrations.RoleAPI), fmt.Sprintf("API_ADDR=127.0.0.1:%d", api),
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[4]),
+		"AUTH_PUBLIC_KEY_FILE="+publicKey, "AUTH_ISSUER="+s.issuer.Name, "AUTH_AUDIENCE="+s.issuer.Audience), "api")
 
 	migrateEnv := with("DATABASE_URL="+s.dbURL,
 		"DB_API_PASSWORD="+roles.passwords[migrations.RoleAPI],
@@ -217,10 +234,38 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *syste
 	if err := s.waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
 		return nil, err
 	}
+	if err := s.waitHTTP(ctx, s.apiMetrics+"/healthz"); err != nil {
+		return nil, err
+	}
 	if err := s.waitHTTP(ctx, s.platform+"/healthz"); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Who the run's tokens come from and are for.
+const (
+	issuerName = "outboxpay-chaos"
+	audience   = "outboxpay"
+)
+
+// startIssuer loads or creates the run's signing key in its folder and
+// writes the public half for the API; it returns that file's path.
+func (s *system) startIssuer() (string, error) {
+	var err error
+	s.issuer, err = devtoken.LoadOrCreate(filepath.Join(s.cfg.Dir, "auth-signing-key.pem"), issuerName, audience)
+	if err != nil {
+		return "", fmt.Errorf("token issuer: %w", err)
+	}
+	pub, err := s.issuer.PublicKeyPEM()
+	if err != nil {
+		return "", fmt.Errorf("token issuer: %w", err)
+	}
+	path := filepath.Join(s.cfg.Dir, "auth-public-key.pem")
+	if err := os.WriteFile(path, pub, 0o644); err != nil {
+		return "", fmt.Errorf("token issuer: write the public key: %w", err)
+	}
+	return path, nil
 }
 
 // rolePasswords are random passwords for the migrations' roles, and the
