@@ -77,7 +77,9 @@ func runDev(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		if slices.Contains(ports, 0) { // 0: free ports
 			ports = nil
 		}
-		usersFile = filepath.Join(cfg.DataDir, "kafka-users")
+		if usersFile, err = filepath.Abs(filepath.Join(cfg.DataDir, "kafka-users")); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
 		sasl, err := embeddedSASL(usersFile)
 		if err != nil {
 			return err

@@ -193,9 +193,13 @@ func runBannerCurls(t *testing.T, sys *devSystem) {
 			t.Errorf("banner curl without user 1's token file: %s", c)
 		}
 	}
+	// Pasted in another folder than dev's: the paths must be absolute.
+	elsewhere := t.TempDir()
 	sh := func(line string) map[string]any {
 		t.Helper()
-		out, err := exec.Command("sh", "-c", line).Output()
+		cmd := exec.Command("sh", "-c", line)
+		cmd.Dir = elsewhere
+		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}

@@ -83,7 +83,9 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 		}
 	}
 	cmd := exec.Command(bin, "dev")
-	cmd.Env = append(append(os.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "API_ADDR=127.0.0.1:0",
+	// DATA_DIR relative to dev's folder, as make run has it (.data).
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "DATA_DIR=data", "API_ADDR=127.0.0.1:0",
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
 		"KAFKA_BOOTSTRAP_SERVERS=", "METRICS_ADDR=127.0.0.1:0", "AUTH_ISSUER_ADDR=127.0.0.1:0",
 		"AUTH_JWKS_URL=", "AUTH_PUBLIC_KEY_FILE=", "AUTH_ISSUER=", "AUTH_SIGNING_KEY_FILE="), env...)

@@ -205,8 +205,13 @@ func runToken(cfg config, args []string, stdout, stderr io.Writer) error {
 }
 
 // writeDemoTokens writes a token with every scope for each demo user to
-// dir/user-N.jwt (0600), replacing older ones, and returns their paths.
+// dir/user-N.jwt (0600), replacing older ones, and returns their absolute
+// paths (the banner's curls work from any folder).
 func writeDemoTokens(iss *devtoken.Issuer, dir string, users []int64, ttl time.Duration) (map[int64]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
