@@ -18,7 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // open are the routes that need no token.

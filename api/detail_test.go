@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

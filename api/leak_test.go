@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // responses keeps every response body (and header) the API tests receive,

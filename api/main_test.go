@@ -25,8 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 	"github.com/outboxpay/outboxpay/migrations"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

@@ -16,8 +16,8 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/outboxpay/outboxpay/connect"
-	"github.com/outboxpay/outboxpay/internal/kafkacluster"
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

@@ -8,7 +8,7 @@
 //	CHAOS_DURATION          load and faults, default 10m
 //	CHAOS_SEED              seed of the load and the fault schedule, default 1
 //	CHAOS_RATE              orders (each then paid) per second, default 5
-//	CHAOS_FAULTS            kind=count,... (default: the full profile; see internal/chaos)
+//	CHAOS_FAULTS            kind=count,... (default: the full profile; see internal/kit/chaos)
 //	CHAOS_STUCK_AFTER       the reconciler's stuck-after, default 10s
 //	CHAOS_PAUSE             how long the connector stays paused, default 45s
 //	CHAOS_DEGRADE           how long the platform misbehaves each time, default 20s
@@ -29,7 +29,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/outboxpay/outboxpay/internal/chaos"
+	"github.com/outboxpay/outboxpay/internal/kit/chaos"
 )
 
 type settings struct {

@@ -23,11 +23,11 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkacluster"
-	"github.com/outboxpay/outboxpay/internal/kafkatest"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

@@ -23,10 +23,10 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkacluster"
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // stack is a running system the end-to-end tests drive over HTTP only: the

@@ -9,7 +9,7 @@ import (
 	"slices"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 )
 
 // runKafka runs the embedded Kafka cluster as its own process: one broker

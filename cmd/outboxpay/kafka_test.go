@@ -12,9 +12,9 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 )
 
 // `outboxpay kafka` is a broker process that can be killed (SIGKILL, no

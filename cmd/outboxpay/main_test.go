@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
 // binDir holds the outboxpay binary the tests run as a separate process.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // Every dashboard panel's query returns data from a real Prometheus that

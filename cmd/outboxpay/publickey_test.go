@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // AUTH_PUBLIC_KEY_FILE verifies the tokens its key signed, "kid" and all

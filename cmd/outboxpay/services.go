@@ -17,9 +17,9 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/lag"
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 )
 
 // runConsumers runs the consumer groups of CONSUMER_GROUPS, with /metrics

@@ -21,9 +21,9 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // repoRoot is the repository's top folder; tests run in cmd/outboxpay.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
 // run runs the outboxpay binary with args and env added to a clean

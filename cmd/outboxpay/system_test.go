@@ -23,11 +23,11 @@ import (
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/consumers/consume"
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 

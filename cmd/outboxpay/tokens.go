@@ -25,7 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // devIssuerName is the "iss" of the development issuer's tokens unless

@@ -22,9 +22,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
-	"github.com/outboxpay/outboxpay/internal/eventually"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 

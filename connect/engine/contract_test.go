@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/eventually"
-	"github.com/outboxpay/outboxpay/internal/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 )
 
 // Records read back with a plain consumer match EVENT-CONTRACT.md field by

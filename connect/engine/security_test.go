@@ -12,8 +12,8 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/engine"
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // The heartbeat runs as pg_logical_emit_message with the configured values

@@ -19,8 +19,8 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/eventually"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }

@@ -21,9 +21,9 @@ import (
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
 // lockedBuffer collects log output written from several goroutines.

@@ -16,10 +16,10 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/platform"
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 	"github.com/outboxpay/outboxpay/internal/outbox"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 

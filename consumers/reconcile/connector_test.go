@@ -14,8 +14,8 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
-	"github.com/outboxpay/outboxpay/internal/eventually"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // requestLog records the requests an HTTP handler served.

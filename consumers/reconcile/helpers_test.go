@@ -19,10 +19,10 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/kafkacluster"
-	"github.com/outboxpay/outboxpay/internal/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

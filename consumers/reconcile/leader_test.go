@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
-	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // leaderConfig is fast: cycles 50ms apart, rows republished every 200ms,

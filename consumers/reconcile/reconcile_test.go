@@ -9,7 +9,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 

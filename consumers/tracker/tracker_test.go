@@ -12,8 +12,8 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/consumers/tracker"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }

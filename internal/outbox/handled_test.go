@@ -10,8 +10,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

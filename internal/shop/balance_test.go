@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 	"github.com/outboxpay/outboxpay/migrations"
 )

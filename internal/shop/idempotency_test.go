@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxpay/outboxpay/internal/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 	"github.com/outboxpay/outboxpay/migrations"
 )

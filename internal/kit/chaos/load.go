@@ -18,7 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/api"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // seedData is what the run put in the database before the faults.

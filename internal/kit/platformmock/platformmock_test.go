@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 )
 
 const payment = `{"paymentId":1,"orderId":1,"userId":1,"amount":30000,"balanceAfter":20000,"paidAt":"2026-01-02T03:04:05Z"}`

@@ -85,7 +85,7 @@ func TestScheduleIsSeededAndBounded(t *testing.T) {
 func TestShortProfile(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin", "outboxpay")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/outboxpay").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxpay/outboxpay/cmd/outboxpay").CombinedOutput(); err != nil {
 		t.Fatalf("build outboxpay: %v\n%s", err, out)
 	}
 	faults := map[Kind]int{}
@@ -137,7 +137,7 @@ func dumpLogs(t *testing.T, dir string) {
 func TestInterruptedRunStopsEverything(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin", "outboxpay")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/outboxpay").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxpay/outboxpay/cmd/outboxpay").CombinedOutput(); err != nil {
 		t.Fatalf("build outboxpay: %v\n%s", err, out)
 	}
 	runDir := filepath.Join(dir, "run")

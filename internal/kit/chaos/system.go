@@ -19,10 +19,10 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/devtoken"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/outboxpay/outboxpay/internal/devtoken"
+	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 )
 
 // LoadOrCreate creates the key file 0600 once; loading it again gives the

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 )
 
 // With operator credentials, the operator endpoints (faults, the recorded

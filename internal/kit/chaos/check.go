@@ -12,9 +12,9 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/lib/pq"
 
-	"github.com/outboxpay/outboxpay/consumers/platformmock"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 )
 
 // checks holds what the invariant checks found.

@@ -26,7 +26,7 @@ import (
 
 	_ "github.com/lib/pq" // the "postgres" database/sql driver
 
-	"github.com/outboxpay/outboxpay/internal/pgcluster"
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
