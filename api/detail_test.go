@@ -1,38 +1,18 @@
 package api_test
 
 import (
-	"bytes"
 	"database/sql"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A database that refuses connections makes /readyz answer "not ready" and
 // requests answer 500, without the address or the driver's error; the logs
@@ -61,9 +41,9 @@ func TestDatabaseUnreachableDetail(t *testing.T) {
 	}
 	t.Cleanup(func() { dead.Close() })
 
-	var logs syncBuffer
+	logger, logs := logtest.New()
 	// User 1 acts on its own balance, orders and payments.
-	s := startServer(t, db, dead, slog.New(slog.NewTextHandler(&logs, nil))).as(1)
+	s := startServer(t, db, dead, logger).as(1)
 
 	cases := []struct {
 		method, path string

@@ -370,15 +370,11 @@ func (s *server) count(query string, args ...any) int64 {
 }
 
 // newUser inserts a user with a balance and returns its id.
-func (s *server) newUser(balance int64) int64 {
-	return s.count(`INSERT INTO users (name, balance) VALUES ('user', $1) RETURNING id`, balance)
-}
+func (s *server) newUser(balance int64) int64 { return pgtest.NewUser(s.t, s.db, balance) }
 
 // newDetail inserts a product with one option and returns the option's id.
 func (s *server) newDetail(price int64, stock int) int64 {
-	product := s.count(`INSERT INTO products (name) VALUES ('product') RETURNING id`)
-	return s.count(`INSERT INTO product_details (product_id, option, price, stock) VALUES ($1, 'one', $2, $3) RETURNING id`,
-		product, price, stock)
+	return pgtest.NewProductDetail(s.t, s.db, price, stock)
 }
 
 // item is one line of an order request.

@@ -74,7 +74,7 @@ func TestRolesCannot(t *testing.T) {
 			`SELECT * FROM idempotency_keys`,
 			`SELECT response FROM idempotency_keys`,
 			`SELECT fingerprint FROM idempotency_keys`,
-			`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response) VALUES ('k', 1, 1, 201, '{}')`,
+			`INSERT INTO idempotency_keys (key, user_id, order_id, response) VALUES ('k', 1, 1, '{}')`,
 			`UPDATE idempotency_keys SET response = '{}'`,
 			`SELECT * FROM connect_connectors`,
 			`DELETE FROM processed_events`,

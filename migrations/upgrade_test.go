@@ -68,3 +68,74 @@ func TestIdempotencyKeysPerUserUpgrade(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 }
+
+// 00008 drops idempotency_keys.status_code, which nothing read, keeping the
+// keys and the API's UPDATE (response); down brings the column back as the
+// 201 every stored response was.
+func TestIdempotencyStatusCodeDropped(t *testing.T) {
+	cluster := pgtest.Cluster(t)
+	if err := cluster.CreateDatabase(t.Context(), "upgrade_00008", ""); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", cluster.URL("upgrade_00008"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Close()
+		if err := cluster.DropDatabase(context.Background(), "upgrade_00008"); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasColumn := func() bool {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM information_schema.columns
+			WHERE table_name = 'idempotency_keys' AND column_name = 'status_code'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if _, err := p.UpTo(t.Context(), 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response)
+		VALUES ('k', 5, 1, 'f', 201, '{"paymentId": 1}')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(t.Context(), 8); err != nil {
+		t.Fatal(err)
+	}
+	if hasColumn() {
+		t.Error("status_code still there after 00008")
+	}
+	var response string
+	if err := db.QueryRow(`SELECT response::text FROM idempotency_keys WHERE user_id = 5 AND key = 'k'`).Scan(&response); err != nil || response != `{"paymentId": 1}` {
+		t.Errorf("kept key: response %s (%v)", response, err)
+	}
+	var canUpdate bool
+	if err := db.QueryRow(`SELECT has_column_privilege('outboxpay_api', 'idempotency_keys', 'response', 'UPDATE')`).Scan(&canUpdate); err != nil || !canUpdate {
+		t.Errorf("the API may update response: %v (%v)", canUpdate, err)
+	}
+
+	if _, err := p.DownTo(t.Context(), 7); err != nil {
+		t.Fatalf("down to 7: %v", err)
+	}
+	var code int
+	if err := db.QueryRow(`SELECT status_code FROM idempotency_keys WHERE key = 'k'`).Scan(&code); err != nil || code != 201 {
+		t.Errorf("status_code after down: %d (%v), want 201", code, err)
+	}
+	if err := db.QueryRow(`SELECT has_column_privilege('outboxpay_api', 'idempotency_keys', 'status_code', 'UPDATE')`).Scan(&canUpdate); err != nil || !canUpdate {
+		t.Errorf("after down the API may update status_code: %v (%v)", canUpdate, err)
+	}
+	if _, err := p.Up(t.Context()); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if hasColumn() {
+		t.Error("status_code back after up again")
+	}
+}

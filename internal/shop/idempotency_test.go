@@ -96,8 +96,8 @@ func TestIdempotencyKeyPerUserAndFingerprint(t *testing.T) {
 	}
 
 	// A key stored before fingerprints (empty) matches on its order.
-	if _, err := db.Exec(`INSERT INTO idempotency_keys (key, user_id, order_id, status_code, response)
-		VALUES ('legacy', $1, $2, 201, jsonb_build_object('paymentId', 42, 'orderId', $2::bigint))`, bob, b1); err != nil {
+	if _, err := db.Exec(`INSERT INTO idempotency_keys (key, user_id, order_id, response)
+		VALUES ('legacy', $1, $2, jsonb_build_object('paymentId', 42, 'orderId', $2::bigint))`, bob, b1); err != nil {
 		t.Fatal(err)
 	}
 	if p, replayed, err := api.Pay(ctx, shop.PayRequest{OrderID: b1, UserID: bob, IdempotencyKey: "legacy", Fingerprint: "f9"}); err != nil || !replayed || p.PaymentID != 42 {

@@ -171,8 +171,8 @@ func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
 // its outcome.
 func claimKey(ctx context.Context, tx *sql.Tx, req PayRequest) (bool, error) {
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response)
-		 VALUES ($1, $2, $3, $4, 0, '{}') ON CONFLICT (user_id, key) DO NOTHING`,
+		`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, response)
+		 VALUES ($1, $2, $3, $4, '{}') ON CONFLICT (user_id, key) DO NOTHING`,
 		req.IdempotencyKey, req.UserID, req.OrderID, req.fingerprint())
 	if err != nil {
 		return false, fmt.Errorf("claim idempotency key: %w", err)
@@ -218,7 +218,7 @@ func storeResponse(ctx context.Context, tx *sql.Tx, req PayRequest, p Payment) e
 		return fmt.Errorf("encode response: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
-		`UPDATE idempotency_keys SET status_code = 201, response = $3 WHERE user_id = $1 AND key = $2`,
+		`UPDATE idempotency_keys SET response = $3 WHERE user_id = $1 AND key = $2`,
 		req.UserID, req.IdempotencyKey, b); err != nil {
 		return fmt.Errorf("store response for idempotency key: %w", err)
 	}

@@ -1,5 +1,6 @@
-// Package kafkatest reads Kafka topics back in tests and computes where
-// Kafka's Java producer puts a key. It is for _test.go files only.
+// Package kafkatest gives tests Kafka consumers, reads Kafka topics back
+// and computes where Kafka's Java producer puts a key. It is for _test.go
+// files only.
 package kafkatest
 
 import (
@@ -75,6 +76,36 @@ func ReadAllAs(t testing.TB, kc kafkaclient.Config, topics []string, want int, t
 	return got
 }
 
+// ConsumerConfig is kc's client settings for a consumer of group that
+// starts at the earliest offset, commits only when told to, and keeps quiet
+// about closed connections.
+func ConsumerConfig(kc kafkaclient.Config, group string) kafka.ConfigMap {
+	cm := kc.ConfigMap()
+	for k, v := range (kafka.ConfigMap{
+		"group.id":             group,
+		"auto.offset.reset":    "earliest",
+		"enable.auto.commit":   false,
+		"enable.metrics.push":  false,
+		"log.connection.close": false,
+	}) {
+		cm[k] = v
+	}
+	return cm
+}
+
+// NewConsumer returns a consumer of group with [ConsumerConfig], closed when
+// the test ends.
+func NewConsumer(t testing.TB, kc kafkaclient.Config, group string) *kafka.Consumer {
+	t.Helper()
+	cm := ConsumerConfig(kc, group)
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		t.Fatalf("kafkatest: new consumer of %s: %v", group, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Read is ReadAll returning its error. Topics that do not exist (yet) are
 // empty.
 func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
@@ -83,15 +114,7 @@ func Read(bootstrap string, topics []string, want int, timeout time.Duration) ([
 
 // ReadAs is Read with kc's security settings.
 func ReadAs(kc kafkaclient.Config, topics []string, want int, timeout time.Duration) ([]*kafka.Message, error) {
-	cm := kc.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"group.id":             "kafkatest-unused",
-		"enable.auto.commit":   false,
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	}) {
-		cm[k] = v
-	}
+	cm := ConsumerConfig(kc, "kafkatest-unused")
 	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("new consumer: %w", err)
