@@ -275,8 +275,8 @@ func TestRetentionDeletesOldCompleteRowsInBatches(t *testing.T) {
 func TestRetentionDeletesExpiredIdempotencyKeysInBatches(t *testing.T) {
 	r := newRig(t)
 	insert := func(n int, user int64, age string) {
-		r.exec(`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, status_code, response, created_at)
-			SELECT 'key-' || i, $1, i, 'POST /orders/:orderId/payment', 201, '{}', now() - $3::interval
+		r.exec(`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, response, created_at)
+			SELECT 'key-' || i, $1, i, 'POST /orders/:orderId/payment', '{}', now() - $3::interval
 			FROM generate_series(1, $2) AS i`, user, n, age)
 	}
 	insert(2500, 5, "25 hours")
