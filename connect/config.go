@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // Class names the embedded engine stands in for.
@@ -211,7 +213,7 @@ var options = map[string]option{
 
 	transformPrefix + "type":                              {req: true, check: oneOf(EventRouterType)},
 	transformPrefix + "route.by.field":                    {def: "aggregatetype", check: pgIdentifier},
-	transformPrefix + "route.topic.replacement":           {def: "outbox.event.${routedByValue}", check: topicReplacement},
+	transformPrefix + "route.topic.replacement":           {def: event.TopicTemplate, check: topicReplacement},
 	transformPrefix + "table.field.event.id":              {def: "id", check: pgIdentifier},
 	transformPrefix + "table.field.event.key":             {def: "aggregateid", check: pgIdentifier},
 	transformPrefix + "table.field.event.payload":         {def: "payload", check: pgIdentifier},

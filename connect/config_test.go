@@ -167,7 +167,7 @@ func TestRoute(t *testing.T) {
 		!rec.Timestamp.Equal(commit.Truncate(time.Millisecond)) {
 		t.Fatalf("record %+v", rec)
 	}
-	want := []Header{{"id", []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {"eventType", []byte("OrderPaid")}}
+	want := []Header{{Key: "id", Value: []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {Key: "eventType", Value: []byte("OrderPaid")}}
 	if len(rec.Headers) != 2 || rec.Headers[0].Key != want[0].Key || string(rec.Headers[0].Value) != string(want[0].Value) ||
 		rec.Headers[1].Key != want[1].Key || string(rec.Headers[1].Value) != string(want[1].Value) {
 		t.Fatalf("headers %q", rec.Headers)

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // How often the session wakes up when the server is quiet, to notice
@@ -396,17 +397,7 @@ func (s *session) topic(name string) *string {
 
 func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error {
 	topic := rec.Topic
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: s.topic(topic), Partition: kafka.PartitionAny},
-		Key:            rec.Key,
-		Value:          rec.Value,
-		Timestamp:      rec.Timestamp,
-		TimestampType:  kafka.TimestampCreateTime,
-		Opaque:         x,
-	}
-	for _, h := range rec.Headers {
-		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
-	}
+	msg := kafkaclient.Message(rec, s.topic(topic), x)
 	s.track.produced(x)
 	if s.producer == nil { // Options.Discard
 		s.track.ack(x)
@@ -547,17 +538,10 @@ func (s *session) close() {
 	}
 }
 
-// newProducer returns an idempotent acks=all producer that places keys where
-// Kafka's Java producer does (murmur2).
+// newProducer returns the product's producer (idempotent, acks=all, keys
+// placed where Kafka's Java producer places them), tuned for streaming.
 func (e *Engine) newProducer() (*kafka.Producer, error) {
-	cm := e.opts.Kafka.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"enable.idempotence":           true,
-		"acks":                         "all",
-		"partitioner":                  "murmur2_random",
-		"linger.ms":                    5,
-		"message.max.bytes":            1048576, // Kafka's max.request.size
-		"log.connection.close":         false,
+	cm := e.opts.Kafka.ProducerConfigMap(kafka.ConfigMap{
 		"queue.buffering.max.messages": 20000,
 		"queue.buffering.max.kbytes":   65536,
 		// Delivery reports carry only the Opaque; the Go channels stay small
@@ -566,10 +550,7 @@ func (e *Engine) newProducer() (*kafka.Producer, error) {
 		"go.events.channel.size":    10000,
 		"go.produce.channel.size":   1000,
 		"client.id":                 "outboxpay-cdc-" + e.name,
-		"enable.metrics.push":       false,
-	}) {
-		cm[k] = v
-	}
+	})
 	for k, v := range e.opts.ProducerConfig {
 		cm[k] = v
 	}
