@@ -40,6 +40,12 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 		if !m.Transactional && s.tx == nil {
 			s.track.add(m.LSN)
 		}
+		// Debezium would publish a message that message.prefix.*.list
+		// captures to topic.prefix + ".message"; the engine does not.
+		if s.e.cfg.Messages.Captures(m.Prefix) {
+			s.e.logger.Warn("ignoring a logical decoding message that Debezium would publish",
+				"prefix", m.Prefix, "topic", s.e.cfg.MessageTopic())
+		}
 	case *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
 		// The outbox publication carries inserts only; were it to carry more,
 		// updates and deletes are dropped, as the EventRouter does with

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -98,11 +99,17 @@ func (r *rig) dropSlot() {
 // start runs an engine until the test ends (or the returned stop is called).
 func (r *rig) start(reg prometheus.Registerer) (stop func() error) {
 	r.t.Helper()
+	return r.startLogged(reg, testLogger(r.t))
+}
+
+// startLogged is start with the engine logging to logger.
+func (r *rig) startLogged(reg prometheus.Registerer, logger *slog.Logger) (stop func() error) {
+	r.t.Helper()
 	cfg, err := connect.ParseConfig(r.raw)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: testLogger(r.t)}
+	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: logger}
 	if reg != nil {
 		opts.Metrics = engine.NewMetrics(reg)
 	}
