@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -36,6 +37,9 @@ type rig struct {
 	kafka *kafkacluster.Cluster
 	raw   map[string]string
 	slot  string
+	// producer holds librdkafka settings over the engine's (start's
+	// broker.address.family included).
+	producer map[string]any
 }
 
 func newRig(t *testing.T, overrides map[string]string) *rig {
@@ -109,7 +113,9 @@ func (r *rig) startLogged(reg prometheus.Registerer, logger *slog.Logger) (stop 
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: logger}
+	producer := map[string]any{"broker.address.family": "v4"}
+	maps.Copy(producer, r.producer)
+	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: producer, Logger: logger}
 	if reg != nil {
 		opts.Metrics = engine.NewMetrics(reg)
 	}

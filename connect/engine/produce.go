@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/connect"
@@ -30,28 +31,45 @@ func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error
 		s.track.ack(x)
 		return nil
 	}
-	for {
-		err := s.producer.Produce(msg, nil)
-		if err == nil {
-			return nil
-		}
-		var kerr kafka.Error
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return produceError(topic, err)
-		}
-		// Backpressure: wait for acknowledgements to free the queue, and keep
-		// the replication connection alive meanwhile.
+	err := s.producer.Produce(msg, nil)
+	if err == nil {
+		return nil
+	}
+	if !queueFull(err) {
+		return produceError(topic, err)
+	}
+	// Backpressure: while the queue is full, wait for acknowledgements to
+	// free it, and keep the replication connection alive meanwhile.
+	_, err = backoff.Retry(ctx, func() (struct{}, error) {
 		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-s.failed:
-			return err
-		case <-time.After(10 * time.Millisecond):
+		case failed := <-s.failed:
+			return struct{}{}, backoff.Permanent(failed)
+		default:
 		}
 		if err := s.sendStatus(ctx, false); err != nil {
-			return err
+			return struct{}{}, backoff.Permanent(err)
 		}
+		err := s.producer.Produce(msg, nil)
+		if err != nil && !queueFull(err) {
+			return struct{}{}, backoff.Permanent(produceError(topic, err))
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(queueFullWait)), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil // stopping
 	}
+	return err
+}
+
+// queueFullWait is how long a producer whose queue is full waits before
+// trying again.
+const queueFullWait = 10 * time.Millisecond
+
+// queueFull reports whether err is the producer's "queue full", which
+// waiting for acknowledgements cures.
+func queueFull(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull
 }
 
 // deliveries turns the producer's delivery reports into acknowledgements.

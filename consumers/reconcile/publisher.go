@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/event"
@@ -177,21 +178,16 @@ func (p *KafkaPublisher) replaceIfFatal() error {
 func (p *KafkaPublisher) produce(ctx context.Context, rec event.Record, i int, deliveries chan kafka.Event) error {
 	topic := rec.Topic
 	msg := kafkaclient.Message(rec, nil, i)
-	for {
+	// A full queue empties as Kafka acknowledges: try again after a while.
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := p.producer.Produce(msg, deliveries)
 		var kerr kafka.Error
-		if err == nil {
-			return nil
+		if err != nil && !(errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull) {
+			return struct{}{}, backoff.Permanent(fmt.Errorf("produce a record to %s: %w", topic, err))
 		}
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return fmt.Errorf("produce a record to %s: %w", topic, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(10*time.Millisecond)), backoff.WithMaxElapsedTime(0))
+	return err
 }
 
 // awaitDeliveries waits for n delivery reports and adds the failures to
