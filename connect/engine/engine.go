@@ -3,6 +3,14 @@
 // committed outbox inserts from a logical replication slot, produces one
 // Kafka record per row with acks=all and idempotence, and confirms the slot
 // only up to the last transaction whose records Kafka has all acknowledged.
+//
+// The files follow the protocol: engine.go runs sessions and retries them;
+// slot.go sets up the publication and the replication slot; stream.go is a
+// session's read loop and its status updates to the server; decode.go turns
+// pgoutput messages into records; produce.go hands records to Kafka and
+// turns delivery reports into acknowledgements, which tracker.go orders
+// into the position the slot may be confirmed to; heartbeat.go emits the
+// heartbeat and measures the slot's lag.
 package engine
 
 import (
