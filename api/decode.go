@@ -1,12 +1,8 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,67 +12,58 @@ import (
 	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
-// decodeJSON reads the request body as exactly one JSON object into dst,
-// refusing other media types, unknown fields, field names that differ from
-// the documented ones (case included), duplicate fields at any depth, wrong
-// types and trailing data.
+// decodeJSON reads the request body as exactly one JSON object into dst
+// (strictjson.DecodeRequest), refusing other media types, unknown fields,
+// field names that differ from the documented ones (case included),
+// duplicate fields at any depth, wrong types and trailing data, each as a
+// problem whose detail says what is wrong.
 func decodeJSON(c echo.Context, dst any) error {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil || mt != echo.MIMEApplicationJSON {
+	err := strictjson.DecodeRequest(c.Request(), dst)
+	var he *echo.HTTPError
+	var re *strictjson.ReadError
+	var de *strictjson.DecodeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, strictjson.ErrMediaType):
 		return &requestError{
 			status: http.StatusUnsupportedMediaType,
 			kind:   "unsupported-media-type",
 			detail: "the request body must be JSON, sent with Content-Type: application/json",
 		}
-	}
-	body, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return he
-		}
-		return badRequest("the request body could not be read")
-	}
-	if err := strictjson.Check(body, dst); err != nil {
-		return badRequest("%v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return he
-		}
-		return badRequest("the request body must hold a single JSON object and nothing after it")
-	}
-	return nil
-}
-
-func jsonError(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var he *echo.HTTPError
-	switch {
 	case errors.As(err, &he):
 		return he
-	case errors.Is(err, io.EOF):
-		return badRequest("the request body is empty; it must be a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("the request body is not valid JSON: it ends too early")
-	case errors.As(err, &syntax):
-		return badRequest("the request body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return badRequest("the request body must be a JSON object, not %s", typ.Value)
-		}
-		return badRequest("field %q must be %s, not %s", typ.Field, describeType(typ.Type.String()), typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.As(err, &re):
+		return badRequest("the request body could not be read")
+	case errors.As(err, &de):
+		return jsonError(de)
 	default:
 		return badRequest("the request body is not valid JSON: %v", err)
+	}
+}
+
+// jsonError words a refused JSON body as the API's problem detail.
+func jsonError(de *strictjson.DecodeError) error {
+	switch de.Kind {
+	case strictjson.Member:
+		return badRequest("%v", de.Member)
+	case strictjson.Empty:
+		return badRequest("the request body is empty; it must be a JSON object")
+	case strictjson.Truncated:
+		return badRequest("the request body is not valid JSON: it ends too early")
+	case strictjson.Syntax:
+		return badRequest("the request body is not valid JSON (at byte %d): %s", de.Offset, de.Err.Error())
+	case strictjson.Type:
+		if de.Field == "" {
+			return badRequest("the request body must be a JSON object, not %s", de.Value)
+		}
+		return badRequest("field %q must be %s, not %s", de.Field, describeType(de.GoType.String()), de.Value)
+	case strictjson.UnknownField:
+		return badRequest("unknown field %s", de.Field)
+	case strictjson.Trailing:
+		return badRequest("the request body must hold a single JSON object and nothing after it")
+	default:
+		return badRequest("the request body is not valid JSON: %v", de.Err)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // Class names the embedded engine stands in for.
@@ -29,15 +31,23 @@ const (
 
 // Config is a validated connector configuration.
 type Config struct {
-	Database           Database
-	SlotName           string
-	PublicationName    string
-	CreatePublication  bool // publication.autocreate.mode=filtered: create it for the table if missing
-	Table              Table
-	TopicPrefix        string
-	HeartbeatInterval  time.Duration // 0: no heartbeats
-	Heartbeat          *Heartbeat    // emitted every HeartbeatInterval; nil: none
-	MessagePrefixSkip  []string      // logical decoding message prefixes to ignore (all are ignored; these silently)
+	Database          Database
+	SlotName          string
+	PublicationName   string
+	CreatePublication bool // publication.autocreate.mode=filtered: create it for the table if missing
+	Table             Table
+	// TopicPrefix is topic.prefix, Debezium's logical name of the source.
+	// The outbox records' topics come from the router, not from it; it
+	// names the topic Debezium writes captured logical decoding messages
+	// to, MessageTopic, which the embedded engine does not write.
+	TopicPrefix       string
+	HeartbeatInterval time.Duration // 0: no heartbeats
+	Heartbeat         *Heartbeat    // emitted every HeartbeatInterval; nil: none
+	// Messages is message.prefix.include.list and .exclude.list: whether
+	// Debezium captures a logical decoding message of a prefix. The embedded
+	// engine publishes no message: it logs a warning for a captured one,
+	// and passes over the others (its heartbeats among them) silently.
+	Messages           MessageFilter
 	Router             Router
 	MaxRetries         int // -1: retry retriable errors forever
 	RetryDelayInitial  time.Duration
@@ -190,7 +200,7 @@ var options = map[string]option{
 	"database.dbname":               {req: true, check: nonEmpty},
 	"database.sslmode":              {def: "prefer", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
 	"database.sslrootcert":          {},
-	"topic.prefix":                  {req: true, check: nonEmpty},
+	"topic.prefix":                  {req: true, check: topicName},
 	"slot.name":                     {def: "debezium", check: pgIdentifier},
 	"publication.name":              {def: "dbz_publication", check: pgIdentifier},
 	"publication.autocreate.mode":   {def: "all_tables", check: oneOf("disabled", "filtered")},
@@ -199,7 +209,8 @@ var options = map[string]option{
 	"tombstones.on.delete":          {def: "true", check: oneOf("false")},
 	"heartbeat.interval.ms":         {def: "0", check: intBetween(0, 24*3600*1000)},
 	"heartbeat.action.query":        {check: heartbeatQuery},
-	"message.prefix.exclude.list":   {},
+	"message.prefix.include.list":   {check: regexList},
+	"message.prefix.exclude.list":   {check: regexList},
 	"status.update.interval.ms":     {def: "10000", check: intBetween(100, 3600*1000)},
 	"errors.max.retries":            {def: "-1", check: intBetween(-1, 1<<31-1)},
 	"errors.retry.delay.initial.ms": {def: "300", check: intBetween(1, 3600*1000)},
@@ -211,7 +222,7 @@ var options = map[string]option{
 
 	transformPrefix + "type":                              {req: true, check: oneOf(EventRouterType)},
 	transformPrefix + "route.by.field":                    {def: "aggregatetype", check: pgIdentifier},
-	transformPrefix + "route.topic.replacement":           {def: "outbox.event.${routedByValue}", check: topicReplacement},
+	transformPrefix + "route.topic.replacement":           {def: event.TopicTemplate, check: topicReplacement},
 	transformPrefix + "table.field.event.id":              {def: "id", check: pgIdentifier},
 	transformPrefix + "table.field.event.key":             {def: "aggregateid", check: pgIdentifier},
 	transformPrefix + "table.field.event.payload":         {def: "payload", check: pgIdentifier},
@@ -306,10 +317,11 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 	c.RetryDelayInitial = millis(v["errors.retry.delay.initial.ms"])
 	c.RetryDelayMax = millis(v["errors.retry.delay.max.ms"])
 	c.MaxRetries, _ = strconv.Atoi(v["errors.max.retries"])
-	for _, p := range strings.Split(v["message.prefix.exclude.list"], ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.MessagePrefixSkip = append(c.MessagePrefixSkip, p)
-		}
+	include, exclude := v["message.prefix.include.list"], v["message.prefix.exclude.list"]
+	if strings.TrimSpace(include) != "" && strings.TrimSpace(exclude) != "" {
+		bad("message.prefix.include.list", "must not be set together with message.prefix.exclude.list")
+	} else {
+		c.Messages = MessageFilter{Include: compileList(include), Exclude: compileList(exclude)}
 	}
 
 	if tables := splitList(v["table.include.list"]); len(tables) != 1 {
@@ -327,6 +339,16 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 		}
 		if h, err := ParseHeartbeat(q); err == nil {
 			c.Heartbeat = &h
+			// Debezium would publish the heartbeats to MessageTopic; the
+			// embedded engine cannot, so the config must not capture them.
+			if c.Messages.Captures(h.Prefix) {
+				key := "message.prefix.exclude.list"
+				if strings.TrimSpace(include) != "" {
+					key = "message.prefix.include.list"
+				}
+				bad(key, "must leave out the prefix of heartbeat.action.query's messages: Debezium would publish them to %s, which the embedded engine does not write",
+					c.MessageTopic())
+			}
 		}
 	}
 	if c.RetryDelayMax < c.RetryDelayInitial && v["errors.retry.delay.max.ms"] != "" {
@@ -356,4 +378,59 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// MessageTopic is the topic Debezium writes the logical decoding messages
+// it captures to: topic.prefix + ".message".
+func (c Config) MessageTopic() string { return c.TopicPrefix + ".message" }
+
+// MessageFilter is Debezium's message.prefix.include.list and
+// message.prefix.exclude.list (at most one of them is set): comma-separated
+// regular expressions, each matching a whole prefix.
+type MessageFilter struct {
+	Include, Exclude []*regexp.Regexp
+}
+
+// Captures reports whether Debezium captures a logical decoding message of
+// prefix: with an include list, one of it matches the prefix; otherwise
+// none of the exclude list does.
+func (f MessageFilter) Captures(prefix string) bool {
+	matches := func(res []*regexp.Regexp) bool {
+		return slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(prefix) })
+	}
+	if len(f.Include) > 0 {
+		return matches(f.Include)
+	}
+	return !matches(f.Exclude)
+}
+
+// topicNamePattern is Debezium's check of topic.prefix (CommonConnectorConfig.validateTopicName).
+var topicNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+func topicName(v, shown string) string {
+	if !topicNamePattern.MatchString(v) {
+		return fmt.Sprintf("%s has invalid format (only the underscore, hyphen, dot and alphanumeric characters are allowed)", shown)
+	}
+	return ""
+}
+
+// regexList checks a comma-separated list of regular expressions, each
+// compiled to match a whole string. Debezium's are Java's; the engine
+// refuses one that Go's RE2 syntax does not accept.
+func regexList(v, shown string) string {
+	for _, p := range splitList(v) {
+		if _, err := regexp.Compile(`^(?:` + p + `)$`); err != nil {
+			return fmt.Sprintf("must be a comma-separated list of regular expressions (RE2 syntax), not %s", shown)
+		}
+	}
+	return ""
+}
+
+// compileList compiles a list that regexList accepted.
+func compileList(v string) []*regexp.Regexp {
+	var res []*regexp.Regexp
+	for _, p := range splitList(v) {
+		res = append(res, regexp.MustCompile(`^(?:`+p+`)$`))
+	}
+	return res
 }

@@ -113,6 +113,12 @@ func TestParseConfigRejects(t *testing.T) {
 		{"heartbeat query without interval", map[string]string{"heartbeat.interval.ms": "0"}, "heartbeat.action.query"},
 		{"bad slot name", map[string]string{"slot.name": "Outbox-Slot"}, "slot.name"},
 		{"missing topic prefix", map[string]string{"topic.prefix": ""}, "topic.prefix"},
+		{"topic prefix not a topic name", map[string]string{"topic.prefix": "outbox pay"}, "topic.prefix"},
+		{"message prefix not a regular expression", map[string]string{"message.prefix.exclude.list": "heartbeat,(x"}, "message.prefix.exclude.list"},
+		{"message prefix lists together", map[string]string{"message.prefix.include.list": "audit"}, "message.prefix.include.list"},
+		{"heartbeats captured: no exclude list", map[string]string{"message.prefix.exclude.list": ""}, "message.prefix.exclude.list"},
+		{"heartbeats captured: other prefix excluded", map[string]string{"message.prefix.exclude.list": "audit,heart"}, "message.prefix.exclude.list"},
+		{"heartbeats captured: include list", map[string]string{"message.prefix.exclude.list": "", "message.prefix.include.list": "heart.*"}, "message.prefix.include.list"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -167,7 +173,7 @@ func TestRoute(t *testing.T) {
 		!rec.Timestamp.Equal(commit.Truncate(time.Millisecond)) {
 		t.Fatalf("record %+v", rec)
 	}
-	want := []Header{{"id", []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {"eventType", []byte("OrderPaid")}}
+	want := []Header{{Key: "id", Value: []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {Key: "eventType", Value: []byte("OrderPaid")}}
 	if len(rec.Headers) != 2 || rec.Headers[0].Key != want[0].Key || string(rec.Headers[0].Value) != string(want[0].Value) ||
 		rec.Headers[1].Key != want[1].Key || string(rec.Headers[1].Value) != string(want[1].Value) {
 		t.Fatalf("headers %q", rec.Headers)
@@ -175,5 +181,50 @@ func TestRoute(t *testing.T) {
 	delete(row, "payload")
 	if _, err := DefaultRouter.Route(row, commit); err == nil {
 		t.Fatal("a row without payload was routed")
+	}
+}
+
+func TestMessageFilter(t *testing.T) {
+	cases := []struct {
+		name     string
+		change   map[string]string // "" deletes the key
+		captured []string
+		ignored  []string
+	}{
+		{"shipped: heartbeats excluded", nil, []string{"audit", "heartbeat2", "Heartbeat"}, []string{"heartbeat"}},
+		{"exclude patterns", map[string]string{"message.prefix.exclude.list": "heartbeat, audit\\..*"}, []string{"audit", "other"}, []string{"heartbeat", "audit.x"}},
+		{"include list", map[string]string{"message.prefix.exclude.list": "", "message.prefix.include.list": "audit,trace.*"}, []string{"audit", "trace-1"}, []string{"heartbeat", "audits"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range c.change {
+				if v == "" {
+					delete(raw, k)
+				} else {
+					raw[k] = v
+				}
+			}
+			cfg, err := ParseConfig(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range c.captured {
+				if !cfg.Messages.Captures(p) {
+					t.Errorf("prefix %q not captured", p)
+				}
+			}
+			for _, p := range c.ignored {
+				if cfg.Messages.Captures(p) {
+					t.Errorf("prefix %q captured", p)
+				}
+			}
+			if got := cfg.MessageTopic(); got != "outboxpay.message" {
+				t.Errorf("MessageTopic() = %q, want outboxpay.message", got)
+			}
+		})
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // Router is the Outbox Event Router (Debezium's EventRouter transform) as
-// configured: it turns an inserted outbox row into the Kafka record of
-// EVENT-CONTRACT.md. Both the embedded engine and the reconciler's direct
+// configured: it turns an inserted outbox row into the Kafka record of the
+// event contract (package event). Both the embedded engine and the reconciler's direct
 // publishing use it, so their records are the same.
 type Router struct {
 	RouteBy       string // column whose value routes the topic (aggregatetype)
@@ -26,30 +28,21 @@ type HeaderPlacement struct {
 	Header string
 }
 
-// Record is one Kafka record.
-type Record struct {
-	Topic     string
-	Key       []byte
-	Value     []byte
-	Headers   []Header
-	Timestamp time.Time
-}
+// Record is one Kafka record, the contract's (event.Record).
+type Record = event.Record
 
-// Header is one Kafka record header.
-type Header struct {
-	Key   string
-	Value []byte
-}
+// Header is one Kafka record header, the contract's (event.Header).
+type Header = event.Header
 
 // DefaultRouter is the router of the default EventRouter settings plus the
 // eventType header of outbox-connector.json.
 var DefaultRouter = Router{
 	RouteBy:       "aggregatetype",
-	TopicTemplate: "outbox.event.${routedByValue}",
+	TopicTemplate: event.TopicTemplate,
 	IDField:       "id",
 	KeyField:      "aggregateid",
 	PayloadField:  "payload",
-	Headers:       []HeaderPlacement{{Column: "type", Header: "eventType"}},
+	Headers:       []HeaderPlacement{{Column: "type", Header: event.HeaderEventType}},
 }
 
 func newRouter(v map[string]string, shown func(key string) string) (Router, ConfigError) {
@@ -128,7 +121,7 @@ func (r Router) RouteFunc(get func(column string) ([]byte, bool), commitTime tim
 	if key, ok := get(r.KeyField); ok {
 		rec.Key = key
 	}
-	rec.Headers = append(rec.Headers, Header{Key: "id", Value: bytes.ToLower(id)})
+	rec.Headers = append(rec.Headers, Header{Key: event.HeaderID, Value: bytes.ToLower(id)})
 	for _, h := range r.Headers {
 		if v, ok := get(h.Column); ok {
 			rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: v})

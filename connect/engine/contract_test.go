@@ -219,3 +219,22 @@ func TestBigTransactionAndLargePayload(t *testing.T) {
 		t.Fatalf("large payload arrived as %d bytes (%v)", len(byID[big].Value), err)
 	}
 }
+
+// A producer queue smaller than a transaction fills up: the engine waits
+// for acknowledgements and goes on, losing nothing.
+func TestBackpressure(t *testing.T) {
+	r := newRig(t, nil)
+	r.producer = map[string]any{"queue.buffering.max.messages": 5}
+	r.start(nil)
+	const n = 500
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	if _, err := r.db.Exec(`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+		SELECT id::uuid, 'order', (ord % 7)::text, 'TestEvent', jsonb_build_object('seq', ord)
+		FROM unnest($1::text[]) WITH ORDINALITY AS t(id, ord)`, pqArray(ids)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitIDs([]string{"outbox.event.order"}, ids, time.Minute)
+}

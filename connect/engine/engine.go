@@ -3,6 +3,14 @@
 // committed outbox inserts from a logical replication slot, produces one
 // Kafka record per row with acks=all and idempotence, and confirms the slot
 // only up to the last transaction whose records Kafka has all acknowledged.
+//
+// The files follow the protocol: engine.go runs sessions and retries them;
+// slot.go sets up the publication and the replication slot; stream.go is a
+// session's read loop and its status updates to the server; decode.go turns
+// pgoutput messages into records; produce.go hands records to Kafka and
+// turns delivery reports into acknowledgements, which tracker.go orders
+// into the position the slot may be confirmed to; heartbeat.go emits the
+// heartbeat and measures the slot's lag.
 package engine
 
 import (
@@ -56,19 +64,20 @@ func New(name string, cfg connect.Config, opts Options) *Engine {
 	}
 }
 
-// errPermanent marks errors that retrying cannot fix (a missing publication,
-// wal_level not logical): the task fails and waits for an operator.
-var errPermanent = errors.New("not retriable")
-
+// permanent returns an error that retrying cannot fix (a missing
+// publication, wal_level not logical): backoff.Permanent, so Run fails the
+// task, which waits for an operator.
 func permanent(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errPermanent)
+	return backoff.Permanent(fmt.Errorf(format, args...))
 }
 
 // Run streams until ctx is done (returning nil) or a permanent error, or
 // retriable errors beyond errors.max.retries, stop it. Retriable errors
 // (Postgres restarts, Kafka outages, a slot still held by a dead session)
 // restart streaming from the slot's confirmed position, with exponential
-// backoff between errors.retry.delay.initial.ms and errors.retry.delay.max.ms.
+// backoff between errors.retry.delay.initial.ms and errors.retry.delay.max.ms;
+// a session that confirmed the slot further resets the backoff and the
+// count of retries.
 func (e *Engine) Run(ctx context.Context) error {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     e.cfg.RetryDelayInitial,
@@ -76,18 +85,19 @@ func (e *Engine) Run(ctx context.Context) error {
 		Multiplier:          2,
 		MaxInterval:         e.cfg.RetryDelayMax,
 	}
-	b.Reset()
 	retries := 0
-	for {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		e.setState(stateStarting)
 		progressed, err := e.stream(ctx)
 		if ctx.Err() != nil {
-			e.setState(stateStopped)
-			return nil
+			return struct{}{}, nil // stopped, not failed
 		}
-		if errors.Is(err, errPermanent) {
-			e.setState(stateFailed)
-			return err
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			return struct{}{}, err
+		}
+		if err == nil { // the session ended with ctx alive: stream again
+			err = errors.New("streaming ended")
 		}
 		if progressed {
 			b.Reset()
@@ -95,21 +105,28 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		retries++
 		if e.cfg.MaxRetries >= 0 && retries > e.cfg.MaxRetries {
-			e.setState(stateFailed)
-			return fmt.Errorf("gave up after %d retries: %w", e.cfg.MaxRetries, err)
+			return struct{}{}, backoff.Permanent(fmt.Errorf("gave up after %d retries: %w", e.cfg.MaxRetries, err))
 		}
-		delay := b.NextBackOff()
-		e.setState(stateRetrying)
-		e.metrics.retry()
-		e.logger.Warn("cdc streaming interrupted; retrying from the slot's confirmed position",
-			"err", err, "retry", retries, "in", delay)
-		select {
-		case <-ctx.Done():
-			e.setState(stateStopped)
-			return nil
-		case <-time.After(delay):
-		}
+		return struct{}{}, err
+	},
+		backoff.WithBackOff(b),
+		backoff.WithMaxElapsedTime(0), // errors.max.retries bounds the retries
+		backoff.WithNotify(func(err error, delay time.Duration) {
+			e.setState(stateRetrying)
+			e.metrics.retry()
+			e.logger.Warn("cdc streaming interrupted; retrying from the slot's confirmed position",
+				"err", err, "retry", retries, "in", delay)
+		}))
+	if ctx.Err() != nil {
+		e.setState(stateStopped)
+		return nil
 	}
+	if err != nil {
+		e.setState(stateFailed)
+		return err
+	}
+	e.setState(stateStopped)
+	return nil
 }
 
 func (e *Engine) setState(s string) { e.metrics.setState(s) }

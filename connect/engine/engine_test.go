@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -35,6 +37,9 @@ type rig struct {
 	kafka *kafkacluster.Cluster
 	raw   map[string]string
 	slot  string
+	// producer holds librdkafka settings over the engine's (start's
+	// broker.address.family included).
+	producer map[string]any
 }
 
 func newRig(t *testing.T, overrides map[string]string) *rig {
@@ -98,11 +103,19 @@ func (r *rig) dropSlot() {
 // start runs an engine until the test ends (or the returned stop is called).
 func (r *rig) start(reg prometheus.Registerer) (stop func() error) {
 	r.t.Helper()
+	return r.startLogged(reg, testLogger(r.t))
+}
+
+// startLogged is start with the engine logging to logger.
+func (r *rig) startLogged(reg prometheus.Registerer, logger *slog.Logger) (stop func() error) {
+	r.t.Helper()
 	cfg, err := connect.ParseConfig(r.raw)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: testLogger(r.t)}
+	producer := map[string]any{"broker.address.family": "v4"}
+	maps.Copy(producer, r.producer)
+	opts := engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}, ProducerConfig: producer, Logger: logger}
 	if reg != nil {
 		opts.Metrics = engine.NewMetrics(reg)
 	}

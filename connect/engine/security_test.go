@@ -22,8 +22,9 @@ import (
 func TestHeartbeatIsBoundNotRun(t *testing.T) {
 	const content = `x'); CREATE TABLE pwned (); --`
 	r := newRig(t, map[string]string{
-		"heartbeat.interval.ms":  "100",
-		"heartbeat.action.query": `SELECT pg_logical_emit_message(false, 'hb_test', '` + strings.ReplaceAll(content, "'", "''") + `')`,
+		"heartbeat.interval.ms":       "100",
+		"heartbeat.action.query":      `SELECT pg_logical_emit_message(false, 'hb_test', '` + strings.ReplaceAll(content, "'", "''") + `')`,
+		"message.prefix.exclude.list": "hb_test",
 	})
 	// A second slot, decoded with test_decoding, shows what the heartbeat
 	// emits; the engine's own slot consumes its messages.

@@ -12,9 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -481,77 +479,66 @@ func queryBool(c echo.Context, key string) (bool, error) {
 	}
 }
 
-// decodeJSON reads the request body as exactly one JSON value into dst,
-// refusing other media types, unknown fields (field names match exactly,
-// case included), a name repeated in an object at any depth (config keys
-// too) and trailing data.
+// decodeJSON reads the request body as exactly one JSON value into dst
+// (strictjson.DecodeRequest), refusing other media types, unknown fields
+// (field names match exactly, case included), a name repeated in an object
+// at any depth (config keys too) and trailing data, each as Kafka Connect
+// words its errors.
 func decodeJSON(c echo.Context, dst any) error {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil || mt != echo.MIMEApplicationJSON {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType)
-	}
-	body, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		if he := (*echo.HTTPError)(nil); errors.As(err, &he) {
-			return he
-		}
-		return badRequest("Request body could not be read")
-	}
-	if err := strictjson.Check(body, dst); err != nil {
-		var me *strictjson.MemberError
-		switch {
-		case errors.As(err, &me) && me.Reason == strictjson.Duplicate:
-			return badRequest("Duplicate field %q", me.Path)
-		case errors.As(err, &me) && me.Want != "":
-			return badRequest("Unrecognized field %q (field names are case-sensitive: did you mean %q?)", me.Path, me.Want)
-		case errors.As(err, &me):
-			return badRequest("Unrecognized field %q", me.Path)
-		default:
-			return badRequest("Request body is not valid JSON: %v", err)
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if he := (*echo.HTTPError)(nil); errors.As(err, &he) {
-			return he
-		}
-		return badRequest("Request body must hold a single JSON value and nothing after it")
-	}
-	return nil
-}
-
-func jsonError(err error) error {
-	var (
-		he     *echo.HTTPError
-		syntax *json.SyntaxError
-		typ    *json.UnmarshalTypeError
-		value  *valueError
-	)
+	err := strictjson.DecodeRequest(c.Request(), dst)
+	var he *echo.HTTPError
+	var re *strictjson.ReadError
+	var de *strictjson.DecodeError
 	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, strictjson.ErrMediaType):
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType)
 	case errors.As(err, &he):
 		return he
-	case errors.Is(err, io.EOF):
-		return badRequest("Request body is empty; it must be a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("Request body is not valid JSON: it ends too early")
-	case errors.As(err, &syntax):
-		return badRequest("Request body is not valid JSON (at byte %d): %v", syntax.Offset, syntax)
-	case errors.As(err, &value):
-		return badRequest("%v", value)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return badRequest("Request body must be a JSON object, not %s", typ.Value)
-		}
-		return badRequest("Field %q must not be %s", typ.Field, typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badRequest("Unrecognized field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.As(err, &re):
+		return badRequest("Request body could not be read")
+	case errors.As(err, &de):
+		return jsonError(de)
 	default:
 		return badRequest("Request body is not valid JSON: %v", err)
 	}
+}
+
+// jsonError words a refused JSON body as Kafka Connect's message.
+func jsonError(de *strictjson.DecodeError) error {
+	var value *valueError
+	switch de.Kind {
+	case strictjson.Member:
+		me := de.Member
+		switch {
+		case me.Reason == strictjson.Duplicate:
+			return badRequest("Duplicate field %q", me.Path)
+		case me.Want != "":
+			return badRequest("Unrecognized field %q (field names are case-sensitive: did you mean %q?)", me.Path, me.Want)
+		default:
+			return badRequest("Unrecognized field %q", me.Path)
+		}
+	case strictjson.Empty:
+		return badRequest("Request body is empty; it must be a JSON object")
+	case strictjson.Truncated:
+		return badRequest("Request body is not valid JSON: it ends too early")
+	case strictjson.Syntax:
+		return badRequest("Request body is not valid JSON (at byte %d): %v", de.Offset, de.Err)
+	case strictjson.Type:
+		if de.Field == "" {
+			return badRequest("Request body must be a JSON object, not %s", de.Value)
+		}
+		return badRequest("Field %q must not be %s", de.Field, de.Value)
+	case strictjson.UnknownField:
+		return badRequest("Unrecognized field %s", de.Field)
+	case strictjson.Trailing:
+		return badRequest("Request body must hold a single JSON value and nothing after it")
+	}
+	if errors.As(de.Err, &value) {
+		return badRequest("%v", value)
+	}
+	return badRequest("Request body is not valid JSON: %v", de.Err)
 }
 
 // configMap is a connector config as Kafka Connect reads one: string

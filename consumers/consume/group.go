@@ -137,15 +137,7 @@ func (g *Group) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer %s: %w", g.cfg.Group, err)
 	}
 	g.consumer = c
-	dlqCM := g.cfg.Kafka.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"enable.idempotence":   true,
-		"acks":                 "all",
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	}) {
-		dlqCM[k] = v
-	}
+	dlqCM := g.cfg.Kafka.ProducerConfigMap(nil)
 	g.dlq, err = kafka.NewProducer(&dlqCM)
 	if err != nil {
 		c.Close()
@@ -464,36 +456,13 @@ func (g *Group) handle(ctx context.Context, recs []Record) error {
 	return err
 }
 
-// DLQ headers, beside the record's own.
-const (
-	HeaderDLQReason    = "dlq.reason"
-	HeaderDLQHandler   = "dlq.handler"
-	HeaderDLQTopic     = "dlq.original.topic"
-	HeaderDLQPartition = "dlq.original.partition"
-	HeaderDLQOffset    = "dlq.original.offset"
-	HeaderDLQTime      = "dlq.time"
-)
-
-// DLQTopic is the dead-letter topic of a topic.
-func DLQTopic(topic string) string { return topic + ".dlq" }
-
 // deadLetter sends a record to its topic's DLQ with the reason, and waits
 // until Kafka has it.
 func (g *Group) deadLetter(ctx context.Context, r Record, reason error) error {
-	topic := DLQTopic(r.Topic)
-	headers := append(slices.Clone(r.Headers),
-		kafka.Header{Key: HeaderDLQReason, Value: []byte(reason.Error())},
-		kafka.Header{Key: HeaderDLQHandler, Value: []byte(g.cfg.Group)},
-		kafka.Header{Key: HeaderDLQTopic, Value: []byte(r.Topic)},
-		kafka.Header{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-		kafka.Header{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		kafka.Header{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-	)
+	msg := dlqMessage(r, g.cfg.Group, reason, time.Now())
+	topic := *msg.TopicPartition.Topic
 	delivered := make(chan kafka.Event, 1)
-	err := g.dlq.Produce(&kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key:            r.Key, Value: r.Value, Headers: headers, Timestamp: r.Timestamp,
-	}, delivered)
+	err := g.dlq.Produce(msg, delivered)
 	if err != nil {
 		return fmt.Errorf("produce to %s: %w", topic, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
@@ -40,16 +41,7 @@ func Replay(ctx context.Context, kc kafkaclient.Config, dlqTopics []string, logg
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
 	defer c.Close()
-	pcm := kc.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"enable.idempotence":   true,
-		"acks":                 "all",
-		"partitioner":          "murmur2_random",
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	}) {
-		pcm[k] = v
-	}
+	pcm := kc.ProducerConfigMap(nil)
 	p, err := kafka.NewProducer(&pcm)
 	if err != nil {
 		return 0, fmt.Errorf("replay producer: %w", err)
@@ -145,22 +137,10 @@ func Replay(ctx context.Context, kc kafkaclient.Config, dlqTopics []string, logg
 // republish sends a dead-lettered record back to its original topic, without
 // the DLQ headers, and waits until Kafka has it.
 func republish(ctx context.Context, p *kafka.Producer, m *kafka.Message) error {
-	topic := strings.TrimSuffix(*m.TopicPartition.Topic, ".dlq")
-	var headers []kafka.Header
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderDLQTopic:
-			topic = string(h.Value)
-		case HeaderDLQReason, HeaderDLQHandler, HeaderDLQPartition, HeaderDLQOffset, HeaderDLQTime:
-		default:
-			headers = append(headers, h)
-		}
-	}
+	msg := replayMessage(m)
+	topic := *msg.TopicPartition.Topic
 	delivered := make(chan kafka.Event, 1)
-	err := p.Produce(&kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key:            m.Key, Value: m.Value, Headers: headers, Timestamp: m.Timestamp,
-	}, delivered)
+	err := p.Produce(msg, delivered)
 	if err != nil {
 		return fmt.Errorf("replay to %s: %w", topic, err)
 	}
@@ -173,4 +153,24 @@ func republish(ctx context.Context, p *kafka.Producer, m *kafka.Message) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// replayMessage is the record a dead-lettered m is replayed as: to its
+// original topic (the DLQ header, else the DLQ's name without its suffix),
+// with its key, value, timestamp and headers, without the DLQ headers.
+func replayMessage(m *kafka.Message) *kafka.Message {
+	rec := event.Record{
+		Topic: strings.TrimSuffix(*m.TopicPartition.Topic, event.DLQSuffix),
+		Key:   m.Key, Value: m.Value, Timestamp: m.Timestamp,
+	}
+	for _, h := range m.Headers {
+		switch {
+		case h.Key == event.HeaderDLQTopic:
+			rec.Topic = string(h.Value)
+		case event.DLQHeader(h.Key):
+		default:
+			rec.Headers = append(rec.Headers, event.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	return kafkaclient.Message(rec, nil, nil)
 }

@@ -26,12 +26,13 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // Defaults of Options.
 const (
-	DefaultTopicPrefix = "outbox.event."
+	DefaultTopicPrefix = event.TopicPrefix
 	DefaultTimeout     = 5 * time.Second
 )
 
@@ -58,8 +59,9 @@ type Options struct {
 	// the admin API lists; an empty, non-nil slice reports none (only the
 	// topics' high watermarks).
 	Groups []string
-	// TopicPrefix selects the topics to report, default "outbox.event.".
-	// The DLQ topics ("<topic>.dlq") share the prefix and are included.
+	// TopicPrefix selects the topics to report, default the event topics'
+	// (event.TopicPrefix). The DLQ topics (event.DLQTopic) share the prefix
+	// and are included.
 	TopicPrefix string
 	// Timeout bounds one scrape, both sources together, default 5s.
 	Timeout time.Duration

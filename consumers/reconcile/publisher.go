@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
@@ -22,7 +23,7 @@ import (
 // acknowledged), any other error when the outcome of the records is
 // unknown (ctx done, producer unusable).
 type Publisher interface {
-	Publish(ctx context.Context, recs []connect.Record) error
+	Publish(ctx context.Context, recs []event.Record) error
 }
 
 // ErrPublisherClosed is returned by Publish after Close.
@@ -52,10 +53,10 @@ func (e *PublishError) Error() string {
 	return b.String()
 }
 
-// KafkaPublisher is the Publisher of the reconciler: an idempotent acks=all
-// producer that places keys with murmur2 like Kafka's Java producer, set up
-// as the CDC engine's, so a republished record lands on the partition its
-// first copy went to. Safe for concurrent use; calls are serialized.
+// KafkaPublisher is the Publisher of the reconciler: the product's producer
+// (kafkaclient.ProducerConfigMap: idempotent, acks=all, keys placed with
+// murmur2 like Kafka's Java producer), as the CDC engine's, so a
+// republished record lands on the partition its first copy went to. Safe for concurrent use; calls are serialized.
 type KafkaPublisher struct {
 	cm kafka.ConfigMap
 
@@ -70,24 +71,14 @@ type KafkaPublisher struct {
 // is librdkafka configuration applied over the defaults (e.g.
 // broker.address.family). Close it when done.
 func NewKafkaPublisher(kc kafkaclient.Config, extra map[string]any) (*KafkaPublisher, error) {
-	cm := kc.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"enable.idempotence":   true,
-		"acks":                 "all",
-		"partitioner":          "murmur2_random",
-		"linger.ms":            5,
-		"message.max.bytes":    1048576, // Kafka's max.request.size
-		"log.connection.close": false,
+	cm := kc.ProducerConfigMap(kafka.ConfigMap{
 		// A republish that Kafka cannot take within a minute is reported
 		// (and retried on a later cycle) rather than held for librdkafka's
 		// default five minutes while the rows stay locked.
 		"message.timeout.ms":        60000,
 		"go.delivery.report.fields": "none",
 		"client.id":                 "outboxpay-reconciler",
-		"enable.metrics.push":       false,
-	}) {
-		cm[k] = v
-	}
+	})
 	for k, v := range extra {
 		cm[k] = v
 	}
@@ -132,7 +123,7 @@ func drain(producer *kafka.Producer, fatal chan<- error, done chan<- struct{}) {
 // or refused it. If the producer has hit a fatal error since the last call,
 // Publish replaces it and returns that error without sending anything; the
 // next call uses the new producer.
-func (p *KafkaPublisher) Publish(ctx context.Context, recs []connect.Record) error {
+func (p *KafkaPublisher) Publish(ctx context.Context, recs []event.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -184,34 +175,19 @@ func (p *KafkaPublisher) replaceIfFatal() error {
 }
 
 // produce hands one record to the producer, waiting while its queue is full.
-func (p *KafkaPublisher) produce(ctx context.Context, rec connect.Record, i int, deliveries chan kafka.Event) error {
+func (p *KafkaPublisher) produce(ctx context.Context, rec event.Record, i int, deliveries chan kafka.Event) error {
 	topic := rec.Topic
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key:            rec.Key,
-		Value:          rec.Value,
-		Timestamp:      rec.Timestamp,
-		TimestampType:  kafka.TimestampCreateTime,
-		Opaque:         i,
-	}
-	for _, h := range rec.Headers {
-		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
-	}
-	for {
+	msg := kafkaclient.Message(rec, nil, i)
+	// A full queue empties as Kafka acknowledges: try again after a while.
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := p.producer.Produce(msg, deliveries)
 		var kerr kafka.Error
-		if err == nil {
-			return nil
+		if err != nil && !(errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull) {
+			return struct{}{}, backoff.Permanent(fmt.Errorf("produce a record to %s: %w", topic, err))
 		}
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return fmt.Errorf("produce a record to %s: %w", topic, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(10*time.Millisecond)), backoff.WithMaxElapsedTime(0))
+	return err
 }
 
 // awaitDeliveries waits for n delivery reports and adds the failures to

@@ -1,7 +1,17 @@
 // Package event defines the event contract shared by every part of the
-// system: the outbox row an event is written as, the Kafka topic it is routed
-// to, its types and their payloads. README.md ("Change data capture")
-// describes the records.
+// system, and is the only place that states it: the outbox row an event is
+// written as, the Kafka record a CDC engine makes of it, the topics, header
+// names and dead-letter topics, the event types and their payloads.
+//
+// The contract: an outbox row (Message) of aggregate type T becomes exactly
+// one Kafka record on topic Topic(T) ("outbox.event.T"), keyed by the row's
+// aggregate id (placed with murmur2, as Kafka's Java producer places keys),
+// whose value is the payload JSON as Postgres prints the jsonb, with the
+// headers HeaderID (the event id) and HeaderEventType (the type), and the
+// commit time of the row's transaction as timestamp. A record that a
+// consumer group cannot handle goes to DLQTopic(topic) ("<topic>.dlq") with
+// the DLQ headers beside its own; replay sends it back to the topic named by
+// HeaderDLQTopic.
 //
 // It imports nothing of the project, so the API, the CDC engines and the
 // consumers can all depend on it.
@@ -43,8 +53,80 @@ const (
 	HeaderEventType = "eventType"
 )
 
+// TopicTemplate is the Outbox Event Router's route.topic.replacement: the
+// topic of an event, with ${routedByValue} standing for its aggregate type.
+const TopicTemplate = TopicPrefix + "${routedByValue}"
+
 // Topic returns the Kafka topic of an aggregate type.
 func Topic(aggregateType string) string { return TopicPrefix + aggregateType }
+
+// Aggregates returns every aggregate type of the contract.
+func Aggregates() []string { return []string{AggregatePayment, AggregateOrder} }
+
+// Topics returns the topic of every aggregate type.
+func Topics() []string {
+	var topics []string
+	for _, a := range Aggregates() {
+		topics = append(topics, Topic(a))
+	}
+	return topics
+}
+
+// TopicPattern is a regular expression (librdkafka's subscription syntax:
+// it starts with ^) matching every event topic and no dead-letter topic.
+const TopicPattern = `^outbox\.event\.[^.]+$`
+
+// DLQSuffix ends the name of a dead-letter topic.
+const DLQSuffix = ".dlq"
+
+// DLQTopic returns the dead-letter topic of a topic.
+func DLQTopic(topic string) string { return topic + DLQSuffix }
+
+// DLQTopics returns the dead-letter topic of every event topic: what replay
+// reads by default.
+func DLQTopics() []string {
+	var dlqs []string
+	for _, t := range Topics() {
+		dlqs = append(dlqs, DLQTopic(t))
+	}
+	return dlqs
+}
+
+// DLQ headers, added beside a dead-lettered record's own.
+const (
+	HeaderDLQReason    = "dlq.reason"             // why the record could not be handled
+	HeaderDLQHandler   = "dlq.handler"            // the consumer group that gave up
+	HeaderDLQTopic     = "dlq.original.topic"     // where replay sends it back
+	HeaderDLQPartition = "dlq.original.partition" // decimal
+	HeaderDLQOffset    = "dlq.original.offset"    // decimal
+	HeaderDLQTime      = "dlq.time"               // RFC 3339, UTC
+)
+
+// DLQHeader reports whether a header is one that dead-lettering adds.
+func DLQHeader(key string) bool {
+	switch key {
+	case HeaderDLQReason, HeaderDLQHandler, HeaderDLQTopic, HeaderDLQPartition, HeaderDLQOffset, HeaderDLQTime:
+		return true
+	}
+	return false
+}
+
+// Record is one Kafka record as a producer sends it: what a CDC engine (or
+// the reconciler) makes of an outbox row, a dead-lettered record, a replayed
+// one.
+type Record struct {
+	Topic     string
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
 
 // Message is one outbox row: what the API writes in its transaction and what
 // a CDC engine turns into exactly one Kafka record.

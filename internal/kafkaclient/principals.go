@@ -55,9 +55,6 @@ type ACL struct {
 	Operation string
 }
 
-// eventAggregates are the aggregate types whose topics the product knows.
-var eventAggregates = []string{event.AggregateOrder, event.AggregatePayment}
-
 // GroupTopics returns the topics consumer group reads (literal names; the
 // outbox tracker reads every event topic, so its entry is the prefix), and
 // whether its names are a prefix.
@@ -83,10 +80,6 @@ func ConsumerGroups() []string {
 func Principals() []string {
 	return append([]string{PrincipalConnector, PrincipalReconciler, PrincipalReplay, PrincipalKafkaUI}, ConsumerGroups()...)
 }
-
-// dlqTopic is consume.DLQTopic (consume imports this package, not the
-// other way round).
-func dlqTopic(topic string) string { return topic + ".dlq" }
 
 // ACLs returns the ACLs of the product's principals: the one set the
 // embedded cluster (dev, chaos) applies and the compose stack's kafka-init
@@ -125,17 +118,14 @@ func ACLs() []ACL {
 		acls = append(acls, ACL{g, ResourceGroup, g, false, OpRead})
 		dlqs := topics
 		if prefixed { // a prefix: the DLQs of the known event topics
-			dlqs = nil
-			for _, a := range eventAggregates {
-				dlqs = append(dlqs, event.Topic(a))
-			}
+			dlqs = event.Topics()
 		}
 		for _, t := range dlqs {
-			acls = append(acls, ACL{g, ResourceTopic, dlqTopic(t), false, OpWrite})
+			acls = append(acls, ACL{g, ResourceTopic, event.DLQTopic(t), false, OpWrite})
 		}
 	}
-	for _, a := range eventAggregates {
-		acls = append(acls, ACL{PrincipalReplay, ResourceTopic, dlqTopic(event.Topic(a)), false, OpRead})
+	for _, t := range event.DLQTopics() {
+		acls = append(acls, ACL{PrincipalReplay, ResourceTopic, t, false, OpRead})
 	}
 	acls = append(acls,
 		ACL{PrincipalReplay, ResourceGroup, ReplayGroup, false, OpRead},

@@ -1,0 +1,45 @@
+package consume
+
+import (
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/outboxpay/outboxpay/internal/event"
+)
+
+func TestReplayMessage(t *testing.T) {
+	dlq := event.DLQTopic(event.Topic(event.AggregateOrder))
+	own := []kafka.Header{{Key: event.HeaderID, Value: []byte("id")}, {Key: event.HeaderEventType, Value: []byte("OrderPaid")}}
+	withDLQ := func(extra ...kafka.Header) []kafka.Header {
+		hs := append([]kafka.Header{}, own...)
+		hs = append(hs, kafka.Header{Key: event.HeaderDLQReason, Value: []byte("r")},
+			kafka.Header{Key: event.HeaderDLQHandler, Value: []byte("stock")},
+			kafka.Header{Key: event.HeaderDLQPartition, Value: []byte("1")},
+			kafka.Header{Key: event.HeaderDLQOffset, Value: []byte("2")},
+			kafka.Header{Key: event.HeaderDLQTime, Value: []byte("t")})
+		return append(hs, extra...)
+	}
+	for _, tc := range []struct {
+		name    string
+		headers []kafka.Header
+		topic   string
+	}{
+		{"original topic from its header", withDLQ(kafka.Header{Key: event.HeaderDLQTopic, Value: []byte("outbox.event.elsewhere")}), "outbox.event.elsewhere"},
+		{"no header: the DLQ's name without its suffix", withDLQ(), event.Topic(event.AggregateOrder)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := replayMessage(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: 1, Offset: 5},
+				Key: []byte("42"), Value: []byte(`{}`), Headers: tc.headers})
+			if got := *m.TopicPartition.Topic; got != tc.topic {
+				t.Errorf("topic %q, want %q", got, tc.topic)
+			}
+			if m.TopicPartition.Partition != kafka.PartitionAny || string(m.Key) != "42" || string(m.Value) != `{}` {
+				t.Errorf("message %v", m)
+			}
+			if len(m.Headers) != len(own) || m.Headers[0].Key != own[0].Key || m.Headers[1].Key != own[1].Key {
+				t.Errorf("headers %v, want %v", m.Headers, own)
+			}
+		})
+	}
+}
