@@ -2,86 +2,30 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
 	"database/sql"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
-	"slices"
+	"os"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	_ "github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/internal/shop"
-	"github.com/outboxpay/outboxpay/migrations"
 )
-
-// openDB opens a connection pool on url and waits, with backoff, until the
-// database answers or cfg.DBConnectTimeout passes.
-func openDB(ctx context.Context, cfg config, url string, logger *slog.Logger) (*sql.DB, error) {
-	if url == "" {
-		return nil, errors.New("DATABASE_URL is not set")
-	}
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	db.SetMaxOpenConns(cfg.DBMaxConns)
-	db.SetMaxIdleConns(cfg.DBMaxConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	_, err = backoff.Retry(ctx, func() (struct{}, error) {
-		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		err := db.PingContext(pingCtx)
-		if err != nil {
-			logger.Warn("database not reachable yet", "err", err)
-		}
-		return struct{}{}, err
-	}, backoff.WithMaxElapsedTime(cfg.DBConnectTimeout))
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("connect to database: %w", err)
-	}
-	return db, nil
-}
-
-func runMigrate(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := migrate(ctx, db, logger); err != nil {
-		return err
-	}
-	if pw := cfg.rolePasswords(); len(pw) > 0 {
-		if err := migrations.SetRolePasswords(ctx, db, pw); err != nil {
-			return err
-		}
-		roles := slices.Sorted(maps.Keys(pw))
-		logger.Info("database roles can log in", "roles", roles)
-	}
-	return nil
-}
-
-func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
-	if err := migrations.Up(ctx, db); err != nil {
-		return err
-	}
-	v, err := migrations.Version(ctx, db)
-	if err != nil {
-		return err
-	}
-	logger.Info("database schema up to date", "version", v)
-	return nil
-}
 
 func runAPI(ctx context.Context, cfg config, logger *slog.Logger) error {
 	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
@@ -94,14 +38,6 @@ func runAPI(ctx context.Context, cfg config, logger *slog.Logger) error {
 	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
 	g.Go(func() error { return serveAPI(ctx, cfg, db, reg, logger, nil) })
 	return g.Wait()
-}
-
-// newRegistry returns the process's metrics registry, with Go runtime and
-// process metrics.
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
 }
 
 // serveAPI serves the HTTP API until ctx is done, then drains in-flight
@@ -152,4 +88,82 @@ func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg prometheus.Regist
 		return fmt.Errorf("serve api: %w", err)
 	}
 	return nil
+}
+
+// apiAuth is how the API verifies bearer tokens: keys from AUTH_JWKS_URL
+// (refreshed until ctx is done) or AUTH_PUBLIC_KEY_FILE.
+func apiAuth(ctx context.Context, cfg config, logger *slog.Logger) (api.Auth, error) {
+	if cfg.AuthIssuer == "" {
+		return api.Auth{}, errors.New("AUTH_ISSUER is not set: the API verifies tokens of one issuer (see README.md)")
+	}
+	var keys api.KeySource
+	switch {
+	case cfg.AuthJWKSURL != "":
+		noStartError := true // an issuer that is not up yet is fetched again later
+		k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.AuthJWKSURL}, keyfunc.Override{
+			Client:          &http.Client{Timeout: 10 * time.Second},
+			HTTPTimeout:     10 * time.Second,
+			RefreshInterval: cfg.AuthJWKSRefresh,
+			// A token with an unknown kid (the issuer rotated its key)
+			// fetches the set again, at most every 30 s: such a token
+			// waits for that fetch if it is due within 10 s, else it is
+			// refused at once. The wait bounds the fetch too (jwkset runs
+			// it under the same deadline), so it must leave time for one.
+			RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
+			RateLimitWaitMax:  10 * time.Second,
+			RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+				return func(ctx context.Context, _ error) {
+					// The cause would name the issuer's address: left out.
+					logger.WarnContext(ctx, "could not fetch the JWK set of AUTH_JWKS_URL; tokens signed with keys it has not served are refused")
+				}
+			},
+			NoErrorReturnFirstHTTPReq: &noStartError,
+		})
+		if err != nil {
+			return api.Auth{}, fmt.Errorf("AUTH_JWKS_URL: %w", err)
+		}
+		keys = k
+	case cfg.AuthPublicKeyFile != "":
+		k, err := publicKeyFile(cfg.AuthPublicKeyFile)
+		if err != nil {
+			return api.Auth{}, fmt.Errorf("AUTH_PUBLIC_KEY_FILE: %w", err)
+		}
+		keys = k
+	default:
+		return api.Auth{}, errors.New("set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE: the API verifies bearer tokens with its keys (see README.md)")
+	}
+	return api.Auth{Keys: keys, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+		Algorithms: cfg.AuthAlgorithms, Leeway: cfg.AuthLeeway}, nil
+}
+
+// publicKeyFile is a key source of the one PEM public key at path (RSA,
+// ECDSA or Ed25519). It verifies every token, whatever its "kid" (a PEM
+// file names none, and issuers put one in every token); the token's "alg"
+// must still be one the API allows and fit the key.
+func publicKeyFile(path string) (api.KeySource, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("want a PEM \"PUBLIC KEY\" block")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	switch pub.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return staticKey{pub}, nil
+	default:
+		return nil, fmt.Errorf("a %T key cannot verify tokens: want an RSA, ECDSA or Ed25519 key", pub)
+	}
+}
+
+// staticKey is an api.KeySource of one key.
+type staticKey struct{ key any }
+
+func (s staticKey) KeyfuncCtx(context.Context) jwt.Keyfunc {
+	return func(*jwt.Token) (any, error) { return s.key, nil }
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -60,5 +61,30 @@ func runGroups(ctx context.Context, groups []*consume.Group) error {
 	for _, grp := range groups {
 		g.Go(func() error { return grp.Run(ctx) })
 	}
+	return g.Wait()
+}
+
+// runConsumers runs the consumer groups of CONSUMER_GROUPS, with /metrics
+// (worker metrics and the lag exporter) on METRICS_ADDR.
+func runConsumers(ctx context.Context, cfg config, logger *slog.Logger) error {
+	if cfg.KafkaBootstrap == "" {
+		return errors.New("KAFKA_BOOTSTRAP_SERVERS is not set")
+	}
+	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reg := newRegistry()
+	// One process, one principal: run one process per group to give each
+	// group its own.
+	kc := cfg.kafka(cfg.KafkaBootstrap)
+	groups, err := consumerGroups(cfg, db, func(string) kafkaclient.Config { return kc }, reg, logger)
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
+	g.Go(func() error { return runGroups(ctx, groups) })
 	return g.Wait()
 }

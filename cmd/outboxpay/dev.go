@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	neturl "net/url"
 	"os"
@@ -250,68 +247,6 @@ func openDevDatabases(ctx context.Context, cfg config, adminURL string, logger *
 	return dbs, urls.CDC, nil
 }
 
-// registerConnector puts the connector config through the Kafka Connect REST
-// API (idempotent), then waits until its task runs and holds its slot.
-func registerConnector(ctx context.Context, cfg config, connectURL string, lookup func(string) (string, bool),
-	db *sql.DB, logger *slog.Logger) error {
-	req, err := loadConnector(cfg.ConnectorConfig)
-	if err != nil {
-		return err
-	}
-	parsed, err := (connect.Env{Lookup: lookup, Allow: cfg.envAllowlist}).ParseConfig(req.Config)
-	if err != nil {
-		return fmt.Errorf("connector %s: %w", req.Name, err)
-	}
-	client := cfg.connectClient(connectURL, 30*time.Second)
-	if _, _, err := client.PutConnectorConfig(ctx, req.Name, req.Config); err != nil {
-		return fmt.Errorf("register connector %s: %w", req.Name, err)
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		st, err := client.ConnectorStatus(ctx, req.Name)
-		if err == nil && len(st.Tasks) > 0 && st.Tasks[0].State == connect.StateFailed {
-			return fmt.Errorf("connector %s failed: %s", req.Name, st.Tasks[0].Trace)
-		}
-		var active bool
-		if err == nil {
-			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active AND confirmed_flush_lsn IS NOT NULL)`,
-				parsed.SlotName).Scan(&active)
-		}
-		if active {
-			logger.Info("connector running", "connector", req.Name, "slot", parsed.SlotName)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("connector %s did not start streaming within a minute (last error: %v)", req.Name, err)
-		case <-tick.C:
-		}
-	}
-}
-
-// loadConnector reads a connector (name and config, as POST /connectors
-// takes it) from path, or the shipped outbox-connector.json when path is "".
-func loadConnector(path string) (connect.CreateRequest, error) {
-	if path == "" {
-		return connect.OutboxConnector()
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return connect.CreateRequest{}, fmt.Errorf("read connector config: %w", err)
-	}
-	var req connect.CreateRequest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Name == "" || req.Config == nil {
-		return connect.CreateRequest{}, fmt.Errorf("%s: want {\"name\": ..., \"config\": {...}} (%v)", path, err)
-	}
-	return req, nil
-}
-
 // createDatabase creates the named database unless it exists.
 func createDatabase(ctx context.Context, c *pgcluster.Cluster, name string) error {
 	err := c.CreateDatabase(ctx, name, "")
@@ -320,51 +255,6 @@ func createDatabase(ctx context.Context, c *pgcluster.Cluster, name string) erro
 		return nil
 	}
 	return err
-}
-
-// localAddr turns a listener's address into one a client on this machine can dial.
-func localAddr(addr net.Addr) string {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return addr.String()
-	}
-	if tcp.IP.IsUnspecified() {
-		return fmt.Sprintf("localhost:%d", tcp.Port)
-	}
-	return tcp.String()
-}
-
-// embeddedSASL returns the SASL settings of the embedded cluster: the
-// product's principals and ACLs, their passwords from usersFile (random
-// ones added for the principals it lacks, kept across restarts).
-func embeddedSASL(usersFile string) (*kafkacluster.SASL, error) {
-	users, err := kafkaclient.EnsureUsers(usersFile, append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)...)
-	if err != nil {
-		return nil, err
-	}
-	return kafkaSASL(users)
-}
-
-// kafkaSASL returns the embedded cluster's SASL settings for users (name ->
-// password), which must hold the superuser and every principal.
-func kafkaSASL(users map[string]string) (*kafkacluster.SASL, error) {
-	s := &kafkacluster.SASL{
-		Mechanism:         kafkaclient.EmbeddedMechanism,
-		Superuser:         kafkaclient.PrincipalAdmin,
-		SuperuserPassword: users[kafkaclient.PrincipalAdmin],
-		Users:             map[string]string{},
-		ACLs:              kafkaclient.ACLs(),
-	}
-	if s.SuperuserPassword == "" {
-		return nil, fmt.Errorf("kafka users: no password for %s", kafkaclient.PrincipalAdmin)
-	}
-	for _, p := range kafkaclient.Principals() {
-		if users[p] == "" {
-			return nil, fmt.Errorf("kafka users: no password for %s", p)
-		}
-		s.Users[p] = users[p]
-	}
-	return s, nil
 }
 
 // devCredentialsFile is the credentials file `dev` creates under DATA_DIR,
@@ -436,66 +326,4 @@ func redactDatabaseURL(s string) string {
 		return "(a database URL that does not parse)"
 	}
 	return regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`).ReplaceAllString(s, "${1}xxxxx")
-}
-
-// curlCredentials is what the banner's curl commands pass to -u: a command
-// substitution that reads dev's generated password from its file (so the
-// password itself is never printed), or the CONNECT_REST_* variables.
-func curlCredentials(cfg config) string {
-	if cfg.ConnectRESTUsername == devUser && strings.HasSuffix(cfg.ConnectRESTCredentialsFile, string(filepath.Separator)+devCredentialsFile) {
-		return fmt.Sprintf(`"%s:$(sed -n 's/^%s: *//p' '%s')"`, devUser, devUser, cfg.ConnectRESTCredentialsFile)
-	}
-	return `"$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD"`
-}
-
-// devEndpoints are what `dev` runs, for its banner.
-type devEndpoints struct {
-	api, metrics            net.Addr
-	connectURL, platformURL string
-	database, kafka         string
-	kafkaUsersFile          string           // the embedded Kafka's users; "" for another Kafka
-	tokens                  map[int64]string // demo user -> token file; empty with an external identity provider
-}
-
-func banner(ep devEndpoints, cfg config) string {
-	base := "http://" + localAddr(ep.api)
-	creds := curlCredentials(cfg)
-	// The curls read the token from its file, as they do the password.
-	bearer := `"Authorization: Bearer $TOKEN"`
-	if path, ok := ep.tokens[1]; ok {
-		bearer = fmt.Sprintf(`"Authorization: Bearer $(cat '%s')"`, path)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
-	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml)\n", base, base)
-	fmt.Fprintf(&b, "  Metrics        http://%s/metrics   (the API's, the consumers' and the reconciler's)\n", localAddr(ep.metrics))
-	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", ep.connectURL, ep.connectURL, ep.connectURL)
-	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", ep.platformURL)
-	fmt.Fprintf(&b, "  Kafka          %s\n", ep.kafka)
-	fmt.Fprintf(&b, "  Postgres       %s\n", redactDatabaseURL(ep.database))
-	fmt.Fprintf(&b, "  Credentials    Kafka Connect and the platform mock's /events and /faults need HTTP Basic:\n")
-	fmt.Fprintf(&b, "                 user %s, password in %s\n", cfg.ConnectRESTUsername, cfg.ConnectRESTCredentialsFile)
-	if len(ep.tokens) > 0 {
-		users := slices.Sorted(maps.Keys(ep.tokens))
-		fmt.Fprintf(&b, "                 the API needs a bearer token: demo users %v have one (every scope, valid %v) in %s\n",
-			users, cfg.DevTokenTTL, filepath.Dir(ep.tokens[users[0]]))
-		fmt.Fprintf(&b, "                 more: outboxpay token --user N --scope 'orders payments'\n\n")
-	} else {
-		fmt.Fprintf(&b, "                 the API needs a bearer token of %s for %s: put it in $TOKEN\n\n", cfg.AuthIssuer, cfg.AuthAudience)
-	}
-	fmt.Fprintf(&b, "Try:\n")
-	fmt.Fprintf(&b, "  curl -s -u %s %s/connectors/outbox/status\n", creds, ep.connectURL)
-	fmt.Fprintf(&b, "  curl -s -u %s %s/events\n", creds, ep.platformURL)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/users/1/balance/charge -H %s -H 'Content-Type: application/json' -d '{\"amount\": 50000}'\n", base, bearer)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/orders -H %s -H 'Content-Type: application/json' -d '{\"items\": [{\"productDetailId\": 1, \"quantity\": 2}]}'\n", base, bearer)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H %s -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{}'\n", base, bearer)
-	fmt.Fprintf(&b, "  curl -s %s/orders/1 -H %s\n", base, bearer)
-	if ep.kafkaUsersFile == "" {
-		fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(ep.kafka, ",")[0])
-	} else {
-		fmt.Fprintf(&b, "  kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=%s -X sasl.username=%s \\\n"+
-			"    -X sasl.password=\"$(sed -n 's/^%s: //p' %s)\" -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n",
-			strings.Split(ep.kafka, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, ep.kafkaUsersFile)
-	}
-	return b.String()
 }

@@ -53,3 +53,36 @@ func runKafka(ctx context.Context, cfg config, logger *slog.Logger) (err error) 
 	<-ctx.Done()
 	return nil
 }
+
+// embeddedSASL returns the SASL settings of the embedded cluster: the
+// product's principals and ACLs, their passwords from usersFile (random
+// ones added for the principals it lacks, kept across restarts).
+func embeddedSASL(usersFile string) (*kafkacluster.SASL, error) {
+	users, err := kafkaclient.EnsureUsers(usersFile, append([]string{kafkaclient.PrincipalAdmin}, kafkaclient.Principals()...)...)
+	if err != nil {
+		return nil, err
+	}
+	return kafkaSASL(users)
+}
+
+// kafkaSASL returns the embedded cluster's SASL settings for users (name ->
+// password), which must hold the superuser and every principal.
+func kafkaSASL(users map[string]string) (*kafkacluster.SASL, error) {
+	s := &kafkacluster.SASL{
+		Mechanism:         kafkaclient.EmbeddedMechanism,
+		Superuser:         kafkaclient.PrincipalAdmin,
+		SuperuserPassword: users[kafkaclient.PrincipalAdmin],
+		Users:             map[string]string{},
+		ACLs:              kafkaclient.ACLs(),
+	}
+	if s.SuperuserPassword == "" {
+		return nil, fmt.Errorf("kafka users: no password for %s", kafkaclient.PrincipalAdmin)
+	}
+	for _, p := range kafkaclient.Principals() {
+		if users[p] == "" {
+			return nil, fmt.Errorf("kafka users: no password for %s", p)
+		}
+		s.Users[p] = users[p]
+	}
+	return s, nil
+}

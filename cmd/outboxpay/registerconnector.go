@@ -1,18 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // runRegisterConnector makes the Kafka Connect cluster at CONNECT_URL (the
@@ -157,46 +160,64 @@ func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) e
 	}
 }
 
-// runSeed fills an empty database with the demo users and products, as
-// `dev` does; it leaves a database with any user or product alone.
-func runSeed(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+// registerConnector puts the connector config through the Kafka Connect REST
+// API (idempotent), then waits until its task runs and holds its slot.
+func registerConnector(ctx context.Context, cfg config, connectURL string, lookup func(string) (string, bool),
+	db *sql.DB, logger *slog.Logger) error {
+	req, err := loadConnector(cfg.ConnectorConfig)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	seeded, err := shop.New(db).SeedDemo(ctx)
+	parsed, err := (connect.Env{Lookup: lookup, Allow: cfg.envAllowlist}).ParseConfig(req.Config)
 	if err != nil {
-		return fmt.Errorf("seed demo data: %w", err)
+		return fmt.Errorf("connector %s: %w", req.Name, err)
 	}
-	if seeded {
-		logger.Info("demo data seeded: users 1-3, products 1-3")
-	} else {
-		logger.Info("database has users or products already: nothing seeded")
+	client := cfg.connectClient(connectURL, 30*time.Second)
+	if _, _, err := client.PutConnectorConfig(ctx, req.Name, req.Config); err != nil {
+		return fmt.Errorf("register connector %s: %w", req.Name, err)
 	}
-	return nil
+
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := client.ConnectorStatus(ctx, req.Name)
+		if err == nil && len(st.Tasks) > 0 && st.Tasks[0].State == connect.StateFailed {
+			return fmt.Errorf("connector %s failed: %s", req.Name, st.Tasks[0].Trace)
+		}
+		var active bool
+		if err == nil {
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active AND confirmed_flush_lsn IS NOT NULL)`,
+				parsed.SlotName).Scan(&active)
+		}
+		if active {
+			logger.Info("connector running", "connector", req.Name, "slot", parsed.SlotName)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connector %s did not start streaming within a minute (last error: %v)", req.Name, err)
+		case <-tick.C:
+		}
+	}
 }
 
-// runHealthcheck exits 0 when url answers 2xx within a few seconds: the
-// container health check of images that have no shell or curl. A non-empty
-// user is sent as HTTP Basic credentials (the Kafka Connect REST API's).
-func runHealthcheck(ctx context.Context, url, user, password string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// loadConnector reads a connector (name and config, as POST /connectors
+// takes it) from path, or the shipped outbox-connector.json when path is "".
+func loadConnector(path string) (connect.CreateRequest, error) {
+	if path == "" {
+		return connect.OutboxConnector()
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("health check %s: %w", url, err)
+		return connect.CreateRequest{}, fmt.Errorf("read connector config: %w", err)
 	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
+	var req connect.CreateRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Name == "" || req.Config == nil {
+		return connect.CreateRequest{}, fmt.Errorf("%s: want {\"name\": ..., \"config\": {...}} (%v)", path, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("health check %s: %w", url, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("health check %s: %s", url, resp.Status)
-	}
-	return nil
+	return req, nil
 }

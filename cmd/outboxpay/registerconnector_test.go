@@ -5,43 +5,14 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/basicauth"
-	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
-
-// run runs the outboxpay binary with args and env added to a clean
-// environment, and returns its exit code, stdout and stderr.
-func run(t *testing.T, env []string, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("outboxpay %v did not exit within 2 minutes\n%s", args, stderr.String())
-	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
-}
 
 // register-connector against the embedded engine's Kafka Connect API, as the
 // compose stack runs it against Debezium's.
@@ -140,52 +111,4 @@ func TestRegisterConnector(t *testing.T) {
 			t.Fatalf("exit %d, want 1 with the connection error\n%s", code, stderr)
 		}
 	})
-}
-
-func TestHealthcheck(t *testing.T) {
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer ok.Close()
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	defer down.Close()
-	creds := basicauth.New(basicauth.User{Name: "admin", Password: "hc-s3cret"})
-	authed := httptest.NewServer(creds.Handler("test", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
-	defer authed.Close()
-	signIn := []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=hc-s3cret"}
-	for _, tc := range []struct {
-		url  string
-		env  []string
-		code int
-	}{
-		{ok.URL, nil, 0},
-		{down.URL, nil, 1},
-		{"http://" + freeAddr(t), nil, 1},
-		{"::not a url", nil, 1},
-		{authed.URL, nil, 1},
-		{authed.URL, signIn, 0},
-		{authed.URL, []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=wrong"}, 1},
-	} {
-		if code, _, stderr := run(t, tc.env, "healthcheck", tc.url); code != tc.code {
-			t.Errorf("healthcheck %s: exit %d, want %d\n%s", tc.url, code, tc.code, stderr)
-		}
-	}
-}
-
-// seed fills an empty database once and leaves one with data alone.
-func TestSeed(t *testing.T) {
-	db, url := pgtest.NewDB(t)
-	for i, want := range []string{"demo data seeded", "nothing seeded"} {
-		code, _, stderr := run(t, []string{"DATABASE_URL=" + url}, "seed")
-		if code != 0 || !strings.Contains(stderr, want) {
-			t.Fatalf("run %d: exit %d, want 0 and %q\n%s", i+1, code, want, stderr)
-		}
-	}
-	var users, products int
-	if err := db.QueryRow(`SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)`).Scan(&users, &products); err != nil {
-		t.Fatal(err)
-	}
-	if users != 3 || products != 3 {
-		t.Errorf("%d users, %d products after seeding twice; want 3 and 3", users, products)
-	}
 }
