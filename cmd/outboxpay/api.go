@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"database/sql"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	_ "github.com/lib/pq"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -27,67 +25,53 @@ import (
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
-func runAPI(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+// runAPI is `outboxpay api`: the HTTP API on API_ADDR and /metrics on
+// METRICS_ADDR, until ctx is done.
+func runAPI(ctx context.Context, d deps) error {
+	d, closeDB, err := d.withDB(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	reg := newRegistry()
+	defer closeDB()
+	ln, err := listen(d.logger, "api", d.cfg.APIAddr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
-	g.Go(func() error { return serveAPI(ctx, cfg, db, reg, logger, nil) })
+	g.Go(func() error { return serveMetrics(ctx, d) })
+	g.Go(func() error { return serveAPI(ctx, d, ln) })
 	return g.Wait()
 }
 
-// serveAPI serves the HTTP API until ctx is done, then drains in-flight
-// requests for up to cfg.ShutdownTimeout. listening, if not nil, is called
-// with the bound address once the API accepts connections.
-func serveAPI(ctx context.Context, cfg config, db *sql.DB, reg prometheus.Registerer, logger *slog.Logger, listening func(net.Addr)) error {
-	auth, err := apiAuth(ctx, cfg, logger)
+// serveAPI serves the HTTP API on ln until ctx is done (see serve), with
+// the API's database of d.
+func serveAPI(ctx context.Context, d deps, ln net.Listener) error {
+	h, err := apiHandler(ctx, d)
 	if err != nil {
 		return err
 	}
-	e, err := api.New(shop.New(db), api.Config{
+	return serveAs(ctx, "serve api", ln, h, d.cfg.timeouts(d.cfg.HTTPWriteTimeout))
+}
+
+// apiHandler is the HTTP API on the API's database of d, verifying tokens
+// as apiAuth says (its keys refreshed until ctx is done).
+func apiHandler(ctx context.Context, d deps) (http.Handler, error) {
+	cfg, db := d.cfg, d.dbs.api
+	auth, err := apiAuth(ctx, cfg, d.logger)
+	if err != nil {
+		return nil, err
+	}
+	return api.New(shop.New(db), api.Config{
 		MaxBodyBytes:   cfg.APIMaxBodyBytes,
 		RequestTimeout: cfg.APIRequestTimeout,
 		Ready:          db.PingContext,
-		Registerer:     reg,
-		Logger:         logger,
+		Registerer:     d.reg,
+		Logger:         d.logger,
 		Auth:           auth,
 		RateLimit:      api.RateLimit{Rate: cfg.APIRateLimit, Burst: cfg.APIRateBurst},
 		TrustedProxies: cfg.apiTrustedProxies,
 	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.APIAddr, err)
-	}
-	srv := newHTTPServer(cfg, e, cfg.HTTPWriteTimeout)
-	logger.Info("api listening", "addr", ln.Addr().String())
-	if listening != nil {
-		listening(ln.Addr())
-	}
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve api: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("api shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shut down api: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve api: %w", err)
-	}
-	return nil
 }
 
 // apiAuth is how the API verifies bearer tokens: keys from AUTH_JWKS_URL

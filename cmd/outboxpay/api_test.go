@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,27 +47,31 @@ func startAPI(t *testing.T, cfg config) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- serveAPI(ctx, cfg, db, newRegistry(), slog.New(slog.DiscardHandler), func(a net.Addr) { addr <- a })
-	}()
+	go func() { done <- serveAPI(ctx, testDeps(cfg, db), ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serveAPI: %v", err)
 		}
 	})
-	select {
-	case a := <-addr:
-		return "http://" + a.String()
-	case err := <-done:
-		done <- err
-		t.Fatalf("serveAPI: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the API did not listen within a minute")
-	}
-	return ""
+	base := "http://" + ln.Addr().String()
+	// The listener accepts at once; the API answers once it has its keys.
+	eventually.True(t, time.Minute, "the API answers", func() (bool, error) {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("serveAPI: %v", err)
+		default:
+		}
+		status, _, body := get(t, base, "/healthz", "")
+		return status == http.StatusOK, fmt.Errorf("GET /healthz: %d %s", status, body)
+	})
+	return base
 }
 
 // get sends GET base+path with the bearer token (none if "") and returns
@@ -322,9 +324,12 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 				cfg.APIAddr = "127.0.0.1:0"
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				err = serveAPI(ctx, cfg, openEmptyDB(t), newRegistry(), slog.New(slog.DiscardHandler), func(net.Addr) {
-					t.Errorf("the API started")
-				})
+				ln, lerr := net.Listen("tcp", cfg.APIAddr)
+				if lerr != nil {
+					t.Fatal(lerr)
+				}
+				defer ln.Close()
+				err = serveAPI(ctx, testDeps(cfg, openEmptyDB(t)), ln)
 			}
 			if err == nil || !strings.Contains(err.Error(), c.wrong) {
 				t.Fatalf("got %v, want an error naming %s", err, c.wrong)
@@ -351,25 +356,6 @@ func startProcess(t *testing.T, env []string, args ...string) *syncBuffer {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("outboxpay %v: %v after SIGTERM\n%s", args, err, logs)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("outboxpay %v still running 30 s after SIGTERM", args)
-		}
-	})
+	logs, _ := startUntilCleanup(t, cmd, true)
 	return logs
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,8 +44,8 @@ func devIssuer(cfg config, create bool) (*devtoken.Issuer, string, error) {
 }
 
 // runIssuer serves the development issuer's JWK Set on AUTH_ISSUER_ADDR.
-func runIssuer(ctx context.Context, cfg config, logger *slog.Logger) error {
-	iss, path, err := devIssuer(cfg, true)
+func runIssuer(ctx context.Context, d deps) error {
+	iss, path, err := devIssuer(d.cfg, true)
 	if err != nil {
 		return err
 	}
@@ -55,17 +53,8 @@ func runIssuer(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("development token issuer", "issuer", iss.Name, "audience", iss.Audience, "key_file", path, "kid", iss.KeyID())
-	return serveHTTP(ctx, cfg, "token issuer", cfg.AuthIssuerAddr, h, cfg.HTTPWriteTimeout, logger, nil)
-}
-
-// serveIssuer serves iss's JWK Set on AUTH_ISSUER_ADDR for `dev`.
-func serveIssuer(ctx context.Context, cfg config, iss *devtoken.Issuer, logger *slog.Logger, listening func(net.Addr)) error {
-	h, err := iss.Handler()
-	if err != nil {
-		return err
-	}
-	return serveHTTP(ctx, cfg, "token issuer", cfg.AuthIssuerAddr, h, cfg.HTTPWriteTimeout, logger, listening)
+	d.logger.Info("development token issuer", "issuer", iss.Name, "audience", iss.Audience, "key_file", path, "kid", iss.KeyID())
+	return listenAndServe(ctx, d, "token issuer", d.cfg.AuthIssuerAddr, h, d.cfg.HTTPWriteTimeout)
 }
 
 // writeDemoTokens writes a token with every scope for each demo user to

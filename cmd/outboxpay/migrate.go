@@ -10,25 +10,30 @@ import (
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
-func runMigrate(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+// runMigrate is `outboxpay migrate`: it applies the migrations to
+// DATABASE_URL and gives the roles of DB_*_PASSWORD LOGIN and those
+// passwords.
+func runMigrate(ctx context.Context, d deps) error {
+	d, closeDB, err := d.withDB(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := migrate(ctx, db, logger); err != nil {
+	defer closeDB()
+	db := d.dbs.api
+	if err := migrate(ctx, db, d.logger); err != nil {
 		return err
 	}
-	if pw := cfg.rolePasswords(); len(pw) > 0 {
+	if pw := d.cfg.rolePasswords(); len(pw) > 0 {
 		if err := migrations.SetRolePasswords(ctx, db, pw); err != nil {
 			return err
 		}
 		roles := slices.Sorted(maps.Keys(pw))
-		logger.Info("database roles can log in", "roles", roles)
+		d.logger.Info("database roles can log in", "roles", roles)
 	}
 	return nil
 }
 
+// migrate applies the migrations to db.
 func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	if err := migrations.Up(ctx, db); err != nil {
 		return err

@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
-	"log/slog"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/consumers/lag"
@@ -19,28 +13,18 @@ import (
 
 // runReconcile runs the reconciler and the lag exporter, with /metrics on
 // METRICS_ADDR.
-func runReconcile(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.KafkaBootstrap == "" {
-		return errors.New("KAFKA_BOOTSTRAP_SERVERS is not set")
-	}
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	reg := newRegistry()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveMetrics(ctx, cfg, reg, logger, nil) })
-	g.Go(func() error {
-		return reconcileAndExport(ctx, cfg, db, cfg.kafka(cfg.KafkaBootstrap), cfg.ConnectURL, reg, logger)
+func runReconcile(ctx context.Context, d deps) error {
+	return runWorker(ctx, d, func(ctx context.Context, d deps) error {
+		return reconcileAndExport(ctx, d, d.cfg.ConnectURL)
 	})
-	return g.Wait()
 }
 
-// reconcileAndExport runs the reconciler and registers the lag exporter on
-// reg until ctx is done; both use Kafka as kc's principal.
-func reconcileAndExport(ctx context.Context, cfg config, db *sql.DB, kc kafkaclient.Config, connectURL string,
-	reg prometheus.Registerer, logger *slog.Logger) error {
+// reconcileAndExport runs the reconciler, asking the Kafka Connect REST API
+// at connectURL about the connector, and registers the lag exporter on
+// d.reg, until ctx is done; both use the workers' database and Kafka as the
+// reconciler's principal.
+func reconcileAndExport(ctx context.Context, d deps, connectURL string) error {
+	cfg, db, kc, reg, logger := d.cfg, d.dbs.worker, d.kafkaAs(kafkaclient.PrincipalReconciler), d.reg, d.logger
 	exporter, err := lag.New(lag.Options{DB: db, Kafka: kc, Logger: logger.With("component", "lag")})
 	if err != nil {
 		return err

@@ -7,73 +7,112 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 )
 
-// runRegisterConnector makes the Kafka Connect cluster at CONNECT_URL (the
-// embedded engine's or Debezium's) run the connector of CONNECTOR_CONFIG:
-// it puts the config unless the cluster already holds exactly that config
-// (so a re-run does not restart a healthy connector), then waits up to
-// CONNECTOR_WAIT until the connector and all its tasks are RUNNING.
-func runRegisterConnector(ctx context.Context, cfg config, logger *slog.Logger) error {
-	req, err := loadConnector(cfg.ConnectorConfig)
+// runRegisterConnector is `outboxpay register-connector`: registerConnector
+// on the Kafka Connect cluster at CONNECT_URL (the embedded engine's or
+// Debezium's).
+func runRegisterConnector(ctx context.Context, d deps) error {
+	st, err := registerConnector(ctx, d, d.cfg.ConnectURL, nil)
 	if err != nil {
 		return err
 	}
-	client := cfg.connectClient(cfg.ConnectURL, 30*time.Second)
+	fmt.Printf("connector %s RUNNING at %s (%d task(s))\n", st.Name, d.cfg.ConnectURL, len(st.Tasks))
+	return nil
+}
+
+// registerConnector makes the Kafka Connect cluster at connectURL run the
+// connector of CONNECTOR_CONFIG: it puts the config unless the cluster
+// already holds exactly that config (so a re-run does not restart a healthy
+// connector), then waits up to CONNECTOR_WAIT until the connector and all
+// its tasks are RUNNING and, with slotDB (the connector's database; nil: not
+// checked), until its replication slot is active and has confirmed a
+// position, so that change data capture sees every outbox row written after
+// it returns. It returns the connector's status.
+func registerConnector(ctx context.Context, d deps, connectURL string, slotDB *sql.DB) (connect.ConnectorStatus, error) {
+	cfg := d.cfg
+	req, err := loadConnector(cfg.ConnectorConfig)
+	if err != nil {
+		return connect.ConnectorStatus{}, err
+	}
+	var slot string
+	if slotDB != nil {
+		parsed, err := (connect.Env{Lookup: d.lookup, Allow: cfg.envAllowlist}).ParseConfig(req.Config)
+		if err != nil {
+			return connect.ConnectorStatus{}, fmt.Errorf("connector %s: %w", req.Name, err)
+		}
+		slot = parsed.SlotName
+	}
+	client := cfg.connectClient(connectURL, 30*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectorWait)
 	defer cancel()
 
 	// Kafka Connect may still be starting: retry until it answers.
 	var current map[string]string
-	err = poll(ctx, time.Second, func() (bool, error) {
+	err = retry(ctx, func(ctx context.Context) error {
 		current, err = client.ConnectorConfig(ctx, req.Name)
 		var apiErr *rest.APIError
 		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound {
 			current, err = nil, nil
 		}
-		return err == nil, err
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("read connector %s from %s: %w", req.Name, cfg.ConnectURL, err)
+		return connect.ConnectorStatus{}, fmt.Errorf("read connector %s from %s: %w", req.Name, connectURL, err)
 	}
 	if maps.Equal(current, withName(req.Config, req.Name)) || maps.Equal(current, req.Config) {
-		logger.Info("connector config unchanged", "connector", req.Name, "connect", cfg.ConnectURL)
+		d.logger.Info("connector config unchanged", "connector", req.Name, "connect", connectURL)
 	} else {
 		_, created, err := client.PutConnectorConfig(ctx, req.Name, req.Config)
 		if err != nil {
-			return fmt.Errorf("register connector %s at %s: %w", req.Name, cfg.ConnectURL, err)
+			return connect.ConnectorStatus{}, fmt.Errorf("register connector %s at %s: %w", req.Name, connectURL, err)
 		}
-		logger.Info("connector config put", "connector", req.Name, "created", created, "connect", cfg.ConnectURL)
+		d.logger.Info("connector config put", "connector", req.Name, "created", created, "connect", connectURL)
 	}
 
 	var last connect.ConnectorStatus
-	err = poll(ctx, time.Second, func() (bool, error) {
+	err = retry(ctx, func(ctx context.Context) error {
 		st, err := client.ConnectorStatus(ctx, req.Name)
 		if err != nil {
-			return false, err
+			return err
 		}
 		last = st
 		if failed := failedTrace(st); failed != "" {
-			return false, &permanentError{fmt.Errorf("connector %s failed: %s", req.Name, failed)}
+			return backoff.Permanent(fmt.Errorf("connector %s failed: %s", req.Name, failed))
 		}
-		return running(st), nil
+		if !running(st) {
+			return errors.New("not running yet")
+		}
+		if slotDB == nil {
+			return nil
+		}
+		var active bool
+		err = slotDB.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active AND confirmed_flush_lsn IS NOT NULL)`,
+			slot).Scan(&active)
+		if err != nil {
+			return fmt.Errorf("read replication slot %s: %w", slot, err)
+		}
+		if !active {
+			return fmt.Errorf("replication slot %s not streaming yet", slot)
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("connector %s not RUNNING within %v (last status %s): %w",
+		return last, fmt.Errorf("connector %s not RUNNING within %v (last status %s): %w",
 			req.Name, cfg.ConnectorWait, describeStatus(last), err)
 	}
-	logger.Info("connector running", "connector", req.Name, "tasks", len(last.Tasks))
-	fmt.Printf("connector %s RUNNING at %s (%d task(s))\n", req.Name, cfg.ConnectURL, len(last.Tasks))
-	return nil
+	d.logger.Info("connector running", "connector", req.Name, "tasks", len(last.Tasks), "slot", slot)
+	return last, nil
 }
 
 // withName is config with the "name" key Kafka Connect adds to what GET
@@ -125,82 +164,25 @@ func describeStatus(st connect.ConnectorStatus) string {
 	return strings.Join(parts, ", ")
 }
 
-// permanentError stops poll at once.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-// poll calls f every interval until it reports done, returns a
-// *permanentError, or ctx ends; then it returns the last error f reported
-// before ctx ended (the cause, not the deadline that interrupted a call).
-func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+// retry calls op, with a backoff from 100 ms up to 1 s between calls, until
+// it succeeds, returns a backoff.Permanent error, or ctx ends; then it
+// returns op's last error (the cause, not the deadline that interrupted a
+// call), or ctx's if op never failed.
+func retry(ctx context.Context, op func(context.Context) error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 100*time.Millisecond, time.Second
 	var last error
-	for {
-		done, err := f()
-		var perm *permanentError
-		switch {
-		case done:
-			return nil
-		case errors.As(err, &perm):
-			return perm.err
-		case err != nil && (ctx.Err() == nil || last == nil):
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := op(ctx)
+		if err != nil && (ctx.Err() == nil || last == nil) {
 			last = err
 		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return last
-			}
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil && last != nil {
+		return last
 	}
-}
-
-// registerConnector puts the connector config through the Kafka Connect REST
-// API (idempotent), then waits until its task runs and holds its slot.
-func registerConnector(ctx context.Context, cfg config, connectURL string, lookup func(string) (string, bool),
-	db *sql.DB, logger *slog.Logger) error {
-	req, err := loadConnector(cfg.ConnectorConfig)
-	if err != nil {
-		return err
-	}
-	parsed, err := (connect.Env{Lookup: lookup, Allow: cfg.envAllowlist}).ParseConfig(req.Config)
-	if err != nil {
-		return fmt.Errorf("connector %s: %w", req.Name, err)
-	}
-	client := cfg.connectClient(connectURL, 30*time.Second)
-	if _, _, err := client.PutConnectorConfig(ctx, req.Name, req.Config); err != nil {
-		return fmt.Errorf("register connector %s: %w", req.Name, err)
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		st, err := client.ConnectorStatus(ctx, req.Name)
-		if err == nil && len(st.Tasks) > 0 && st.Tasks[0].State == connect.StateFailed {
-			return fmt.Errorf("connector %s failed: %s", req.Name, st.Tasks[0].Trace)
-		}
-		var active bool
-		if err == nil {
-			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active AND confirmed_flush_lsn IS NOT NULL)`,
-				parsed.SlotName).Scan(&active)
-		}
-		if active {
-			logger.Info("connector running", "connector", req.Name, "slot", parsed.SlotName)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("connector %s did not start streaming within a minute (last error: %v)", req.Name, err)
-		case <-tick.C:
-		}
-	}
+	return err
 }
 
 // loadConnector reads a connector (name and config, as POST /connectors

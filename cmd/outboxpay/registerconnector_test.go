@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
 // register-connector against the embedded engine's Kafka Connect API, as the
@@ -111,4 +115,73 @@ func TestRegisterConnector(t *testing.T) {
 			t.Fatalf("exit %d, want 1 with the connection error\n%s", code, stderr)
 		}
 	})
+}
+
+// fakeConnect is a Kafka Connect REST API that holds configs and reports
+// every connector it holds RUNNING with one RUNNING task.
+func fakeConnect(t *testing.T) string {
+	t.Helper()
+	var mu sync.Mutex
+	configs := map[string]map[string]string{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /connectors/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		c, ok := configs[r.PathValue("name")]
+		mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(connect.ErrorBody{ErrorCode: http.StatusNotFound, Message: "not found"})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(c)
+	})
+	mux.HandleFunc("PUT /connectors/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		var c map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		configs[r.PathValue("name")] = c
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"name": r.PathValue("name"), "config": c, "tasks": []any{}})
+	})
+	mux.HandleFunc("GET /connectors/{name}/status", func(w http.ResponseWriter, r *http.Request) {
+		running := connect.StateInfo{State: connect.StateRunning, WorkerID: "fake"}
+		_ = json.NewEncoder(w).Encode(connect.ConnectorStatus{Name: r.PathValue("name"), Connector: running,
+			Tasks: []connect.TaskStatus{{ID: 0, StateInfo: running}}, Type: "source"})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// dev's registration waits for the connector's slot to stream, for
+// CONNECTOR_WAIT and no longer (it waited a hard-coded minute before), and
+// says what it waited for.
+func TestRegisterConnectorWaitsForTheSlotWithinConnectorWait(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnectorWait = 2 * time.Second
+	db, url := pgtest.NewDB(t) // no replication slot: the connector never streams
+	d := testDeps(cfg, db)
+	if d.lookup, err = devLookup(url); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = registerConnector(t.Context(), d, fakeConnect(t), db)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "not streaming yet") {
+		t.Errorf("registerConnector: %v, want the slot not streaming", err)
+	}
+	if took < cfg.ConnectorWait || took > cfg.ConnectorWait+10*time.Second {
+		t.Errorf("registerConnector gave up after %v, want CONNECTOR_WAIT %v", took, cfg.ConnectorWait)
+	}
+	// Without a slot to wait for (register-connector), RUNNING is enough.
+	if st, err := registerConnector(t.Context(), d, fakeConnect(t), nil); err != nil || st.Connector.State != connect.StateRunning {
+		t.Errorf("registerConnector: %v, %v", st, err)
+	}
 }

@@ -2,22 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // runReplay re-drives the dead-lettered records of REPLAY_TOPICS once.
-func runReplay(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.KafkaBootstrap == "" {
-		return errors.New("KAFKA_BOOTSTRAP_SERVERS is not set")
+func runReplay(ctx context.Context, d deps) error {
+	if err := needKafka(d.cfg); err != nil {
+		return err
 	}
-	n, err := consume.Replay(ctx, cfg.kafka(cfg.KafkaBootstrap), cfg.ReplayTopics, logger)
+	n, err := consume.Replay(ctx, d.kafkaAs(kafkaclient.PrincipalReplay), d.cfg.ReplayTopics, d.logger)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("replayed %d dead-lettered records from %v\n", n, cfg.ReplayTopics)
+	fmt.Printf("replayed %d dead-lettered records from %v\n", n, d.cfg.ReplayTopics)
 	return nil
 }

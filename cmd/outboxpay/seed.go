@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 
@@ -10,12 +11,18 @@ import (
 
 // runSeed fills an empty database with the demo users and products, as
 // `dev` does; it leaves a database with any user or product alone.
-func runSeed(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, err := openDB(ctx, cfg, cfg.DatabaseURL, logger)
+func runSeed(ctx context.Context, d deps) error {
+	d, closeDB, err := d.withDB(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
+	return seedDemo(ctx, d.dbs.api, d.logger)
+}
+
+// seedDemo fills db with the demo users and products unless it holds any
+// user or product.
+func seedDemo(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	seeded, err := shop.New(db).SeedDemo(ctx)
 	if err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
