@@ -188,7 +188,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	defer cons.close()
 
 	var res steadyResult
-	stopPerf := prof.startPerf(eng.c.pid, "engine-steady")
+	stopPerf := prof.startPerf(eng.c.p.Pid(), "engine-steady")
 	defer stopPerf()
 	win := env.sampler.begin()
 	began := time.Now()
