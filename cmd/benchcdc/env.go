@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,7 +59,7 @@ func startEnv(ctx context.Context, tmp string, log *slog.Logger) (env *benchEnv,
 	if err := migrations.Up(ctx, env.db); err != nil {
 		return env, fmt.Errorf("migrate %s: %w", dbName, err)
 	}
-	log.Info("postgres ready and migrated", "url", env.url)
+	log.Info("postgres ready and migrated", "url", redactedURL(env.url))
 
 	kafkaLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if env.kafka, err = kafkacluster.Start(ctx, kafkacluster.Options{Logger: kafkaLog}); err != nil {
@@ -214,4 +215,14 @@ func postmasterPID(dataDir string) int {
 	first, _, _ := strings.Cut(string(data), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(first))
 	return pid
+}
+
+// redactedURL is a database URL with its password replaced by xxxxx, for
+// logs; "" if it does not parse.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
 }
