@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 )
@@ -133,19 +134,17 @@ func freePort() (int, error) {
 func (p *engineProc) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		if err := p.alive(); err != nil {
-			return err
+			return struct{}{}, backoff.Permanent(err)
 		}
-		if _, err := p.rest.ServerInfo(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("engine REST API at %s not answering: %w%s", p.base, ctx.Err(), p.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
+		_, err := p.rest.ServerInfo(ctx)
+		return struct{}{}, err
+	}, every(50*time.Millisecond)...)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("engine REST API at %s not answering: %w%s", p.base, ctx.Err(), p.logTail())
 	}
+	return err
 }
 
 // alive fails once the process has exited.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pglogrepl"
 	_ "github.com/lib/pq"
 
@@ -160,21 +161,22 @@ func (env *benchEnv) slotStats(ctx context.Context, slot string) (slotStats, err
 func (env *benchEnv) slotInactive(ctx context.Context, slot string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
+	errActive := errors.New("slot still active")
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		var active bool
 		err := env.db.QueryRowContext(ctx, `SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
-		if err != nil {
-			return fmt.Errorf("wait for slot %s to be released: %w", slot, err)
+		switch {
+		case err != nil:
+			return struct{}{}, backoff.Permanent(err)
+		case active:
+			return struct{}{}, errActive
 		}
-		if !active {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for slot %s to be released: %w", slot, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
+		return struct{}{}, nil
+	}, every(20*time.Millisecond)...)
+	if err != nil {
+		return fmt.Errorf("wait for slot %s to be released: %w", slot, err)
 	}
+	return nil
 }
 
 // connectorConfig is the shipped connector (outbox-connector.json) on slot,
@@ -225,4 +227,10 @@ func redactedURL(s string) string {
 		return ""
 	}
 	return u.Redacted()
+}
+
+// every are backoff.Retry's options of a poll: a try every interval, until
+// the caller's context ends.
+func every(interval time.Duration) []backoff.RetryOption {
+	return []backoff.RetryOption{backoff.WithBackOff(backoff.NewConstantBackOff(interval)), backoff.WithMaxElapsedTime(0)}
 }
