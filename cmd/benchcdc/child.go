@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 )
 
 const (
@@ -21,42 +22,24 @@ const (
 // and, on Linux, killed by the kernel if this process dies.
 type child struct {
 	name string
-	cmd  *exec.Cmd
-	pid  int
-	done chan struct{} // closed once the child has been reaped
-	err  error         // cmd.Wait's; read only after done is closed
+	p    *pgcluster.Process
 }
 
-// startChild starts cmd. The goroutine that starts it stays locked to its
-// OS thread until the child is reaped: Linux sends the parent-death signal
-// when the thread that started the child ends, not the process
-// (go.dev/issue/27505), as pgcluster explains.
+// startChild starts cmd with pgcluster.StartProcess, which keeps Linux's
+// parent-death signal tied to this process's life.
 func startChild(name string, cmd *exec.Cmd) (*child, error) {
 	cmd.SysProcAttr = childSysProcAttr()
-	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		c.pid = cmd.Process.Pid
-		started <- nil
-		c.err = cmd.Wait()
-		close(c.done)
-	}()
-	if err := <-started; err != nil {
+	p, err := pgcluster.StartProcess(cmd, nil)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return c, nil
+	return &child{name: name, p: p}, nil
 }
 
 // exited reports whether the child has exited.
 func (c *child) exited() bool {
 	select {
-	case <-c.done:
+	case <-c.p.Done():
 		return true
 	default:
 		return false
@@ -67,9 +50,9 @@ func (c *child) exited() bool {
 // first, it stops the child and returns ctx's error.
 func (c *child) wait(ctx context.Context) error {
 	select {
-	case <-c.done:
-		if c.err != nil {
-			return fmt.Errorf("%s: %w", c.name, c.err)
+	case <-c.p.Done():
+		if err := c.p.Err(); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		return nil
 	case <-ctx.Done():
@@ -89,17 +72,17 @@ func (c *child) stopWith(sig syscall.Signal) error {
 	if c.exited() {
 		return nil
 	}
-	_ = c.cmd.Process.Signal(sig)
+	_ = c.p.Signal(sig)
 	select {
-	case <-c.done:
+	case <-c.p.Done():
 		return nil
 	case <-time.After(stopGrace):
 	}
-	_ = c.cmd.Process.Kill()
+	_ = c.p.Kill()
 	select {
-	case <-c.done:
-		return fmt.Errorf("%s (pid %d) ignored %v for %v: killed", c.name, c.pid, sig, stopGrace)
+	case <-c.p.Done():
+		return fmt.Errorf("%s (pid %d) ignored %v for %v: killed", c.name, c.p.Pid(), sig, stopGrace)
 	case <-time.After(killWait):
-		return fmt.Errorf("%s (pid %d) still running %v after SIGKILL", c.name, c.pid, killWait)
+		return fmt.Errorf("%s (pid %d) still running %v after SIGKILL", c.name, c.p.Pid(), killWait)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 )
@@ -97,8 +98,8 @@ func startEngine(ctx context.Context, bin string, env *benchEnv, tmp string, log
 		p.logFile.Close()
 		return nil, err
 	}
-	env.sampler.engine.Store(int64(p.c.pid))
-	log.Info("engine process started", "pid", p.c.pid, "rest", p.base, "log", p.logPath)
+	env.sampler.engine.Store(int64(p.c.p.Pid()))
+	log.Info("engine process started", "pid", p.c.p.Pid(), "rest", p.base, "log", p.logPath)
 	if err := p.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, p.stop())
 	}
@@ -133,19 +134,17 @@ func freePort() (int, error) {
 func (p *engineProc) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		if err := p.alive(); err != nil {
-			return err
+			return struct{}{}, backoff.Permanent(err)
 		}
-		if _, err := p.rest.ServerInfo(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("engine REST API at %s not answering: %w%s", p.base, ctx.Err(), p.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
+		_, err := p.rest.ServerInfo(ctx)
+		return struct{}{}, err
+	}, every(50*time.Millisecond)...)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("engine REST API at %s not answering: %w%s", p.base, ctx.Err(), p.logTail())
 	}
+	return err
 }
 
 // alive fails once the process has exited.
@@ -153,7 +152,7 @@ func (p *engineProc) alive() error {
 	if !p.c.exited() {
 		return nil
 	}
-	return fmt.Errorf("engine process exited: %v%s", p.c.err, p.logTail())
+	return fmt.Errorf("engine process exited: %v%s", p.c.p.Err(), p.logTail())
 }
 
 func (p *engineProc) logTail() string {
@@ -195,7 +194,7 @@ func (p *engineProc) status(ctx context.Context) string {
 
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
 func (p *engineProc) peakRSS() (uint64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(p.c.pid) + "/status")
+	f, err := os.Open("/proc/" + strconv.Itoa(p.c.p.Pid()) + "/status")
 	if err != nil {
 		return 0, fmt.Errorf("read engine status: %w", err)
 	}
@@ -241,7 +240,7 @@ func enginePass(ctx context.Context, env *benchEnv, eng *engineProc, events int,
 	if err != nil {
 		return passResult{}, 0, err
 	}
-	stopPerf := prof.startPerf(eng.c.pid, "engine-drain")
+	stopPerf := prof.startPerf(eng.c.p.Pid(), "engine-drain")
 	stopGo := prof.startGo("kafka-inprocess-drain")
 	win := env.sampler.begin()
 	start := time.Now()

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pglogrepl"
 	_ "github.com/lib/pq"
 
@@ -58,7 +60,7 @@ func startEnv(ctx context.Context, tmp string, log *slog.Logger) (env *benchEnv,
 	if err := migrations.Up(ctx, env.db); err != nil {
 		return env, fmt.Errorf("migrate %s: %w", dbName, err)
 	}
-	log.Info("postgres ready and migrated", "url", env.url)
+	log.Info("postgres ready and migrated", "url", redactedURL(env.url))
 
 	kafkaLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if env.kafka, err = kafkacluster.Start(ctx, kafkacluster.Options{Logger: kafkaLog}); err != nil {
@@ -159,21 +161,22 @@ func (env *benchEnv) slotStats(ctx context.Context, slot string) (slotStats, err
 func (env *benchEnv) slotInactive(ctx context.Context, slot string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
+	errActive := errors.New("slot still active")
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		var active bool
 		err := env.db.QueryRowContext(ctx, `SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
-		if err != nil {
-			return fmt.Errorf("wait for slot %s to be released: %w", slot, err)
+		switch {
+		case err != nil:
+			return struct{}{}, backoff.Permanent(err)
+		case active:
+			return struct{}{}, errActive
 		}
-		if !active {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for slot %s to be released: %w", slot, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
+		return struct{}{}, nil
+	}, every(20*time.Millisecond)...)
+	if err != nil {
+		return fmt.Errorf("wait for slot %s to be released: %w", slot, err)
 	}
+	return nil
 }
 
 // connectorConfig is the shipped connector (outbox-connector.json) on slot,
@@ -214,4 +217,20 @@ func postmasterPID(dataDir string) int {
 	first, _, _ := strings.Cut(string(data), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(first))
 	return pid
+}
+
+// redactedURL is a database URL with its password replaced by xxxxx, for
+// logs; "" if it does not parse.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// every are backoff.Retry's options of a poll: a try every interval, until
+// the caller's context ends.
+func every(interval time.Duration) []backoff.RetryOption {
+	return []backoff.RetryOption{backoff.WithBackOff(backoff.NewConstantBackOff(interval)), backoff.WithMaxElapsedTime(0)}
 }

@@ -3,26 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 )
-
-// debianLibDir is where Debian installs each PostgreSQL version's programs,
-// in debianLibDir/VERSION/bin, off PATH.
-const debianLibDir = "/usr/lib/postgresql"
 
 // pgTools are the client programs of the PostgreSQL that pgcluster runs.
 type pgTools struct {
@@ -31,70 +25,24 @@ type pgTools struct {
 	recvlogical string
 }
 
-// findPGTools finds pgbench and pg_recvlogical next to the initdb pgcluster
-// uses, looked up the same way: initdb and postgres on PATH (symlinks
-// followed), else the highest version under /usr/lib/postgresql/*/bin.
+// findPGTools finds pgbench and pg_recvlogical next to the server
+// programs pgcluster runs (pgcluster.BinDir).
 func findPGTools() (pgTools, error) {
-	initdb, errInitdb := exec.LookPath("initdb")
-	_, errPostgres := exec.LookPath("postgres")
-	if errInitdb == nil && errPostgres == nil {
-		// A symlink on PATH (e.g. /usr/local/bin/initdb) points to the
-		// installation's bin folder, where the client programs are.
-		if real, err := filepath.EvalSymlinks(initdb); err == nil {
-			initdb = real
-		}
-		return toolsIn(filepath.Dir(initdb))
+	dir, err := pgcluster.BinDir()
+	if err != nil {
+		return pgTools{}, err
 	}
-	entries, err := os.ReadDir(debianLibDir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return pgTools{}, fmt.Errorf("find PostgreSQL programs: %w", err)
-	}
-	var (
-		best    string
-		bestVer []int
-	)
-	for _, e := range entries {
-		ver, ok := parseVersion(e.Name())
-		bin := filepath.Join(debianLibDir, e.Name(), "bin")
-		if !ok || !isExecutable(filepath.Join(bin, "initdb")) || !isExecutable(filepath.Join(bin, "postgres")) {
-			continue
-		}
-		if bestVer == nil || slices.Compare(ver, bestVer) > 0 {
-			best, bestVer = bin, ver
-		}
-	}
-	if best == "" {
-		return pgTools{}, fmt.Errorf("PostgreSQL (initdb, postgres) not found on PATH nor in %s/*/bin: "+
-			"install the postgresql package", debianLibDir)
-	}
-	return toolsIn(best)
+	return toolsIn(dir)
 }
 
 func toolsIn(dir string) (pgTools, error) {
 	t := pgTools{dir: dir, pgbench: filepath.Join(dir, "pgbench"), recvlogical: filepath.Join(dir, "pg_recvlogical")}
 	for _, p := range []string{t.pgbench, t.recvlogical} {
-		if !isExecutable(p) {
+		if _, err := exec.LookPath(p); err != nil { // an absolute path: is it executable
 			return pgTools{}, fmt.Errorf("%s not found next to the server's initdb (in %s)", filepath.Base(p), dir)
 		}
 	}
 	return t, nil
-}
-
-func parseVersion(name string) ([]int, bool) {
-	var ver []int
-	for part := range strings.SplitSeq(name, ".") {
-		n, err := strconv.Atoi(part)
-		if err != nil || n < 0 {
-			return nil, false
-		}
-		ver = append(ver, n)
-	}
-	return ver, true
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // clientEnv is the environment of the Postgres client programs: this

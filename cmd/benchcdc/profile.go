@@ -108,7 +108,7 @@ func (p *profiler) startPerf(pid int, name string) (stop func()) {
 			// SIGINT is how perf record is told to write its data and end.
 			err := c.stopWith(syscall.SIGINT)
 			if err != nil || !strings.Contains(out.String(), "Captured and wrote") {
-				p.log.Warn("perf record", "err", err, "exit", c.err, "output", tail(out.String(), 5))
+				p.log.Warn("perf record", "err", err, "exit", c.p.Err(), "output", tail(out.String(), 5))
 				return
 			}
 			p.written = append(p.written, path)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
@@ -188,7 +190,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	defer cons.close()
 
 	var res steadyResult
-	stopPerf := prof.startPerf(eng.c.pid, "engine-steady")
+	stopPerf := prof.startPerf(eng.c.p.Pid(), "engine-steady")
 	defer stopPerf()
 	win := env.sampler.begin()
 	began := time.Now()
@@ -235,12 +237,14 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 func waitConsumed(ctx context.Context, cons *latencyConsumer, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for cons.count() < n {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the bench consumer read %d of %d records: %w", cons.count(), n, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		if cons.count() < n {
+			return struct{}{}, errors.New("not all read yet")
 		}
+		return struct{}{}, nil
+	}, every(20*time.Millisecond)...)
+	if err != nil {
+		return fmt.Errorf("the bench consumer read %d of %d records: %w", cons.count(), n, err)
 	}
 	return nil
 }

@@ -124,11 +124,12 @@ type config struct {
 	ConnectEnvAllowlistPattern string `env:"CONNECT_ENV_ALLOWLIST_PATTERN" envDefault:"OUTBOX_DB_[A-Z0-9_]*"`
 	// envAllowlist is ConnectEnvAllowlistPattern compiled by loadConfig.
 	envAllowlist *regexp.Regexp
-	// ConnectorConfig is the connector `dev` registers; empty: the shipped
-	// connect/outbox-connector.json.
+	// ConnectorConfig is the connector `dev` and `register-connector`
+	// register; empty: the shipped connect/outbox-connector.json.
 	ConnectorConfig string `env:"CONNECTOR_CONFIG"`
-	// ConnectorWait bounds how long `register-connector` waits for Kafka
-	// Connect to answer and the connector to run.
+	// ConnectorWait bounds how long `register-connector` and `dev` wait for
+	// Kafka Connect to answer and the connector to run (`dev`: and its slot
+	// to stream).
 	ConnectorWait time.Duration `env:"CONNECTOR_WAIT" envDefault:"5m"`
 
 	// PlatformURL is the external data platform the data-platform group POSTs to.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
@@ -253,19 +251,16 @@ func TestConnectRESTWithTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.ConnectAddr = "127.0.0.1:0"
-	addrCh := make(chan net.Addr, 1)
 	served := make(chan error, 1)
-	go func() {
-		served <- serveConnect(ctx, cfg, r.cdcDB, kafkaclient.Config{Bootstrap: r.bootstrap}, newRegistry(), r.lookup, slog.New(slog.DiscardHandler),
-			func(a net.Addr) { addrCh <- a })
-	}()
+	d := testDeps(cfg, r.cdcDB)
+	d.kafkaAs, d.lookup = plainKafka(r.bootstrap), r.lookup
+	base := goServeConnect(t, ctx, d, served)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("serveConnect: %v", err)
 		}
 	})
-	base := "http://" + (<-addrCh).String()
 	c := rest.NewClient(base, &http.Client{Timeout: 10 * time.Second})
 
 	waitState := func(state string) {
@@ -475,38 +470,4 @@ func openEmptyDB(t *testing.T) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
-}
-
-// brokenListener's Accept fails at once, as a listener closed under the
-// server does.
-type brokenListener struct{ net.Listener }
-
-func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("listener broken") }
-
-// When the REST API stops serving, serveConnect stops the worker and
-// returns the error, instead of waiting for the worker forever.
-func TestConnectStopsTheWorkerWhenServeFails(t *testing.T) {
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
-		done <- serveConnectOn(context.Background(), cfg, brokenListener{ln}, nil, nil, openEmptyDB(t),
-			kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), func(string) (string, bool) { return "", false },
-			slog.New(slog.DiscardHandler), nil)
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "listener broken") {
-			t.Errorf("serveConnectOn: %v, want the Serve error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveConnectOn still runs 10s after its REST API failed")
-	}
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
@@ -14,18 +11,18 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/consumers/tracker"
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // outboxTopics matches every outbox topic and no dead-letter topic.
 const outboxTopics = `^outbox\.event\.[^.]+$`
 
-// consumerGroups builds the configured consumer groups' workers; kafkaFor
-// returns the Kafka settings (the principal) of a group.
-func consumerGroups(cfg config, db *sql.DB, kafkaFor func(group string) kafkaclient.Config, reg prometheus.Registerer,
-	logger *slog.Logger) ([]*consume.Group, error) {
-	m := consume.NewMetrics(reg)
+// consumerGroups builds the workers of CONSUMER_GROUPS, on the workers'
+// database of d, each group with the Kafka settings of its principal (its
+// name: d.kafkaAs(group)).
+func consumerGroups(d deps) ([]*consume.Group, error) {
+	cfg, db, logger := d.cfg, d.dbs.worker, d.logger
+	m := consume.NewMetrics(d.reg)
 	var groups []*consume.Group
 	for _, name := range cfg.ConsumerGroups {
 		var (
@@ -44,7 +41,7 @@ func consumerGroups(cfg config, db *sql.DB, kafkaFor func(group string) kafkacli
 			return nil, fmt.Errorf("unknown consumer group %q in CONSUMER_GROUPS", name)
 		}
 		groups = append(groups, consume.New(consume.Config{
-			Kafka:            kafkaFor(name),
+			Kafka:            d.kafkaAs(name),
 			Group:            name,
 			Topics:           topics,
 			ShutdownTimeout:  cfg.ShutdownTimeout,
@@ -61,4 +58,17 @@ func runGroups(ctx context.Context, groups []*consume.Group) error {
 		g.Go(func() error { return grp.Run(ctx) })
 	}
 	return g.Wait()
+}
+
+// runConsumers runs the consumer groups of CONSUMER_GROUPS, with /metrics
+// (worker metrics and the lag exporter) on METRICS_ADDR. One process is one
+// principal: run one process per group to give each group its own.
+func runConsumers(ctx context.Context, d deps) error {
+	return runWorker(ctx, d, func(ctx context.Context, d deps) error {
+		groups, err := consumerGroups(d)
+		if err != nil {
+			return err
+		}
+		return runGroups(ctx, groups)
+	})
 }

@@ -80,46 +80,36 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	logger := cfg.logger()
+	d := newDeps(cfg)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var run func(context.Context, config) error
-	switch os.Args[1] {
-	case "dev":
-		run = func(ctx context.Context, cfg config) error { return runDev(ctx, cfg, logger) }
-	case "api":
-		run = func(ctx context.Context, cfg config) error { return runAPI(ctx, cfg, logger) }
-	case "connect":
-		run = func(ctx context.Context, cfg config) error { return runConnect(ctx, cfg, logger) }
-	case "consumers":
-		run = func(ctx context.Context, cfg config) error { return runConsumers(ctx, cfg, logger) }
-	case "reconcile":
-		run = func(ctx context.Context, cfg config) error { return runReconcile(ctx, cfg, logger) }
-	case "platform-mock":
-		run = func(ctx context.Context, cfg config) error { return runPlatformMock(ctx, cfg, logger) }
-	case "replay":
-		run = func(ctx context.Context, cfg config) error { return runReplay(ctx, cfg, logger) }
-	case "migrate":
-		run = func(ctx context.Context, cfg config) error { return runMigrate(ctx, cfg, logger) }
-	case "kafka":
-		run = func(ctx context.Context, cfg config) error { return runKafka(ctx, cfg, logger) }
-	case "issuer":
-		run = func(ctx context.Context, cfg config) error { return runIssuer(ctx, cfg, logger) }
-	case "seed":
-		run = func(ctx context.Context, cfg config) error { return runSeed(ctx, cfg, logger) }
-	case "register-connector":
-		run = func(ctx context.Context, cfg config) error { return runRegisterConnector(ctx, cfg, logger) }
-	case "help", "-h", "--help":
+	run, ok := map[string]func(context.Context, deps) error{
+		"dev":                runDev,
+		"api":                runAPI,
+		"connect":            runConnect,
+		"consumers":          runConsumers,
+		"reconcile":          runReconcile,
+		"platform-mock":      runPlatformMock,
+		"replay":             runReplay,
+		"migrate":            runMigrate,
+		"kafka":              runKafka,
+		"issuer":             runIssuer,
+		"seed":               runSeed,
+		"register-connector": runRegisterConnector,
+	}[os.Args[1]]
+	switch {
+	case ok:
+	case os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help":
 		fmt.Print(usage)
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
-		logger.Error("outboxpay "+os.Args[1]+" failed", "err", err)
+	if err := run(ctx, d); err != nil && !errors.Is(err, context.Canceled) {
+		d.logger.Error("outboxpay "+os.Args[1]+" failed", "err", err)
 		os.Exit(1)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -75,11 +74,9 @@ func newSystem(t *testing.T) *system {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop, s.stopped = cancel, make(chan error, 1)
-	addrCh := make(chan net.Addr, 1)
-	go func() {
-		s.stopped <- serveConnect(ctx, cfg, r.db, kafkaclient.Config{Bootstrap: r.bootstrap}, s.reg, r.lookup, logger, func(a net.Addr) { addrCh <- a })
-	}()
-	s.connectURL = "http://" + (<-addrCh).String()
+	d := testDeps(cfg, r.db)
+	d.logger, d.reg, d.kafkaAs, d.lookup = logger, s.reg, plainKafka(r.bootstrap), r.lookup
+	s.connectURL = goServeConnect(t, ctx, d, s.stopped)
 	s.connect = rest.NewClient(s.connectURL, &http.Client{Timeout: 10 * time.Second})
 	if _, _, err := s.connect.PutConnectorConfig(ctx, r.name, r.config); err != nil {
 		t.Fatal(err)
@@ -127,7 +124,9 @@ func newSystem(t *testing.T) *system {
 // startGroups runs the consumer groups until stopGroups.
 func (s *system) startGroups() {
 	s.t.Helper()
-	groups, err := consumerGroups(s.cfg, s.db, func(string) kafkaclient.Config { return kafkaclient.Config{Bootstrap: s.bootstrap} }, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	d := testDeps(s.cfg, s.db)
+	d.reg, d.kafkaAs = prometheus.NewRegistry(), plainKafka(s.bootstrap)
+	groups, err := consumerGroups(d)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -415,7 +414,9 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	groups, err := consumerGroups(s.cfg, s.db, func(string) kafkaclient.Config { return kafkaclient.Config{Bootstrap: s.bootstrap} }, reg, slog.New(slog.DiscardHandler))
+	d := testDeps(s.cfg, s.db)
+	d.reg, d.kafkaAs = reg, plainKafka(s.bootstrap)
+	groups, err := consumerGroups(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +555,9 @@ func (s *system) startReconciler() *prometheus.Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- reconcileAndExport(ctx, cfg, s.db, kafkaclient.Config{Bootstrap: s.bootstrap}, s.connectURL, reg, slog.New(slog.DiscardHandler))
+		d := testDeps(cfg, s.db)
+		d.reg, d.kafkaAs = reg, plainKafka(s.bootstrap)
+		done <- reconcileAndExport(ctx, d, s.connectURL)
 	}()
 	s.t.Cleanup(func() {
 		cancel()

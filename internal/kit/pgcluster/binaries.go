@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -79,4 +80,21 @@ func parseVersion(name string) ([]int, bool) {
 func isExecutable(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// BinDir is the folder of the PostgreSQL programs Start runs, found as
+// Start finds them (initdb and postgres on PATH, a symlink followed, else
+// the highest version under /usr/lib/postgresql/*/bin): the folder that
+// holds the client programs of the same installation (pgbench,
+// pg_recvlogical, ...).
+func BinDir() (string, error) {
+	b, err := findBinaries(exec.LookPath, debianLibDir)
+	if err != nil {
+		return "", err
+	}
+	initdb := b.initdb
+	if real, err := filepath.EvalSymlinks(initdb); err == nil {
+		initdb = real
+	}
+	return filepath.Dir(initdb), nil
 }

@@ -31,7 +31,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,11 +101,8 @@ type Cluster struct {
 
 // server is one run of a child process (the postmaster, or initdb).
 type server struct {
-	cmd     *exec.Cmd
-	pid     int
-	logFile *os.File      // the postmaster's stdout and stderr; nil for initdb
-	done    chan struct{} // closed once the process has been reaped
-	waitErr error         // result of cmd.Wait; read only after done is closed
+	*Process
+	logFile *os.File // the postmaster's stdout and stderr; nil for initdb
 	// watched is true while an exit would be a surprise, worth logging:
 	// from readiness until we stop the process.
 	watched atomic.Bool
@@ -247,7 +243,7 @@ func (c *Cluster) Kill() error {
 
 	c.logger.Info("killing postgres", "pid", s.pid)
 	s.watched.Store(false)
-	if err := s.signal(syscall.SIGKILL); err != nil {
+	if err := s.Signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill postgres: %w", err)
 	}
 	if !waitClosed(s.done, killTimeout) {
@@ -358,58 +354,20 @@ func (c *Cluster) start(ctx context.Context) error {
 	return nil
 }
 
-// spawn starts cmd and reaps it in the background; done closes once it has
-// exited. With a logger, an exit while the process is watched is logged.
-//
-// On Linux, cmd's parent-death signal (Pdeathsig) is sent when the OS thread
-// that started the child exits, not when the process does (go.dev/issue/27505).
-// The Go runtime ends a thread when a goroutine exits while locked to it, so a
-// thread that merely ran cmd.Start could later die under some other goroutine
-// and take the server down with it. Locking around cmd.Start alone is not
-// enough for that reason. Instead, the goroutine that starts the child stays
-// locked to its thread until it has reaped the child: no other goroutine can
-// run on that thread in the meantime, and the thread is handed back to the
-// runtime, alive, only once the child is gone. It costs one OS thread per
-// running child. When the whole process exits, all of its threads end, and
-// the kernel signals the child: no server outlives its owner.
+// spawn starts cmd (see StartProcess). With a logger, an exit while the
+// process is watched is logged.
 func spawn(cmd *exec.Cmd, logger *slog.Logger) (*server, error) {
-	s := &server{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		s.pid = cmd.Process.Pid
-		started <- nil
-		s.waitErr = cmd.Wait()
-		close(s.done)
+	s := &server{}
+	p, err := StartProcess(cmd, func(p *Process) {
 		if logger != nil && s.watched.Load() {
-			logger.Error("postgres exited unexpectedly", "pid", s.pid, "status", s.exitStatus())
+			logger.Error("postgres exited unexpectedly", "pid", p.pid, "status", p.exitStatus())
 		}
-	}()
-	if err := <-started; err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
+	s.Process = p
 	return s, nil
-}
-
-// signal sends sig to the process, unless it has already been reaped.
-func (s *server) signal(sig os.Signal) error {
-	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal pid %d: %w", s.pid, err)
-	}
-	return nil
-}
-
-// exitStatus describes how the process ended; call it after done closed.
-func (s *server) exitStatus() string {
-	if s.waitErr != nil {
-		return s.waitErr.Error()
-	}
-	return "exit status 0"
 }
 
 // waitReady polls until the server accepts connections, the server exits,
@@ -490,7 +448,7 @@ func (c *Cluster) stop(ctx context.Context) error {
 	default:
 	}
 	c.logger.Info("stopping postgres", "pid", s.pid)
-	if err := s.signal(syscall.SIGINT); err != nil {
+	if err := s.Signal(syscall.SIGINT); err != nil {
 		return errors.Join(err, c.halt(s))
 	}
 	select {
@@ -510,12 +468,12 @@ func (c *Cluster) stop(ctx context.Context) error {
 // SIGKILL if it lingers, and waits for every server process to be gone.
 func (c *Cluster) halt(s *server) error {
 	s.watched.Store(false)
-	if err := s.signal(syscall.SIGQUIT); err != nil {
+	if err := s.Signal(syscall.SIGQUIT); err != nil {
 		return err
 	}
 	if !waitClosed(s.done, graceTimeout) {
 		c.logger.Warn("postgres ignored SIGQUIT; sending SIGKILL", "pid", s.pid)
-		if err := s.signal(syscall.SIGKILL); err != nil {
+		if err := s.Signal(syscall.SIGKILL); err != nil {
 			return err
 		}
 		if !waitClosed(s.done, killTimeout) {

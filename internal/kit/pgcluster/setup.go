@@ -286,7 +286,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	select {
 	case <-s.done:
 	case <-ctx.Done():
-		_ = s.signal(syscall.SIGTERM)
+		_ = s.Signal(syscall.SIGTERM)
 		<-s.done
 		return fmt.Errorf("initdb %s: %w", c.dataDir, ctx.Err())
 	}

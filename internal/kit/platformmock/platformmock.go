@@ -22,8 +22,6 @@ import (
 )
 
 const (
-	// DefaultAddr is where the platform-mock subcommand listens by default.
-	DefaultAddr = "127.0.0.1:8090"
 	// MaxBodyBytes bounds a POSTed event body; larger bodies get 413.
 	MaxBodyBytes = 1 << 20
 	// MaxKeyLen is the longest accepted Idempotency-Key (and X-Event-Type).

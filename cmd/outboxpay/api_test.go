@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,27 +47,31 @@ func startAPI(t *testing.T, cfg config) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- serveAPI(ctx, cfg, db, newRegistry(), slog.New(slog.DiscardHandler), func(a net.Addr) { addr <- a })
-	}()
+	go func() { done <- serveAPI(ctx, testDeps(cfg, db), ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serveAPI: %v", err)
 		}
 	})
-	select {
-	case a := <-addr:
-		return "http://" + a.String()
-	case err := <-done:
-		done <- err
-		t.Fatalf("serveAPI: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the API did not listen within a minute")
-	}
-	return ""
+	base := "http://" + ln.Addr().String()
+	// The listener accepts at once; the API answers once it has its keys.
+	eventually.True(t, time.Minute, "the API answers", func() (bool, error) {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("serveAPI: %v", err)
+		default:
+		}
+		status, _, body := get(t, base, "/healthz", "")
+		return status == http.StatusOK, fmt.Errorf("GET /healthz: %d %s", status, body)
+	})
+	return base
 }
 
 // get sends GET base+path with the bearer token (none if "") and returns
@@ -324,9 +324,12 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 				cfg.APIAddr = "127.0.0.1:0"
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				err = serveAPI(ctx, cfg, openEmptyDB(t), newRegistry(), slog.New(slog.DiscardHandler), func(net.Addr) {
-					t.Errorf("the API started")
-				})
+				ln, lerr := net.Listen("tcp", cfg.APIAddr)
+				if lerr != nil {
+					t.Fatal(lerr)
+				}
+				defer ln.Close()
+				err = serveAPI(ctx, testDeps(cfg, openEmptyDB(t)), ln)
 			}
 			if err == nil || !strings.Contains(err.Error(), c.wrong) {
 				t.Fatalf("got %v, want an error naming %s", err, c.wrong)
@@ -353,210 +356,6 @@ func startProcess(t *testing.T, env []string, args ...string) *syncBuffer {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("outboxpay %v: %v after SIGTERM\n%s", args, err, logs)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("outboxpay %v still running 30 s after SIGTERM", args)
-		}
-	})
+	logs, _ := startUntilCleanup(t, cmd, true)
 	return logs
-}
-
-// `outboxpay issuer` serves its key's JWK Set (public keys only) and
-// nothing else; `outboxpay token` signs with the same key file; and
-// `outboxpay api` with AUTH_JWKS_URL on that issuer accepts the token with
-// its scopes and user, serving its metrics on METRICS_ADDR, not on the API:
-// the compose stack's auth-issuer, token and api.
-func TestIssuerTokenAndAPIProcesses(t *testing.T) {
-	dataDir := t.TempDir()
-	issuerAddr := freeAddr(t)
-	issuerLogs := startProcess(t, []string{"DATA_DIR=" + dataDir, "AUTH_ISSUER_ADDR=" + issuerAddr}, "issuer")
-	jwksURL := "http://" + issuerAddr + devtoken.JWKSPath
-	var jwksBody string
-	eventually.True(t, time.Minute, "the issuer serves its JWK Set", func() (bool, error) {
-		resp, err := http.Get(jwksURL)
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		jwksBody = string(b)
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("%d %s\n%s", resp.StatusCode, b, issuerLogs)
-	})
-	keyFile := filepath.Join(dataDir, "auth-signing-key.pem")
-	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("signing key: %v, mode %v; want 0600", err, fi.Mode().Perm())
-	}
-	key, err := devtoken.Load(keyFile, devIssuerName, "outboxpay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set struct {
-		Keys []map[string]any `json:"keys"`
-	}
-	if err := json.Unmarshal([]byte(jwksBody), &set); err != nil || len(set.Keys) != 1 {
-		t.Fatalf("JWK Set %s: %v", jwksBody, err)
-	}
-	if set.Keys[0]["kid"] != key.KeyID() || set.Keys[0]["alg"] != "ES256" {
-		t.Errorf("the served key: %v, want kid %s, ES256", set.Keys[0], key.KeyID())
-	}
-	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi"} {
-		if _, ok := set.Keys[0][private]; ok {
-			t.Errorf("the JWK Set holds the private parameter %q", private)
-		}
-	}
-	for _, r := range []struct{ method, path string }{
-		{"GET", "/"}, {"GET", "/metrics"}, {"GET", "/healthz"}, {"GET", "/token"}, {"POST", devtoken.JWKSPath},
-	} {
-		req, _ := http.NewRequestWithContext(t.Context(), r.method, "http://"+issuerAddr+r.path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("issuer %s %s: %d, want 404 or 405", r.method, r.path, resp.StatusCode)
-		}
-	}
-
-	// The API, as its own process, verifying with the issuer's JWK Set.
-	db, dbURL := pgtest.NewDB(t)
-	if _, err := shop.New(db).SeedDemo(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	apiLogs := startProcess(t, []string{"DATABASE_URL=" + dbURL, "API_ADDR=" + apiAddr, "METRICS_ADDR=" + metricsAddr,
-		"AUTH_JWKS_URL=" + jwksURL, "AUTH_ISSUER=" + devIssuerName}, "api")
-	base := "http://" + apiAddr
-	eventually.True(t, time.Minute, "the API is ready", func() (bool, error) {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false, fmt.Errorf("%v\n%s", err, apiLogs)
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("%d", resp.StatusCode)
-	})
-
-	token := func(args ...string) string {
-		t.Helper()
-		code, stdout, stderr := run(t, []string{"DATA_DIR=" + dataDir}, append([]string{"token"}, args...)...)
-		if code != 0 || strings.Count(stdout, ".") != 2 {
-			t.Fatalf("token %v: exit %d\n%s%s", args, code, stdout, stderr)
-		}
-		return strings.TrimSpace(stdout)
-	}
-	readOnly := token("--user", "2", "--scope", "balance:read", "--ttl", "10m")
-	pubPEM, err := key.PublicKeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwt.ParseECPublicKeyFromPEM(pubPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims := jwt.MapClaims{}
-	if _, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"})).ParseWithClaims(readOnly, claims, func(*jwt.Token) (any, error) {
-		return pub, nil
-	}); err != nil {
-		t.Fatalf("the printed token does not verify with the key file's key: %v", err)
-	}
-	if claims["sub"] != "2" || claims["scope"] != "balance:read" || claims["iss"] != devIssuerName {
-		t.Errorf("claims %v, want sub 2, scope balance:read, iss %s", claims, devIssuerName)
-	}
-	exp, _ := claims.GetExpirationTime()
-	if exp == nil || time.Until(exp.Time) > 10*time.Minute || time.Until(exp.Time) < 9*time.Minute {
-		t.Errorf("exp %v, want in 10 minutes", exp)
-	}
-	for _, c := range []struct {
-		token, path string
-		want        int
-	}{
-		{readOnly, "/users/2/balance", http.StatusOK},
-		{readOnly, "/users/1/balance", http.StatusNotFound}, // another user's: as if it did not exist
-		{readOnly, "/products", http.StatusForbidden},       // not its scope
-		{token("--user", "2", "--scope", "orders,payments"), "/products", http.StatusOK},
-		{token("--user", "1"), "/users/1/balance", http.StatusOK}, // every scope by default
-		{"", "/products", http.StatusUnauthorized},
-	} {
-		if status, _, body := get(t, base, c.path, c.token); status != c.want {
-			t.Errorf("GET %s: %d %s, want %d", c.path, status, body, c.want)
-		}
-	}
-
-	// The API's metrics are on METRICS_ADDR, not on the API's port.
-	if status, _, body := get(t, "http://"+metricsAddr, "/metrics", ""); status != http.StatusOK ||
-		!strings.Contains(body, `http_requests_total{code="200",method="GET",route="/users/:userId/balance"}`) {
-		t.Errorf("METRICS_ADDR /metrics: %d, want the API's request counts:\n%.2000s", status, body)
-	}
-	if status, _, _ := get(t, base, "/metrics", ""); status == http.StatusOK {
-		t.Error("the API serves /metrics")
-	}
-	for _, logs := range []string{apiLogs.String(), issuerLogs.String()} {
-		if strings.Contains(logs, readOnly) {
-			t.Error("a token is in the logs")
-		}
-	}
-}
-
-// `outboxpay token` refuses what it cannot do with exit code 2 and says why.
-func TestTokenSubcommandErrors(t *testing.T) {
-	withKey := t.TempDir()
-	if _, err := devtoken.LoadOrCreate(filepath.Join(withKey, "auth-signing-key.pem"), devIssuerName, "outboxpay"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name, dataDir string
-		args          []string
-		want          string
-	}{
-		{"no --user", withKey, nil, "--user is required"},
-		{"user 0", withKey, []string{"--user", "0"}, "--user is required"},
-		{"a negative user", withKey, []string{"--user", "-3"}, "not a positive user id"},
-		{"an unknown scope", withKey, []string{"--user", "1", "--scope", "orders admin"}, `unknown scope "admin"`},
-		{"a lifetime that is not positive", withKey, []string{"--user", "1", "--ttl", "-1h"}, "not positive"},
-		{"an unknown flag", withKey, []string{"--user", "1", "--sub", "2"}, "-sub"},
-		{"an argument", withKey, []string{"--user", "1", "extra"}, `unexpected argument "extra"`},
-		{"no signing key", t.TempDir(), []string{"--user", "1"}, "no signing key at"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, stdout, stderr := run(t, []string{"DATA_DIR=" + c.dataDir}, append([]string{"token"}, c.args...)...)
-			if code != 2 || stdout != "" || !strings.Contains(stderr, c.want) {
-				t.Errorf("exit %d, stdout %q, want 2 and nothing printed, with %q in\n%s", code, stdout, c.want, stderr)
-			}
-		})
-	}
-	// --help prints the usage, with the scopes.
-	code, _, stderr := run(t, nil, "token", "--help")
-	if code != 0 || !strings.Contains(stderr, "usage: outboxpay token") || !slices.ContainsFunc(api.Scopes(), func(s string) bool {
-		return strings.Contains(stderr, s)
-	}) {
-		t.Errorf("token --help: exit %d\n%s", code, stderr)
-	}
-	// AUTH_SIGNING_KEY_FILE, AUTH_ISSUER and AUTH_AUDIENCE name the key and the claims.
-	code, stdout, stderr := run(t, []string{"AUTH_SIGNING_KEY_FILE=" + filepath.Join(withKey, "auth-signing-key.pem"),
-		"AUTH_ISSUER=compose-issuer", "AUTH_AUDIENCE=shop-api"}, "token", "--user", "5")
-	if code != 0 {
-		t.Fatalf("token with AUTH_SIGNING_KEY_FILE: exit %d\n%s", code, stderr)
-	}
-	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(strings.TrimSpace(stdout), claims); err != nil {
-		t.Fatal(err)
-	}
-	if aud, _ := claims.GetAudience(); claims["iss"] != "compose-issuer" || !slices.Equal(aud, []string{"shop-api"}) || claims["sub"] != "5" {
-		t.Errorf("claims %v", claims)
-	}
 }

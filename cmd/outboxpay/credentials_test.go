@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 func TestIsLoopback(t *testing.T) {
@@ -44,11 +42,11 @@ func TestOperatorPlanesRefuseTheNetworkWithoutCredentials(t *testing.T) {
 	discard := slog.New(slog.DiscardHandler)
 	for _, addr := range []string{":0", "0.0.0.0:0"} {
 		cfg.ConnectAddr, cfg.PlatformMockAddr = addr, addr
-		err := serveConnect(t.Context(), cfg, nil, kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), os.LookupEnv, discard, nil)
+		_, err := connectCredentials(cfg, discard)
 		if err == nil || !strings.Contains(err.Error(), "CONNECT_REST_CREDENTIALS_FILE is not set") {
 			t.Errorf("serveConnect on %q without credentials: %v", addr, err)
 		}
-		err = servePlatformMock(t.Context(), cfg, discard, nil)
+		_, err = platformMock(deps{cfg: cfg, logger: discard})
 		if err == nil || !strings.Contains(err.Error(), "PLATFORM_MOCK_CREDENTIALS_FILE is not set") {
 			t.Errorf("servePlatformMock on %q without credentials: %v", addr, err)
 		}
@@ -60,7 +58,7 @@ func TestOperatorPlanesRefuseTheNetworkWithoutCredentials(t *testing.T) {
 	}
 	// A credentials file that cannot be read is an error, not an open API.
 	cfg.ConnectAddr, cfg.ConnectRESTCredentialsFile = "127.0.0.1:0", filepath.Join(t.TempDir(), "missing")
-	if err := serveConnect(t.Context(), cfg, nil, kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(), os.LookupEnv, discard, nil); err == nil {
+	if _, err := connectCredentials(cfg, discard); err == nil {
 		t.Error("serveConnect with a missing credentials file started")
 	}
 }
@@ -76,57 +74,6 @@ func TestRedactDatabaseURL(t *testing.T) {
 		if got := redactDatabaseURL(in); got != want {
 			t.Errorf("redactDatabaseURL(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestBanner(t *testing.T) {
-	cfg := config{ConnectRESTUsername: "admin", ConnectRESTPassword: "p4ss-word",
-		ConnectRESTCredentialsFile: "/data/" + devCredentialsFile, DevTokenTTL: 24 * time.Hour,
-		AuthIssuer: "outboxpay-dev", AuthAudience: "outboxpay"}
-	ep := devEndpoints{
-		api:        &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080},
-		metrics:    &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9100},
-		connectURL: "http://127.0.0.1:8083", platformURL: "http://127.0.0.1:8090",
-		database: "postgres://u:db-s3cret@127.0.0.1:5432/outboxpay", kafka: "127.0.0.1:9092",
-		tokens: map[int64]string{1: "/data/tokens/user-1.jwt", 2: "/data/tokens/user-2.jwt"},
-	}
-	b := banner(ep, cfg)
-	for _, secret := range []string{"p4ss-word", "db-s3cret"} {
-		if strings.Contains(b, secret) {
-			t.Errorf("the banner prints a secret:\n%s", b)
-		}
-	}
-	for _, want := range []string{
-		"postgres://u:xxxxx@127.0.0.1:5432/outboxpay",
-		"http://127.0.0.1:9100/metrics",
-		`curl -s -u "admin:$(sed -n 's/^admin: *//p' '/data/connect-credentials.properties')" http://127.0.0.1:8083/connectors/outbox/status`,
-		`curl -s -u "admin:$(sed -n 's/^admin: *//p' '/data/connect-credentials.properties')" http://127.0.0.1:8090/events`,
-		`curl -s http://127.0.0.1:8080/orders/1 -H "Authorization: Bearer $(cat '/data/tokens/user-1.jwt')"`,
-		"/data/tokens",
-	} {
-		if !strings.Contains(b, want) {
-			t.Errorf("the banner lacks %s:\n%s", want, b)
-		}
-	}
-	// Credentials of the operator's own file: the banner names the
-	// variables; tokens of an identity provider of the operator's: $TOKEN.
-	cfg.ConnectRESTCredentialsFile = "/etc/connect.properties"
-	ep.tokens = nil
-	b = banner(ep, cfg)
-	for _, want := range []string{
-		`curl -s -u "$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD" http://127.0.0.1:8083/connectors/outbox/status`,
-		`-H "Authorization: Bearer $TOKEN"`,
-	} {
-		if !strings.Contains(b, want) {
-			t.Errorf("banner with CONNECT_REST_CREDENTIALS_FILE and no dev tokens lacks %s:\n%s", want, b)
-		}
-	}
-	// A listener address that is not TCP does not crash it.
-	if got := localAddr(&net.UnixAddr{Name: "/tmp/sock", Net: "unix"}); got != "/tmp/sock" {
-		t.Errorf("localAddr(unix) = %q", got)
-	}
-	if got := localAddr(&net.TCPAddr{IP: net.IPv6unspecified, Port: 8083}); got != "localhost:8083" {
-		t.Errorf("localAddr([::]:8083) = %q", got)
 	}
 }
 
@@ -168,23 +115,7 @@ func TestDevOperatorPlanesNeedCredentials(t *testing.T) {
 
 	call := func(method, url, body, user, password string) (int, http.Header, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if user != "" {
-			req.SetBasicAuth(user, password)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
+		return basicRequest(t, ctx, method, url, body, user, password)
 	}
 	refused := []struct{ method, url, body string }{
 		{"GET", sys.Connect + "/", ""},
@@ -258,42 +189,20 @@ func TestConnectMetricsOnlyCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	addrCh := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- serveConnect(ctx, cfg, openEmptyDB(t), kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, newRegistry(),
-			func(string) (string, bool) { return "", false }, slog.New(slog.DiscardHandler), func(a net.Addr) { addrCh <- a })
-	}()
+	d := testDeps(cfg, openEmptyDB(t))
+	d.kafkaAs, d.lookup = plainKafka("127.0.0.1:1"), func(string) (string, bool) { return "", false }
+	base := goServeConnect(t, ctx, d, done)
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serveConnect: %v", err)
 		}
 	}()
-	var base string
-	select {
-	case a := <-addrCh:
-		base = "http://" + a.String()
-	case err := <-done:
-		t.Fatalf("serveConnect: %v", err)
-	}
 	call := func(method, path, user, password string) int {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if user != "" {
-			req.SetBasicAuth(user, password)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode
+		status, _, _ := basicRequest(t, ctx, method, base+path, "{}", user, password)
+		return status
 	}
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/"}, {"GET", "/connectors"}, {"PUT", "/connectors/outbox/config"},
@@ -323,8 +232,32 @@ func TestConnectMetricsOnlyCredentials(t *testing.T) {
 	// A metrics credentials file that cannot be read is an error, not an open /metrics.
 	bad := cfg
 	bad.ConnectMetricsCredentialsFile = filepath.Join(dir, "missing")
-	if _, _, err := connectCredentials(bad, slog.New(slog.DiscardHandler)); err == nil ||
+	if _, err := connectCredentials(bad, slog.New(slog.DiscardHandler)); err == nil ||
 		!strings.Contains(err.Error(), "CONNECT_METRICS_CREDENTIALS_FILE") {
 		t.Errorf("connectCredentials with a missing metrics file: %v", err)
 	}
+}
+
+// basicRequest sends method url with body (JSON; none if "") and, unless
+// user is "", HTTP Basic credentials, and returns the answer's status,
+// headers and body.
+func basicRequest(t *testing.T, ctx context.Context, method, url, body, user, password string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
 }

@@ -7,41 +7,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
-	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
-
-// run runs the outboxpay binary with args and env added to a clean
-// environment, and returns its exit code, stdout and stderr.
-func run(t *testing.T, env []string, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("outboxpay %v did not exit within 2 minutes\n%s", args, stderr.String())
-	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
-}
 
 // register-connector against the embedded engine's Kafka Connect API, as the
 // compose stack runs it against Debezium's.
@@ -142,50 +117,71 @@ func TestRegisterConnector(t *testing.T) {
 	})
 }
 
-func TestHealthcheck(t *testing.T) {
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer ok.Close()
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	defer down.Close()
-	creds := basicauth.New(basicauth.User{Name: "admin", Password: "hc-s3cret"})
-	authed := httptest.NewServer(creds.Handler("test", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
-	defer authed.Close()
-	signIn := []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=hc-s3cret"}
-	for _, tc := range []struct {
-		url  string
-		env  []string
-		code int
-	}{
-		{ok.URL, nil, 0},
-		{down.URL, nil, 1},
-		{"http://" + freeAddr(t), nil, 1},
-		{"::not a url", nil, 1},
-		{authed.URL, nil, 1},
-		{authed.URL, signIn, 0},
-		{authed.URL, []string{"CONNECT_REST_USERNAME=admin", "CONNECT_REST_PASSWORD=wrong"}, 1},
-	} {
-		if code, _, stderr := run(t, tc.env, "healthcheck", tc.url); code != tc.code {
-			t.Errorf("healthcheck %s: exit %d, want %d\n%s", tc.url, code, tc.code, stderr)
+// fakeConnect is a Kafka Connect REST API that holds configs and reports
+// every connector it holds RUNNING with one RUNNING task.
+func fakeConnect(t *testing.T) string {
+	t.Helper()
+	var mu sync.Mutex
+	configs := map[string]map[string]string{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /connectors/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		c, ok := configs[r.PathValue("name")]
+		mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(connect.ErrorBody{ErrorCode: http.StatusNotFound, Message: "not found"})
+			return
 		}
-	}
+		_ = json.NewEncoder(w).Encode(c)
+	})
+	mux.HandleFunc("PUT /connectors/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		var c map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		configs[r.PathValue("name")] = c
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"name": r.PathValue("name"), "config": c, "tasks": []any{}})
+	})
+	mux.HandleFunc("GET /connectors/{name}/status", func(w http.ResponseWriter, r *http.Request) {
+		running := connect.StateInfo{State: connect.StateRunning, WorkerID: "fake"}
+		_ = json.NewEncoder(w).Encode(connect.ConnectorStatus{Name: r.PathValue("name"), Connector: running,
+			Tasks: []connect.TaskStatus{{ID: 0, StateInfo: running}}, Type: "source"})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
-// seed fills an empty database once and leaves one with data alone.
-func TestSeed(t *testing.T) {
-	db, url := pgtest.NewDB(t)
-	for i, want := range []string{"demo data seeded", "nothing seeded"} {
-		code, _, stderr := run(t, []string{"DATABASE_URL=" + url}, "seed")
-		if code != 0 || !strings.Contains(stderr, want) {
-			t.Fatalf("run %d: exit %d, want 0 and %q\n%s", i+1, code, want, stderr)
-		}
-	}
-	var users, products int
-	if err := db.QueryRow(`SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM products)`).Scan(&users, &products); err != nil {
+// dev's registration waits for the connector's slot to stream, for
+// CONNECTOR_WAIT and no longer (it waited a hard-coded minute before), and
+// says what it waited for.
+func TestRegisterConnectorWaitsForTheSlotWithinConnectorWait(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if users != 3 || products != 3 {
-		t.Errorf("%d users, %d products after seeding twice; want 3 and 3", users, products)
+	cfg.ConnectorWait = 2 * time.Second
+	db, url := pgtest.NewDB(t) // no replication slot: the connector never streams
+	d := testDeps(cfg, db)
+	if d.lookup, err = devLookup(url); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = registerConnector(t.Context(), d, fakeConnect(t), db)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "not streaming yet") {
+		t.Errorf("registerConnector: %v, want the slot not streaming", err)
+	}
+	if took < cfg.ConnectorWait || took > cfg.ConnectorWait+10*time.Second {
+		t.Errorf("registerConnector gave up after %v, want CONNECTOR_WAIT %v", took, cfg.ConnectorWait)
+	}
+	// Without a slot to wait for (register-connector), RUNNING is enough.
+	if st, err := registerConnector(t.Context(), d, fakeConnect(t), nil); err != nil || st.Connector.State != connect.StateRunning {
+		t.Errorf("registerConnector: %v, %v", st, err)
 	}
 }

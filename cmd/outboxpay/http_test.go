@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -24,7 +25,7 @@ func startHTTPServer(t *testing.T, cfg config, h http.Handler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newHTTPServer(cfg, h, 5*time.Second)
+	srv := newHTTPServer(h, cfg.timeouts(5*time.Second))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -161,7 +162,7 @@ func TestHTTPServerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newHTTPServer(cfg, http.NotFoundHandler(), cfg.HTTPWriteTimeout)
+	srv := newHTTPServer(http.NotFoundHandler(), cfg.timeouts(cfg.HTTPWriteTimeout))
 	if srv.ReadTimeout != 30*time.Second || srv.WriteTimeout != 60*time.Second || srv.IdleTimeout != 120*time.Second ||
 		srv.MaxHeaderBytes != 65536 || srv.ReadHeaderTimeout != 10*time.Second || cfg.ConnectHTTPWriteTimeout != 120*time.Second {
 		t.Errorf("defaults: read %v, write %v, idle %v, header bytes %d, header %v, connect write %v",
@@ -191,7 +192,7 @@ func TestHTTPServerConfig(t *testing.T) {
 				t.Fatal(err)
 			case c.wrong != "" && (err == nil || !strings.Contains(err.Error(), c.wrong)):
 				t.Fatalf("got %v, want an error naming %s", err, c.wrong)
-			case c.wrong == "" && newHTTPServer(cfg, nil, 0).ReadHeaderTimeout != cfg.HTTPReadTimeout:
+			case c.wrong == "" && newHTTPServer(nil, cfg.timeouts(0)).ReadHeaderTimeout != cfg.HTTPReadTimeout:
 				t.Errorf("read header timeout is not bounded by HTTP_READ_TIMEOUT %v", cfg.HTTPReadTimeout)
 			}
 		})
@@ -207,7 +208,7 @@ func TestEveryHTTPServerHasLimits(t *testing.T) {
 	}
 	fset := token.NewFileSet()
 	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") || name == "httpserver.go" {
+		if strings.HasSuffix(name, "_test.go") || name == "http.go" {
 			continue
 		}
 		f, err := parser.ParseFile(fset, name, nil, 0)
@@ -224,5 +225,167 @@ func TestEveryHTTPServerHasLimits(t *testing.T) {
 			}
 			return true
 		})
+	}
+}
+
+// serveOn runs serve on a loopback listener with shutdown as the drain,
+// sending its result to done, and returns the server's URL.
+func serveOn(t *testing.T, ctx context.Context, h http.Handler, shutdown time.Duration, done chan<- error) string {
+	t.Helper()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := cfg.timeouts(cfg.HTTPWriteTimeout)
+	tm.shutdown = shutdown
+	go func() { done <- serve(ctx, ln, h, tm) }()
+	return "http://" + ln.Addr().String()
+}
+
+// A request still running when the drain ends has its context canceled,
+// and serve returns: for every server, the API's included (whose requests
+// ran on after its shutdown timed out before).
+func TestServeCancelsRequestsWhenTheDrainEnds(t *testing.T) {
+	entered, canceled := make(chan struct{}), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done()
+		close(canceled)
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	url := serveOn(t, ctx, h, 200*time.Millisecond, done)
+	go func() {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the handler")
+	}
+	cancel()
+	select {
+	case <-canceled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request's context still not canceled 10s after the drain of 200ms")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve still runs 10s after the drain of 200ms")
+	}
+}
+
+// A request that ends within the drain ends normally, and serve returns.
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		if r.Context().Err() != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	url := serveOn(t, ctx, h, time.Minute, done)
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	<-entered
+	cancel()
+	close(release)
+	select {
+	case s := <-status:
+		if s != http.StatusOK {
+			t.Errorf("in-flight request: %d, want 200", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to the in-flight request")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}
+
+// brokenListener's Accept fails at once, as a listener closed under the
+// server does.
+type brokenListener struct{ net.Listener }
+
+func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("listener broken") }
+
+// When Serve fails, the server returns its error at once, without waiting
+// for ctx, so that its caller stops what it started; serveConnect stops its
+// worker too (it waited for a signal before).
+func TestServersReturnServeFailure(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		serve func(net.Listener) error
+	}{
+		{"serve", func(ln net.Listener) error {
+			return serve(context.Background(), ln, http.NotFoundHandler(), cfg.timeouts(time.Second))
+		}},
+		{"serveConnect", func(ln net.Listener) error {
+			d := testDeps(cfg, openEmptyDB(t))
+			d.kafkaAs, d.lookup = plainKafka("127.0.0.1:1"), func(string) (string, bool) { return "", false }
+			return serveConnect(context.Background(), d, ln, connectAuth{})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			done := make(chan error, 1)
+			go func() { done <- c.serve(brokenListener{ln}) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "listener broken") {
+					t.Errorf("%s: %v, want the Serve error", c.name, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s still runs 10s after Serve failed", c.name)
+			}
+		})
+	}
+}
+
+// localAddr dials what a listener bound, whatever the address.
+func TestLocalAddr(t *testing.T) {
+	for _, c := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8083}, "127.0.0.1:8083"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8083}, "localhost:8083"},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 9100}, "localhost:9100"},
+		{&net.UnixAddr{Name: "/tmp/sock", Net: "unix"}, "/tmp/sock"},
+		{(*net.TCPAddr)(nil), "<nil>"}, // a panic before
+	} {
+		if got := localAddr(c.addr); got != c.want {
+			t.Errorf("localAddr(%#v) = %q, want %q", c.addr, got, c.want)
+		}
 	}
 }
