@@ -57,7 +57,7 @@ func TestChargeOrderPay(t *testing.T) {
 		t.Errorf("event topics: %v", topics)
 	}
 
-	// The outbox rows carry the payloads of EVENT-CONTRACT.md.
+	// The outbox rows carry the payloads of docs/EVENT-CONTRACT.md.
 	rows, err := s.db.Query(`SELECT id, aggregatetype, aggregateid, type, payload FROM outbox`)
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func shippedConfig(t *testing.T) map[string]string {
 }
 
 // The shipped connector config is accepted and carries the Debezium keys
-// that EVENT-CONTRACT.md requires.
+// that docs/EVENT-CONTRACT.md requires.
 func TestShippedConfig(t *testing.T) {
 	raw := shippedConfig(t)
 	required := map[string]string{
@@ -157,7 +157,7 @@ func TestResolveEnv(t *testing.T) {
 	}
 }
 
-// An outbox row becomes the record of EVENT-CONTRACT.md.
+// An outbox row becomes the record of docs/EVENT-CONTRACT.md.
 func TestRoute(t *testing.T) {
 	commit := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
 	row := Columns{

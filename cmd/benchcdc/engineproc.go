@@ -19,6 +19,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // buildEngine builds ./cmd/outboxpay of the module the benchmark runs in.
@@ -266,6 +267,7 @@ func enginePass(ctx context.Context, env *benchEnv, eng *engineProc, events int,
 	}
 
 	res := passResult{events: events, elapsed: p.done, firstEvent: p.first, cpu: cpu}
+	topic := event.Topic(event.AggregateOrder) // where the bench's OrderPaid rows go
 	inKafka, err := topicRecords(env.kafka.Bootstrap(), topic)
 	if err != nil {
 		return res, 0, err

@@ -46,7 +46,6 @@ const (
 	slotRecv      = "bench_recvlogical"
 	slotEngine    = "bench_engine"
 	connectorName = "bench-engine"
-	topic         = "outbox.event.order"
 	aggregateKeys = 1000
 )
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/outboxpay/outboxpay/internal/event"
 )
 
 // newKafkaConsumer returns a consumer that joins no group (it is assigned
@@ -183,7 +184,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	if err != nil {
 		return steadyResult{}, err
 	}
-	cons, err := startLatencyConsumer(env.kafka.Bootstrap(), topic)
+	cons, err := startLatencyConsumer(env.kafka.Bootstrap(), event.Topic(event.AggregateOrder))
 	if err != nil {
 		return steadyResult{}, err
 	}

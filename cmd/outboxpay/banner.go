@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
@@ -64,11 +65,11 @@ func banner(ep devEndpoints, cfg config) string {
 	fmt.Fprintf(&b, "  curl -s -X POST %s/orders/1/payment -H %s -H 'Content-Type: application/json' -H 'Idempotency-Key: first-try' -d '{}'\n", base, bearer)
 	fmt.Fprintf(&b, "  curl -s %s/orders/1 -H %s\n", base, bearer)
 	if ep.kafkaUsersFile == "" {
-		fmt.Fprintf(&b, "  kcat -b %s -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n", strings.Split(ep.kafka, ",")[0])
+		fmt.Fprintf(&b, "  kcat -b %s -C -t %s -f '%%k %%h %%s\\n' -e\n\n", strings.Split(ep.kafka, ",")[0], event.Topic(event.AggregatePayment))
 	} else {
 		fmt.Fprintf(&b, "  kcat -b %s -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=%s -X sasl.username=%s \\\n"+
-			"    -X sasl.password=\"$(sed -n 's/^%s: //p' %s)\" -C -t outbox.event.payment -f '%%k %%h %%s\\n' -e\n\n",
-			strings.Split(ep.kafka, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, ep.kafkaUsersFile)
+			"    -X sasl.password=\"$(sed -n 's/^%s: //p' %s)\" -C -t %s -f '%%k %%h %%s\\n' -e\n\n",
+			strings.Split(ep.kafka, ",")[0], kafkaclient.EmbeddedMechanism, kafkaclient.PrincipalAdmin, kafkaclient.PrincipalAdmin, ep.kafkaUsersFile, event.Topic(event.AggregatePayment))
 	}
 	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
@@ -175,8 +176,10 @@ type config struct {
 	// reconciler marks it EXPIRED; an expired order cannot be paid.
 	OrderExpiry time.Duration `env:"ORDER_EXPIRY" envDefault:"30m"`
 
-	// ReplayTopics are the dead-letter topics `replay` re-drives.
-	ReplayTopics []string `env:"REPLAY_TOPICS" envDefault:"outbox.event.payment.dlq,outbox.event.order.dlq"`
+	// ReplayTopics are the dead-letter topics `replay` re-drives; default:
+	// the dead-letter topic of every event topic (event.DLQTopics:
+	// outbox.event.payment.dlq,outbox.event.order.dlq).
+	ReplayTopics []string `env:"REPLAY_TOPICS"`
 	// MetricsAddr is where `api`, `dev`, `consumers`, `reconcile` and
 	// `platform-mock` serve /metrics and /healthz, apart from the API
 	// (connect serves its /metrics on CONNECT_ADDR, behind its credentials).
@@ -209,6 +212,9 @@ func loadConfig() (config, error) {
 	cfg, err := env.ParseAs[config]()
 	if err != nil {
 		return config{}, fmt.Errorf("read configuration: %w", err)
+	}
+	if len(cfg.ReplayTopics) == 0 {
+		cfg.ReplayTopics = event.DLQTopics()
 	}
 	switch {
 	case cfg.LogFormat != "text" && cfg.LogFormat != "json":

@@ -14,9 +14,6 @@ import (
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
-// outboxTopics matches every outbox topic and no dead-letter topic.
-const outboxTopics = `^outbox\.event\.[^.]+$`
-
 // consumerGroups builds the workers of CONSUMER_GROUPS, on the workers'
 // database of d, each group with the Kafka settings of its principal (its
 // name: d.kafkaAs(group)).
@@ -36,7 +33,7 @@ func consumerGroups(d deps) ([]*consume.Group, error) {
 			h = platform.New(db, platform.Config{URL: cfg.PlatformURL, Timeout: cfg.PlatformTimeout, MaxTries: cfg.PlatformMaxTries}, m, logger)
 			topics = []string{event.Topic(event.AggregatePayment)}
 		case event.GroupOutboxTracker:
-			h, topics = tracker.New(db, logger), []string{outboxTopics}
+			h, topics = tracker.New(db, logger), []string{event.TopicPattern}
 		default:
 			return nil, fmt.Errorf("unknown consumer group %q in CONSUMER_GROUPS", name)
 		}

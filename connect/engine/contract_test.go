@@ -15,7 +15,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 )
 
-// Records read back with a plain consumer match EVENT-CONTRACT.md field by
+// Records read back with a plain consumer match docs/EVENT-CONTRACT.md field by
 // field: topic, key, value (the payload JSON, once), headers, timestamp
 // (commit time), partition (murmur2 of the key).
 func TestRecordsFollowTheContract(t *testing.T) {

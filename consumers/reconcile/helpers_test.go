@@ -148,7 +148,7 @@ func (r *rig) row(m event.Message) rowState {
 
 // expected builds the record connect.DefaultRouter makes of a row, from
 // the event and the row as Postgres holds it (payload::text, created_at).
-func (r *rig) expected(m event.Message) connect.Record {
+func (r *rig) expected(m event.Message) event.Record {
 	r.t.Helper()
 	var payload string
 	var createdAt time.Time
@@ -189,7 +189,7 @@ func (r *rig) count() int64 {
 }
 
 // assertRecord checks a Kafka record field by field against the expected one.
-func assertRecord(t *testing.T, got *kafka.Message, want connect.Record) {
+func assertRecord(t *testing.T, got *kafka.Message, want event.Record) {
 	t.Helper()
 	if *got.TopicPartition.Topic != want.Topic {
 		t.Errorf("topic %q, want %q", *got.TopicPartition.Topic, want.Topic)

@@ -36,6 +36,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -326,7 +327,7 @@ func (r *Reconciler) republishBatch(ctx context.Context, status outbox.Status, i
 	}
 
 	notes := make(map[uuid.UUID]string, len(rows))
-	recs := make([]connect.Record, 0, len(rows))
+	recs := make([]event.Record, 0, len(rows))
 	sent := make([]outbox.StaleRow, 0, len(rows)) // the row of each record
 	for _, row := range rows {
 		rec, err := r.router.Route(connect.Columns(row.Columns), row.CreatedAt)
@@ -365,7 +366,7 @@ func (r *Reconciler) republishBatch(ctx context.Context, status outbox.Status, i
 
 // publish publishes recs and returns the records Kafka refused by index; an
 // error means the outcome of the records is unknown.
-func (r *Reconciler) publish(ctx context.Context, recs []connect.Record) (map[int]error, error) {
+func (r *Reconciler) publish(ctx context.Context, recs []event.Record) (map[int]error, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}

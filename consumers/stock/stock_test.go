@@ -35,7 +35,7 @@ const window = 3 * time.Second
 
 var (
 	orderTopic = event.Topic(event.AggregateOrder)
-	dlqTopic   = consume.DLQTopic(orderTopic)
+	dlqTopic   = event.DLQTopic(orderTopic)
 )
 
 // rig is a database, a Kafka cluster, and the stock group consuming it.
@@ -240,7 +240,7 @@ func TestForgedOrderPaidChangesNothing(t *testing.T) {
 	if got := kafkatest.Header(dead[0], event.HeaderID); got != paymentCompleted.String() {
 		t.Fatalf("DLQ holds event %s, want the forged one %s", got, paymentCompleted)
 	}
-	reason := kafkatest.Header(dead[0], consume.HeaderDLQReason)
+	reason := kafkatest.Header(dead[0], event.HeaderDLQReason)
 	if want := `eventType header "OrderPaid", row type is "PaymentCompleted"`; !strings.Contains(reason, want) ||
 		!strings.Contains(reason, consume.ErrMismatch.Error()) {
 		t.Errorf("DLQ reason %q, want the mismatch (%q) named", reason, want)
@@ -315,7 +315,7 @@ func TestFutureTimestampsDoNotHoldThePartition(t *testing.T) {
 		if id := kafkatest.Header(m, event.HeaderID); !ids[id] {
 			t.Errorf("DLQ holds %s, not one of the unknown records", id)
 		}
-		if reason := kafkatest.Header(m, consume.HeaderDLQReason); !strings.Contains(reason, "after the group first saw the record") ||
+		if reason := kafkatest.Header(m, event.HeaderDLQReason); !strings.Contains(reason, "after the group first saw the record") ||
 			!strings.Contains(reason, "outbox row not found") {
 			t.Errorf("DLQ reason %q", reason)
 		}

@@ -14,7 +14,8 @@
 // HeaderDLQTopic.
 //
 // It imports nothing of the project, so the API, the CDC engines and the
-// consumers can all depend on it.
+// consumers can all depend on it. docs/EVENT-CONTRACT.md describes the
+// contract for readers, with examples.
 package event
 
 import (

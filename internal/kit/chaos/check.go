@@ -230,11 +230,11 @@ func readTopics(kc kafkaclient.Config) (map[string]int, int, error) {
 		return nil, 0, err
 	}
 	defer consumer.Close()
-	topics := []string{event.Topic(event.AggregatePayment), event.Topic(event.AggregateOrder)}
+	topics := event.Topics()
 	var parts []kafka.TopicPartition
 	remaining := map[string]int64{}
 	dlq := 0
-	for _, topic := range append(topics, topics[0]+".dlq", topics[1]+".dlq") {
+	for _, topic := range append(topics, event.DLQTopics()...) {
 		md, err := consumer.GetMetadata(&topic, false, 10_000)
 		if err != nil {
 			return nil, 0, fmt.Errorf("metadata of %s: %w", topic, err)
@@ -244,7 +244,7 @@ func readTopics(kc kafkaclient.Config) (map[string]int, int, error) {
 			if err != nil {
 				return nil, 0, fmt.Errorf("watermarks of %s/%d: %w", topic, p.ID, err)
 			}
-			if strings.HasSuffix(topic, ".dlq") {
+			if strings.HasSuffix(topic, event.DLQSuffix) {
 				dlq += int(high - low)
 				continue
 			}
