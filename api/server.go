@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -53,9 +54,7 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	if err := cfg.Auth.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logging.OrDiscard(cfg.Logger)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)

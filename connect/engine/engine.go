@@ -24,6 +24,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // Options are the engine's settings that are not part of the connector config.
@@ -52,9 +53,7 @@ type Engine struct {
 
 // New returns an engine for the named connector.
 func New(name string, cfg connect.Config, opts Options) *Engine {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logging.OrDiscard(opts.Logger)
 	return &Engine{
 		name:    name,
 		cfg:     cfg,

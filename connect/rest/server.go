@@ -25,6 +25,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
@@ -125,9 +126,7 @@ func NewServer(w *worker.Worker, opts ServerOptions) http.Handler {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logging.OrDiscard(opts.Logger)
 	s := &server{
 		w:    w,
 		info: connect.ServerInfo{Version: opts.Version, Commit: opts.Commit, KafkaClusterID: opts.KafkaClusterID},

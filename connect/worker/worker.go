@@ -27,6 +27,7 @@ import (
 	"unicode"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // Task is one running connector task. Run streams until ctx is canceled
@@ -139,9 +140,7 @@ func New(db *sql.DB, factory TaskFactory, opts Options) *Worker {
 	if opts.Lookup == nil {
 		opts.Lookup = os.LookupEnv
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logging.OrDiscard(opts.Logger)
 	if opts.EnvAllowlist == nil {
 		opts.EnvAllowlist = regexp.MustCompile(`^(?:` + connect.DefaultEnvAllowlistPattern + `)$`)
 	}

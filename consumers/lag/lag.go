@@ -28,6 +28,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // Defaults of Options.
@@ -124,9 +125,7 @@ func New(opts Options) (*Collector, error) {
 		opts.Groups = append([]string{}, opts.Groups...)
 	}
 	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	logger = logger.With("component", "lag-exporter")
 
 	cm := opts.Kafka.ConfigMap()

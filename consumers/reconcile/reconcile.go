@@ -37,6 +37,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -136,9 +137,7 @@ type Reconciler struct {
 // metrics are registered on reg (nil: not registered); logger nil discards.
 func New(db *sql.DB, connectClient *rest.Client, pub Publisher, router connect.Router, cfg Config,
 	reg prometheus.Registerer, logger *slog.Logger) *Reconciler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	return &Reconciler{
 		db:      db,
 		connect: connectClient,

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // Config is one run.
@@ -91,9 +93,7 @@ func (r *Report) OK() bool { return len(r.Violations) == 0 }
 // before returning, also when ctx is canceled. The error is for a run that
 // could not be carried out; broken invariants are in the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logging.OrDiscard(cfg.Logger)
 	if cfg.Rate <= 0 || cfg.Duration <= 0 || cfg.Binary == "" || cfg.Dir == "" {
 		return nil, errors.New("chaos: Binary, Dir, a positive Duration and Rate are required")
 	}

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 const (
@@ -115,9 +116,7 @@ type server struct {
 // ctx has no deadline.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	if opts.DataDir == "" {
 		return nil, errors.New("start postgres: no data dir given")
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 const (
@@ -97,9 +98,7 @@ type record struct {
 // New returns a server with cfg's faults and nothing recorded.
 func New(cfg Config) *Server {
 	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = time.Now().UnixNano()
