@@ -78,14 +78,14 @@ func TestHandlerTrustsTheRow(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := h.Handle(ctx, tc.rec)
-			if !errors.Is(err, consume.ErrPermanent) || !errors.Is(err, consume.ErrMismatch) || !strings.Contains(err.Error(), tc.reason) {
+			if !consume.IsPermanent(err) || !errors.Is(err, consume.ErrMismatch) || !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("Handle: %v; want a Permanent ErrMismatch naming %q", err, tc.reason)
 			}
 		})
 	}
 	t.Run("unknown id", func(t *testing.T) {
 		err := h.Handle(ctx, rec(uuid.New(), event.TypePaymentCompleted, paymentTopic, userKey, forgedValue))
-		if !errors.Is(err, consume.ErrNotYet) || !errors.Is(err, outbox.ErrNotFound) || errors.Is(err, consume.ErrPermanent) {
+		if !errors.Is(err, consume.ErrNotYet) || !errors.Is(err, outbox.ErrNotFound) || consume.IsPermanent(err) {
 			t.Fatalf("Handle: %v; want outbox.ErrNotFound, retried while recent", err)
 		}
 	})

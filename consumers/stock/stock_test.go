@@ -73,7 +73,7 @@ func newRig(t *testing.T) *rig {
 		VisibilityWindow: window,
 		ShutdownTimeout:  5 * time.Second,
 		ConsumerConfig:   map[string]any{"broker.address.family": "v4"},
-	}, stock.New(r.shop, consume.NewMetrics(prometheus.NewRegistry()), nil), consume.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	}, stock.New(r.db, consume.NewMetrics(prometheus.NewRegistry()), nil), consume.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()

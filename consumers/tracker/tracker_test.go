@@ -61,7 +61,7 @@ func TestOnlyMatchingRecordsMarkRows(t *testing.T) {
 	// A batch with a forged record fails as a whole, permanently, marking
 	// nothing: the group then hands the records over one by one.
 	err = h.HandleBatch(ctx, []consume.Record{good, forged, unknown})
-	if !errors.Is(err, consume.ErrMismatch) || !errors.Is(err, consume.ErrPermanent) {
+	if !errors.Is(err, consume.ErrMismatch) || !consume.IsPermanent(err) {
 		t.Fatalf("batch with a forged record: %v, want a permanent mismatch", err)
 	}
 	if st := status(msgs[0].ID); st != outbox.StatusInit {
