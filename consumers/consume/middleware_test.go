@@ -122,7 +122,9 @@ func TestInbox(t *testing.T) {
 
 func isNil(err error) bool { return err == nil }
 
-func isMismatch(err error) bool { return errors.Is(err, consume.ErrMismatch) && consume.IsPermanent(err) }
+func isMismatch(err error) bool {
+	return errors.Is(err, consume.ErrMismatch) && consume.IsPermanent(err)
+}
 
 // completions is how many completions reg's commit-to-complete histogram
 // holds, of every type.
