@@ -226,6 +226,7 @@ func (g *Group) dispatch(ctx context.Context, m *kafka.Message) {
 		}
 		p.paused = true
 		p.wantResume.Store(true)
+		g.logger.Debug("partition paused: its queue is full", "partition", k.String())
 	}
 }
 
@@ -240,6 +241,7 @@ func (g *Group) resumePartition(k partitionKey) {
 		return
 	}
 	p.paused = false
+	g.logger.Debug("partition resumed", "partition", k.String())
 }
 
 // rebalance starts goroutines for assigned partitions and, for revoked
@@ -270,6 +272,16 @@ func describe(tps []kafka.TopicPartition) []string {
 	out := make([]string, len(tps))
 	for i, tp := range tps {
 		out[i] = *tp.Topic + "/" + strconv.Itoa(int(tp.Partition))
+	}
+	return out
+}
+
+func (k partitionKey) String() string { return k.topic + "/" + strconv.Itoa(int(k.part)) }
+
+func describeKeys(keys []partitionKey) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.String()
 	}
 	return out
 }
@@ -327,13 +339,14 @@ func (g *Group) stopPartitions(keys []partitionKey) {
 			select {
 			case <-p.done:
 			case <-time.After(g.cfg.ShutdownTimeout):
-				g.logger.Warn("abandoning a record in progress", "partition", p.key.topic+"/"+strconv.Itoa(int(p.key.part)))
+				g.logger.Warn("abandoning a record in progress", "partition", p.key.String())
 				p.cancel()
 				<-p.done
 			}
 			p.cancel()
 		})
 	}
+	g.logger.Debug("partitions stopping: finishing the records in progress", "partitions", describeKeys(keys))
 	wg.Wait()
 }
 
@@ -341,6 +354,11 @@ func (g *Group) stopPartitions(keys []partitionKey) {
 func (g *Group) work(ctx context.Context, p *partition) {
 	defer close(p.done)
 	for {
+		select {
+		case <-p.stopping: // before the queue: what is queued is dropped
+			return
+		default:
+		}
 		var first queued
 		select {
 		case <-p.stopping:
