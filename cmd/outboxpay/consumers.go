@@ -11,7 +11,6 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/consumers/tracker"
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
 // consumerGroups builds the workers of CONSUMER_GROUPS, on the workers'
@@ -28,7 +27,7 @@ func consumerGroups(d deps) ([]*consume.Group, error) {
 		)
 		switch name {
 		case event.GroupStock:
-			h, topics = stock.New(shop.New(db), m, logger), []string{event.Topic(event.AggregateOrder)}
+			h, topics = stock.New(db, m, logger), []string{event.Topic(event.AggregateOrder)}
 		case event.GroupDataPlatform:
 			h = platform.New(db, platform.Config{URL: cfg.PlatformURL, Timeout: cfg.PlatformTimeout, MaxTries: cfg.PlatformMaxTries}, m, logger)
 			topics = []string{event.Topic(event.AggregatePayment)}

@@ -10,19 +10,6 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
-// DLQ headers, beside the record's own (the contract's, package event).
-const (
-	HeaderDLQReason    = event.HeaderDLQReason
-	HeaderDLQHandler   = event.HeaderDLQHandler
-	HeaderDLQTopic     = event.HeaderDLQTopic
-	HeaderDLQPartition = event.HeaderDLQPartition
-	HeaderDLQOffset    = event.HeaderDLQOffset
-	HeaderDLQTime      = event.HeaderDLQTime
-)
-
-// DLQTopic is the dead-letter topic of a topic (event.DLQTopic).
-func DLQTopic(topic string) string { return event.DLQTopic(topic) }
-
 // dlqMessage is the dead-letter record of r, which group gave up on at now
 // for reason: r's key, value, timestamp and headers, and the DLQ headers.
 func dlqMessage(r Record, group string, reason error, now time.Time) *kafka.Message {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,7 +23,7 @@ import (
 type refuseAll struct{}
 
 func (refuseAll) Handle(context.Context, consume.Record) error {
-	return consume.Permanent(errors.New("refused by the test"))
+	return backoff.Permanent(errors.New("refused by the test"))
 }
 
 // TestDeadLetterPartition checks that a dead-lettered record lands on the

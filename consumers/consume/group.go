@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
@@ -20,10 +19,12 @@ import (
 )
 
 // Handler handles one record. nil, ErrSkipped and ErrDuplicate mean done; an
-// error wrapped with Permanent sends the record to the DLQ; one wrapped with
-// RetryWhileRecent is retried while the record is recent, then sent to the
-// DLQ; any other error (a database outage, say) is retried with backoff,
-// holding the partition.
+// error wrapped with backoff.Permanent sends the record to the DLQ; one
+// wrapped with RetryWhileRecent is retried while the record is recent, one
+// wrapped with RetryUpTo so many times, then sent to the DLQ; any other
+// error (a database outage, say) is retried with backoff, holding the
+// partition. The group wraps every handler in the same middleware
+// (pipeline.go); HandlerFunc, Middleware, OnlyTypes and Inbox build one.
 type Handler interface {
 	Handle(ctx context.Context, rec Record) error
 }
@@ -68,6 +69,7 @@ type Group struct {
 	cfg     Config
 	handler Handler
 	batch   BatchHandler // handler, if it handles batches
+	handle  step         // the handler in the group's middleware (pipeline)
 	metrics *groupMetrics
 	logger  *slog.Logger
 
@@ -108,6 +110,7 @@ func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
 	}
 	g := &Group{cfg: cfg, handler: h, metrics: m.forGroup(cfg.Group), logger: logger.With("group", cfg.Group)}
 	g.batch, _ = h.(BatchHandler)
+	g.handle = g.pipeline()
 	return g
 }
 
@@ -215,6 +218,7 @@ func (g *Group) dispatch(ctx context.Context, m *kafka.Message) {
 		}
 		p.paused = true
 		p.wantResume.Store(true)
+		g.logger.Debug("partition paused: its queue is full", "partition", k.String())
 	}
 }
 
@@ -229,6 +233,7 @@ func (g *Group) resumePartition(k partitionKey) {
 		return
 	}
 	p.paused = false
+	g.logger.Debug("partition resumed", "partition", k.String())
 }
 
 // rebalance starts goroutines for assigned partitions and, for revoked
@@ -259,6 +264,16 @@ func describe(tps []kafka.TopicPartition) []string {
 	out := make([]string, len(tps))
 	for i, tp := range tps {
 		out[i] = *tp.Topic + "/" + strconv.Itoa(int(tp.Partition))
+	}
+	return out
+}
+
+func (k partitionKey) String() string { return k.topic + "/" + strconv.Itoa(int(k.part)) }
+
+func describeKeys(keys []partitionKey) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.String()
 	}
 	return out
 }
@@ -316,13 +331,14 @@ func (g *Group) stopPartitions(keys []partitionKey) {
 			select {
 			case <-p.done:
 			case <-time.After(g.cfg.ShutdownTimeout):
-				g.logger.Warn("abandoning a record in progress", "partition", p.key.topic+"/"+strconv.Itoa(int(p.key.part)))
+				g.logger.Warn("abandoning a record in progress", "partition", p.key.String())
 				p.cancel()
 				<-p.done
 			}
 			p.cancel()
 		})
 	}
+	g.logger.Debug("partitions stopping: finishing the records in progress", "partitions", describeKeys(keys))
 	wg.Wait()
 }
 
@@ -330,6 +346,11 @@ func (g *Group) stopPartitions(keys []partitionKey) {
 func (g *Group) work(ctx context.Context, p *partition) {
 	defer close(p.done)
 	for {
+		select {
+		case <-p.stopping: // before the queue: what is queued is dropped
+			return
+		default:
+		}
 		var first queued
 		select {
 		case <-p.stopping:
@@ -348,7 +369,11 @@ func (g *Group) work(ctx context.Context, p *partition) {
 				}
 			}
 		}
-		if !g.handleWithRetry(ctx, p, batch) {
+		d := &delivery{recs: make([]Record, len(batch)), seen: make([]time.Time, len(batch)), stopping: p.stopping}
+		for i, q := range batch {
+			d.recs[i], d.seen[i] = recordOf(q.m), q.seen
+		}
+		if err := g.handle(ctx, d); err != nil {
 			return // stopping, or abandoned
 		}
 		last := batch[len(batch)-1].m.TopicPartition
@@ -365,95 +390,6 @@ func (g *Group) work(ctx context.Context, p *partition) {
 			}
 		}
 	}
-}
-
-// handleWithRetry handles records until they are done or sent to the DLQ.
-// It reports false if it gave up because the partition is stopping.
-func (g *Group) handleWithRetry(ctx context.Context, p *partition, items []queued) bool {
-	recs := make([]Record, len(items))
-	for i, it := range items {
-		recs[i] = recordOf(it.m)
-	}
-	// The records are recent until the window has passed since the group
-	// saw the first of them: the record's own timestamp is the producer's
-	// word and is not trusted.
-	recentUntil := items[0].seen.Add(g.cfg.VisibilityWindow)
-	b := &backoff.ExponentialBackOff{InitialInterval: g.cfg.RetryInitial, RandomizationFactor: 0.3,
-		Multiplier: 2, MaxInterval: g.cfg.RetryMax}
-	b.Reset()
-	for attempt := 1; ; attempt++ {
-		err := g.handle(ctx, recs)
-		notYet := errors.Is(err, ErrNotYet)
-		err = expireNotYet(err, time.Since(items[0].seen), attempt, g.cfg.VisibilityWindow, g.cfg.VisibilityAttempts)
-		switch {
-		case err == nil:
-			return true
-		case ctx.Err() != nil:
-			return false
-		case errors.Is(err, ErrPermanent) && len(recs) == 1:
-			dlqErr := g.deadLetter(ctx, recs[0], err)
-			if dlqErr == nil {
-				return true
-			}
-			g.logger.Warn("dead-letter failed; retrying", "record", recs[0].String(), "err", dlqErr)
-		case errors.Is(err, ErrPermanent):
-			// One record of a batch is poison: handle them one by one so only
-			// it goes to the DLQ. Each keeps the time the group first saw it.
-			for _, it := range items {
-				if !g.handleWithRetry(ctx, p, []queued{it}) {
-					return false
-				}
-			}
-			return true
-		default:
-			g.metrics.retry()
-			if attempt == 1 || attempt%10 == 0 {
-				g.logger.Warn("handling failed; retrying", "record", recs[0].String(), "records", len(recs),
-					"attempt", attempt, "err", err)
-			}
-		}
-		wait := b.NextBackOff()
-		if left := time.Until(recentUntil); notYet && left > 0 && wait > left {
-			wait = left // try once more as the window closes, then give up
-		}
-		select {
-		case <-p.stopping:
-			return false
-		case <-time.After(wait):
-		}
-	}
-}
-
-// expireNotYet turns a RetryWhileRecent error into a Permanent one once the
-// group has seen the record for window (by its own clock) or tried it
-// maxAttempts times; other errors are returned as they are.
-func expireNotYet(err error, seen time.Duration, attempt int, window time.Duration, maxAttempts int) error {
-	if !errors.Is(err, ErrNotYet) || errors.Is(err, ErrPermanent) || (seen < window && attempt < maxAttempts) {
-		return err
-	}
-	return Permanent(fmt.Errorf("still failing %v after the group first saw the record, after %d attempts: %w",
-		seen.Round(time.Millisecond), attempt, err))
-}
-
-// handle runs the handler and counts the outcome.
-func (g *Group) handle(ctx context.Context, recs []Record) error {
-	var err error
-	if g.batch != nil {
-		err = g.batch.HandleBatch(ctx, recs)
-	} else {
-		err = g.handler.Handle(ctx, recs[0])
-	}
-	switch {
-	case err == nil:
-		g.metrics.handled("ok", len(recs))
-	case errors.Is(err, ErrSkipped):
-		g.metrics.handled("skipped", len(recs))
-		return nil
-	case errors.Is(err, ErrDuplicate):
-		g.metrics.handled("duplicate", len(recs))
-		return nil
-	}
-	return err
 }
 
 // deadLetter sends a record to its topic's DLQ with the reason, and waits

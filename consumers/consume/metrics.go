@@ -35,8 +35,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// ObserveCompletion records how long an event took from commit to COMPLETE.
-func (m *Metrics) ObserveCompletion(eventType string, d time.Duration) {
+// observeCompletion records how long an event took from commit to COMPLETE.
+func (m *Metrics) observeCompletion(eventType string, d time.Duration) {
 	if m != nil {
 		m.completion.WithLabelValues(eventType).Observe(d.Seconds())
 	}

@@ -4,6 +4,12 @@
 // cooperative, a record that can never be handled goes to a dead-letter topic
 // with the reason, and shutdown finishes or abandons in-flight work without
 // committing what was not done.
+//
+// A handler is a few lines of domain; the concerns every group shares live
+// once, as middleware around it (middleware.go, pipeline.go): the inbox
+// claim, the transaction and marking the outbox row handled (Inbox), the
+// event types a handler takes (OnlyTypes), and, in the group, metrics,
+// retry with backoff, the visibility window and the DLQ.
 package consume
 
 import (
@@ -11,6 +17,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
 
@@ -57,15 +64,15 @@ func (r Record) EventType() string {
 }
 
 // EventID parses the id header. A record without a valid one cannot be
-// handled: the error is Permanent.
+// handled: the error is permanent (backoff.Permanent).
 func (r Record) EventID() (uuid.UUID, error) {
 	v, ok := r.Header(event.HeaderID)
 	if !ok {
-		return uuid.UUID{}, Permanent(errors.New("record has no id header"))
+		return uuid.UUID{}, backoff.Permanent(errors.New("record has no id header"))
 	}
 	id, err := uuid.Parse(v)
 	if err != nil {
-		return uuid.UUID{}, Permanent(fmt.Errorf("record id header %q is not a uuid", v))
+		return uuid.UUID{}, backoff.Permanent(fmt.Errorf("record id header %q is not a uuid", v))
 	}
 	return id, nil
 }
@@ -82,30 +89,30 @@ var (
 	ErrDuplicate = errors.New("already handled")
 )
 
-// ErrPermanent marks an error that handling the record again cannot fix
-// (it cannot be parsed, the platform refused it): the record goes to the DLQ.
-var ErrPermanent = errors.New("cannot be handled")
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string   { return e.err.Error() }
-func (e permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
+// IsPermanent reports whether err is, or wraps, a *backoff.PermanentError:
+// handling the record again cannot fix it (it cannot be parsed, the
+// platform refused it), and the record goes to the DLQ. backoff.Permanent
+// is the one way to say so.
+func IsPermanent(err error) bool {
+	var p *backoff.PermanentError
+	return errors.As(err, &p)
+}
 
 // ErrMismatch: a record does not match the outbox row its id names (another
 // type, topic or key). The row is the truth and the record a notification of
-// it, so such a record is forged or corrupt: it is Permanent.
+// it, so such a record is forged or corrupt: it is permanent.
 var ErrMismatch = errors.New("record does not match its outbox row")
 
 // Match checks that the record is the notification of row, as a CDC engine
 // writes it (the Outbox Event Router of connect/outbox-connector.json): its
 // id header names the row, its eventType header is the row's type, its topic
 // is the row's aggregate type's (event.Topic) and its key the row's
-// aggregate id. Otherwise it returns a Permanent error wrapping ErrMismatch
+// aggregate id. Otherwise it returns a permanent error wrapping ErrMismatch
 // that says what differs. A handler that passes Match acts on the row (its
 // payload), never on the record's value.
 func (r Record) Match(row event.Message) error {
 	mismatch := func(format string, args ...any) error {
-		return Permanent(fmt.Errorf("%w %s: %s", ErrMismatch, row.ID, fmt.Sprintf(format, args...)))
+		return backoff.Permanent(fmt.Errorf("%w %s: %s", ErrMismatch, row.ID, fmt.Sprintf(format, args...)))
 	}
 	id, err := r.EventID()
 	if err != nil {
@@ -166,10 +173,22 @@ func RetryWhileRecent(err error) error {
 	return notYetError{err}
 }
 
-// Permanent wraps err so that the record goes to the DLQ with err as reason.
-func Permanent(err error) error {
+// RetryUpTo wraps an error that retrying may fix, but only so many times
+// (a remote service failing or timing out): the group retries the record
+// until it has tried it tries times in all, then sends it to the DLQ. Other
+// errors are retried for as long as they last (a database outage holds the
+// partition).
+func RetryUpTo(tries uint, err error) error {
 	if err == nil {
 		return nil
 	}
-	return permanentError{err}
+	return &limitedError{err: err, tries: tries}
 }
+
+type limitedError struct {
+	err   error
+	tries uint
+}
+
+func (e *limitedError) Error() string { return e.err.Error() }
+func (e *limitedError) Unwrap() error { return e.err }

@@ -1,10 +1,8 @@
 package consume
 
 import (
-	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
@@ -67,40 +65,11 @@ func TestMatch(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("Match: %v; want a Permanent error with %q in it", err, tc.reason)
+			if !IsPermanent(err) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Match: %v; want a permanent error with %q in it", err, tc.reason)
 			}
 			if len(err.Error()) > 300 {
 				t.Errorf("reason is %d bytes long", len(err.Error()))
-			}
-		})
-	}
-}
-
-func TestExpireNotYet(t *testing.T) {
-	cause := errors.New("row not visible")
-	other := errors.New("database down")
-	for _, tc := range []struct {
-		name      string
-		err       error
-		seen      time.Duration // since the group first saw the record
-		attempt   int
-		permanent bool
-	}{
-		{"just seen", RetryWhileRecent(cause), time.Second, 1, false},
-		{"inside the window", RetryWhileRecent(cause), 59 * time.Second, 5, false},
-		{"window over", RetryWhileRecent(cause), time.Minute, 5, true},
-		{"attempts used up", RetryWhileRecent(cause), time.Second, 20, true},
-		{"other errors are retried", other, time.Hour, 100, false},
-		{"permanent stays permanent", Permanent(cause), time.Second, 1, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := expireNotYet(tc.err, tc.seen, tc.attempt, time.Minute, 20)
-			if !errors.Is(err, cause) && !errors.Is(err, other) {
-				t.Fatalf("%v: the cause is lost", err)
-			}
-			if errors.Is(err, ErrPermanent) != tc.permanent {
-				t.Fatalf("%v: permanent %v, want %v", err, errors.Is(err, ErrPermanent), tc.permanent)
 			}
 		})
 	}

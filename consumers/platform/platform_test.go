@@ -2,19 +2,24 @@ package platform_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
+	"github.com/outboxpay/outboxpay/consumers/consume/consumetest"
 	"github.com/outboxpay/outboxpay/consumers/platform"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
@@ -54,38 +59,38 @@ func TestHandlerTrustsTheRow(t *testing.T) {
 	if _, _, err := svc.Pay(ctx, shop.PayRequest{OrderID: o.OrderID, UserID: user}); err != nil {
 		t.Fatal(err)
 	}
-	var paid uuid.UUID
-	if err := db.QueryRow(`SELECT id FROM outbox WHERE type = $1`, event.TypePaymentCompleted).Scan(&paid); err != nil {
+	paid, err := outbox.Load(ctx, db, paymentCompletedID(t, db))
+	if err != nil {
 		t.Fatal(err)
 	}
 
-	rec := func(id uuid.UUID, typ, topic, key, value string) consume.Record {
-		return consume.Record{Topic: topic, Key: []byte(key), Value: []byte(value), Headers: []kafka.Header{
-			{Key: event.HeaderID, Value: []byte(id.String())}, {Key: event.HeaderEventType, Value: []byte(typ)}}}
+	forgedValue := fmt.Appendf(nil, `{"paymentId":1,"orderId":%d,"userId":%d,"amount":1000000}`, o.OrderID, user)
+	forged := func(change func(*event.Message)) consume.Record {
+		row := paid
+		row.Payload = forgedValue
+		change(&row)
+		return consumetest.Record(row)
 	}
-	paymentTopic, userKey := event.Topic(event.AggregatePayment), fmt.Sprint(user)
-	forgedValue := fmt.Sprintf(`{"paymentId":1,"orderId":%d,"userId":%d,"amount":1000000}`, o.OrderID, user)
 	for _, tc := range []struct {
 		name   string
 		rec    consume.Record
 		reason string
 	}{
-		{"another type", rec(paid, event.TypePaymentRefunded, paymentTopic, userKey, forgedValue),
+		{"another type", forged(func(m *event.Message) { m.Type = event.TypePaymentRefunded }),
 			`eventType header "PaymentRefunded", row type is "PaymentCompleted"`},
-		{"another key", rec(paid, event.TypePaymentCompleted, paymentTopic, "999", forgedValue), `key "999"`},
-		{"another topic", rec(paid, event.TypePaymentCompleted, event.Topic(event.AggregateOrder), userKey, forgedValue),
-			`topic "outbox.event.order"`},
+		{"another key", forged(func(m *event.Message) { m.AggregateID = "999" }), `key "999"`},
+		{"another topic", forged(func(m *event.Message) { m.AggregateType = event.AggregateOrder }), `topic "outbox.event.order"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := h.Handle(ctx, tc.rec)
-			if !errors.Is(err, consume.ErrPermanent) || !errors.Is(err, consume.ErrMismatch) || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("Handle: %v; want a Permanent ErrMismatch naming %q", err, tc.reason)
+			if !consume.IsPermanent(err) || !errors.Is(err, consume.ErrMismatch) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Handle: %v; want a permanent ErrMismatch naming %q", err, tc.reason)
 			}
 		})
 	}
 	t.Run("unknown id", func(t *testing.T) {
-		err := h.Handle(ctx, rec(uuid.New(), event.TypePaymentCompleted, paymentTopic, userKey, forgedValue))
-		if !errors.Is(err, consume.ErrNotYet) || !errors.Is(err, outbox.ErrNotFound) || errors.Is(err, consume.ErrPermanent) {
+		err := h.Handle(ctx, forged(func(m *event.Message) { m.ID = uuid.New() }))
+		if !errors.Is(err, consume.ErrNotYet) || !errors.Is(err, outbox.ErrNotFound) || consume.IsPermanent(err) {
 			t.Fatalf("Handle: %v; want outbox.ErrNotFound, retried while recent", err)
 		}
 	})
@@ -94,10 +99,10 @@ func TestHandlerTrustsTheRow(t *testing.T) {
 	}
 
 	t.Run("another payload", func(t *testing.T) {
-		if err := h.Handle(ctx, rec(paid, event.TypePaymentCompleted, paymentTopic, userKey, forgedValue)); err != nil {
+		if err := h.Handle(ctx, forged(func(*event.Message) {})); err != nil {
 			t.Fatalf("Handle: %v", err)
 		}
-		got, ok := mock.Event(paid.String())
+		got, ok := mock.Event(paid.ID.String())
 		if !ok {
 			t.Fatal("the platform did not receive the event")
 		}
@@ -108,9 +113,126 @@ func TestHandlerTrustsTheRow(t *testing.T) {
 		if p.Amount != 300 || p.OrderID != o.OrderID || p.UserID != user {
 			t.Fatalf("the platform received %s; want the row's payload (amount 300), not the record's", got.Body)
 		}
-		var status string
-		if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, paid).Scan(&status); err != nil || status != string(outbox.StatusComplete) {
-			t.Fatalf("row %s (%v), want COMPLETE", status, err)
+		if st := consumetest.Status(t, db, paid.ID); st != outbox.StatusComplete {
+			t.Fatalf("row %s, want COMPLETE", st)
 		}
 	})
+}
+
+func paymentCompletedID(t *testing.T, db *sql.DB) uuid.UUID {
+	t.Helper()
+	var id uuid.UUID
+	if err := db.QueryRow(`SELECT id FROM outbox WHERE type = $1`, event.TypePaymentCompleted).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// request is what the platform received.
+type request struct {
+	key, eventType, contentType string
+	body                        []byte
+}
+
+// One POST per attempt, with the event id as Idempotency-Key and the row's
+// payload as body: a 2xx records the event handled, a 4xx is permanent, a
+// 5xx or a timeout is retried up to MaxTries (by the group); a payload
+// without its required fields, or an event of another type, is not POSTed.
+func TestDeliver(t *testing.T) {
+	db, _ := pgtest.NewDB(t)
+	ctx := context.Background()
+	completed := func(t *testing.T) event.Message {
+		m, err := event.NewPaymentCompleted(event.PaymentCompleted{PaymentID: 1, OrderID: 2, UserID: 3, Amount: 400})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		row    func(t *testing.T) event.Message
+		answer int // 0: no answer before the client's timeout
+		posts  int
+		want   func(error) bool
+		done   bool // recorded as handled: claimed, row COMPLETE
+	}{
+		{name: "accepted", row: completed, answer: http.StatusCreated, posts: 1, want: isNil, done: true},
+		{name: "a refund", answer: http.StatusOK, posts: 1, want: isNil, done: true, row: func(t *testing.T) event.Message {
+			m, err := event.NewPaymentRefunded(event.PaymentRefunded{PaymentID: 1, OrderID: 2, UserID: 3, Amount: 400, Reason: "short"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}},
+		{name: "refused", row: completed, answer: http.StatusUnprocessableEntity, posts: 1,
+			want: func(err error) bool {
+				return consume.IsPermanent(err) && strings.Contains(err.Error(), "refused by the data platform")
+			}},
+		{name: "failing", row: completed, answer: http.StatusServiceUnavailable, posts: 1,
+			want: func(err error) bool { return !consume.IsPermanent(err) && strings.Contains(err.Error(), "503") }},
+		{name: "timing out", row: completed, posts: 1,
+			want: func(err error) bool { return !consume.IsPermanent(err) && strings.Contains(err.Error(), "deliver") }},
+		{name: "payload lacks amount", answer: http.StatusCreated, want: consume.IsPermanent, row: func(t *testing.T) event.Message {
+			m := completed(t)
+			m.Payload = []byte(`{"paymentId":1,"orderId":2,"userId":3}`)
+			return m
+		}},
+		{name: "not a payment event", answer: http.StatusCreated, want: func(err error) bool { return errors.Is(err, consume.ErrSkipped) },
+			row: func(t *testing.T) event.Message { return consumetest.OrderPaid(t, 1, 1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu   sync.Mutex
+				reqs []request
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				reqs = append(reqs, request{r.Header.Get("Idempotency-Key"), r.Header.Get("X-Event-Type"), r.Header.Get("Content-Type"), body})
+				mu.Unlock()
+				if tc.answer == 0 {
+					<-r.Context().Done() // the client gives up
+					return
+				}
+				w.WriteHeader(tc.answer)
+			}))
+			t.Cleanup(srv.Close)
+			h := platform.New(db, platform.Config{URL: srv.URL, Timeout: 300 * time.Millisecond, MaxTries: 3},
+				consume.NewMetrics(prometheus.NewRegistry()), nil)
+			row := tc.row(t)
+			consumetest.Insert(t, db, row)
+			if err := h.Handle(ctx, consumetest.Record(row)); !tc.want(err) {
+				t.Fatalf("Handle: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(reqs) != tc.posts {
+				t.Fatalf("%d POSTs, want %d", len(reqs), tc.posts)
+			}
+			for _, r := range reqs {
+				if r.key != row.ID.String() || r.eventType != row.Type || r.contentType != "application/json" || string(r.body) != string(loadPayload(t, db, row)) {
+					t.Errorf("POST %+v, want the row's payload with Idempotency-Key %s and X-Event-Type %s", r, row.ID, row.Type)
+				}
+			}
+			want := outbox.StatusInit
+			if tc.done {
+				want = outbox.StatusComplete
+			}
+			if st, claimed := consumetest.Status(t, db, row.ID), consumetest.Claimed(t, db, event.GroupDataPlatform, row.ID); st != want || claimed != tc.done {
+				t.Fatalf("row %s, claimed %v; want %s, %v", st, claimed, want, tc.done)
+			}
+		})
+	}
+}
+
+func isNil(err error) bool { return err == nil }
+
+// loadPayload is the payload of row as the outbox stores it.
+func loadPayload(t *testing.T, db *sql.DB, row event.Message) []byte {
+	t.Helper()
+	m, err := outbox.Load(context.Background(), db, row.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Payload
 }

@@ -4,69 +4,38 @@ package stock
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
-// Handler handles OrderPaid events from outbox.event.order.
-type Handler struct {
-	shop    *shop.Service
-	metrics *consume.Metrics
-	logger  *slog.Logger
-}
-
-// New returns the stock handler.
-func New(svc *shop.Service, m *consume.Metrics, logger *slog.Logger) *Handler {
+// New returns the handler of OrderPaid events from outbox.event.order: it
+// takes the order's stock once, or refunds the order when stock is short
+// (shop.FulfilPaidOrder), acting on the payload of the event's outbox row
+// in the group's inbox transaction (consume.Inbox).
+func New(db *sql.DB, m *consume.Metrics, logger *slog.Logger) consume.HandlerFunc {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{shop: svc, metrics: m, logger: logger}
-}
-
-// Handle takes the stock of a paid order once, or refunds it. It acts on
-// the event's outbox row, which the record must match (Record.Match), and
-// on the row's payload, not the record's.
-func (h *Handler) Handle(ctx context.Context, rec consume.Record) error {
-	if rec.EventType() != event.TypeOrderPaid {
-		return consume.ErrSkipped
-	}
-	id, err := rec.EventID()
-	if err != nil {
-		return err
-	}
-	f, err := h.shop.FulfilPaidOrder(ctx, id, event.GroupStock, func(row event.Message) (event.OrderPaid, error) {
-		if err := rec.Match(row); err != nil {
-			return event.OrderPaid{}, err
-		}
+	fulfil := func(ctx context.Context, tx *sql.Tx, row event.Message) error {
 		e, err := parseOrderPaid(row.Payload)
 		if err != nil {
-			return e, consume.Permanent(fmt.Errorf("outbox row %s: %w", id, err))
+			return backoff.Permanent(fmt.Errorf("outbox row %s: %w", row.ID, err))
 		}
-		return e, nil
-	})
-	if errors.Is(err, outbox.ErrNotFound) {
-		return consume.RetryWhileRecent(err)
-	}
-	if err != nil {
+		refunded, err := shop.FulfilPaidOrder(ctx, tx, e)
+		if refunded {
+			logger.Info("order refunded: stock short", "order", e.OrderID, "event", row.ID)
+		}
 		return err
 	}
-	if f.Duplicate {
-		return consume.ErrDuplicate
-	}
-	if f.Refunded {
-		h.logger.Info("order refunded: stock short", "order", f.OrderID, "event", id)
-	}
-	if f.Completion.Completed {
-		h.metrics.ObserveCompletion(event.TypeOrderPaid, f.Completion.Latency)
-	}
-	return nil
+	return consume.Chain(consume.Inbox(db, event.GroupStock, fulfil, m), consume.OnlyTypes(event.TypeOrderPaid))
 }
 
 // parseOrderPaid decodes an OrderPaid payload and checks its required

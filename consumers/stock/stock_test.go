@@ -14,9 +14,11 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/consumers/consume"
+	"github.com/outboxpay/outboxpay/consumers/consume/consumetest"
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
@@ -24,6 +26,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -45,6 +48,7 @@ type rig struct {
 	shop      *shop.Service
 	bootstrap string
 	producer  *kafka.Producer
+	reg       *prometheus.Registry // the group's metrics
 }
 
 func newRig(t *testing.T) *rig {
@@ -62,7 +66,8 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	r := &rig{t: t, db: db, shop: shop.New(db), bootstrap: kc.Bootstrap(), producer: p}
+	r := &rig{t: t, db: db, shop: shop.New(db), bootstrap: kc.Bootstrap(), producer: p, reg: prometheus.NewRegistry()}
+	m := consume.NewMetrics(r.reg)
 
 	g := consume.New(consume.Config{
 		Kafka:            kafkaclient.Config{Bootstrap: kc.Bootstrap()},
@@ -73,7 +78,7 @@ func newRig(t *testing.T) *rig {
 		VisibilityWindow: window,
 		ShutdownTimeout:  5 * time.Second,
 		ConsumerConfig:   map[string]any{"broker.address.family": "v4"},
-	}, stock.New(r.shop, consume.NewMetrics(prometheus.NewRegistry()), nil), consume.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	}, stock.New(r.db, m, nil), m, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
@@ -199,10 +204,7 @@ func (r *rig) state(user, detail, order int64) state {
 func (r *rig) handled(id uuid.UUID, timeout time.Duration) {
 	r.t.Helper()
 	eventually.True(r.t, timeout, "event "+id.String()+" handled by stock", func() (bool, error) {
-		var done bool
-		err := r.db.QueryRow(`SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)`,
-			event.GroupStock, id).Scan(&done)
-		return done, err
+		return consumetest.Claimed(r.t, r.db, event.GroupStock, id), nil
 	})
 }
 
@@ -248,10 +250,8 @@ func TestForgedOrderPaidChangesNothing(t *testing.T) {
 	if after := r.state(user, detail, o.OrderID); after != before {
 		t.Errorf("the forged record changed %+v into %+v", before, after)
 	}
-	var claimed bool
-	if err := r.db.QueryRow(`SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)`,
-		event.GroupStock, paymentCompleted).Scan(&claimed); err != nil || claimed {
-		t.Errorf("the forged event is recorded as handled by stock (%v)", err)
+	if consumetest.Claimed(t, r.db, event.GroupStock, paymentCompleted) {
+		t.Error("the forged event is recorded as handled by stock")
 	}
 }
 
@@ -325,5 +325,57 @@ func TestFutureTimestampsDoNotHoldThePartition(t *testing.T) {
 	}
 	if got, want := r.state(user, detail, o.OrderID), (state{Order: shop.OrderPaid, Payment: shop.PaymentPaid, Stock: 9, Balance: 10000 - 100}); got != want {
 		t.Errorf("state %+v, want %+v (the valid order fulfilled once, nothing else)", got, want)
+	}
+}
+
+// The stock group's outcomes: an order is fulfilled once however often its
+// record comes (the redelivery is a duplicate), or refunded when its stock
+// ran out after the payment.
+func TestFulfilOnceOrRefund(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stock  int // left when the record comes
+		copies int // of the record
+		want   state
+		counts string // records_total by result: dlq duplicate ok skipped
+	}{
+		{"fulfilled", 10, 1, state{Order: shop.OrderPaid, Payment: shop.PaymentPaid, Stock: 7, Balance: 10000 - 300}, "0 0 1 0"},
+		{"redelivered: fulfilled once", 10, 3, state{Order: shop.OrderPaid, Payment: shop.PaymentPaid, Stock: 7, Balance: 10000 - 300}, "0 2 1 0"},
+		{"stock short: refunded once", 2, 2,
+			state{Order: shop.OrderCancelled, Payment: shop.PaymentRefunded, Stock: 2, Balance: 10000, Refunds: 1}, "0 1 1 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			user, detail, o := r.paidOrder(3)
+			if _, err := r.db.Exec(`UPDATE product_details SET stock = $2 WHERE id = $1`, detail, tc.stock); err != nil {
+				t.Fatal(err)
+			}
+			id := r.eventID(o, event.TypeOrderPaid)
+			for range tc.copies {
+				r.produce(r.engineRecord(id))
+			}
+			var dlq, duplicate, ok, skipped int
+			if _, err := fmt.Sscan(tc.counts, &dlq, &duplicate, &ok, &skipped); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf(`
+# HELP outboxpay_consumer_records_total Records handled, by outcome: ok, skipped, duplicate, dlq.
+# TYPE outboxpay_consumer_records_total counter
+outboxpay_consumer_records_total{group="stock",result="dlq"} %d
+outboxpay_consumer_records_total{group="stock",result="duplicate"} %d
+outboxpay_consumer_records_total{group="stock",result="ok"} %d
+outboxpay_consumer_records_total{group="stock",result="skipped"} %d
+`, dlq, duplicate, ok, skipped)
+			eventually.True(t, time.Minute, "every copy handled", func() (bool, error) {
+				err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "outboxpay_consumer_records_total")
+				return err == nil, err
+			})
+			if got := r.state(user, detail, o.OrderID); got != tc.want {
+				t.Fatalf("state %+v, want %+v", got, tc.want)
+			}
+			if st := consumetest.Status(t, r.db, id); st != outbox.StatusComplete {
+				t.Fatalf("OrderPaid row %s, want COMPLETE", st)
+			}
+		})
 	}
 }

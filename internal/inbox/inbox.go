@@ -28,15 +28,3 @@ func Claim(ctx context.Context, tx *sql.Tx, group string, eventID uuid.UUID) (bo
 	}
 	return n == 1, nil
 }
-
-// Handled reports whether group has handled the event.
-func Handled(ctx context.Context, db *sql.DB, group string, eventID uuid.UUID) (bool, error) {
-	var done bool
-	err := db.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)`,
-		group, eventID).Scan(&done)
-	if err != nil {
-		return false, fmt.Errorf("look up event %s for %s: %w", eventID, group, err)
-	}
-	return done, nil
-}

@@ -2,14 +2,12 @@ package shop_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
-	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -23,7 +21,7 @@ func TestRefundLandsAboveTheCap(t *testing.T) {
 	ctx := context.Background()
 	apiDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
 	workerDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
-	api, worker := shop.New(apiDB), shop.New(workerDB)
+	api := shop.New(apiDB)
 
 	const price = 5_000
 	var user, product, detail int64
@@ -59,16 +57,8 @@ func TestRefundLandsAboveTheCap(t *testing.T) {
 	if err := db.QueryRow(`SELECT id FROM outbox WHERE type = 'OrderPaid' AND payload ->> 'orderId' = $1::text`, o.OrderID).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	f, err := worker.FulfilPaidOrder(ctx, id, event.GroupStock, func(row event.Message) (event.OrderPaid, error) {
-		var e event.OrderPaid
-		err := json.Unmarshal(row.Payload, &e)
-		return e, err
-	})
-	if err != nil {
-		t.Fatalf("fulfil: %v", err)
-	}
-	if !f.Refunded {
-		t.Fatalf("fulfilment %+v, want a refund", f)
+	if refunded := fulfil(t, workerDB, id); !refunded {
+		t.Fatal("fulfilment took the stock, want a refund")
 	}
 	b, err := api.Balance(ctx, user)
 	if err != nil {

@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,78 +9,33 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/lib/pq"
 
 	"github.com/outboxpay/outboxpay/internal/event"
-	"github.com/outboxpay/outboxpay/internal/inbox"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
-// Fulfilment is what FulfilPaidOrder did.
-type Fulfilment struct {
-	Duplicate  bool  // the event was handled before: nothing done
-	Refunded   bool  // stock was short: the payment was refunded and the order cancelled
-	OrderID    int64 // the order, from the outbox row (0 for a Duplicate whose row is gone)
-	Completion outbox.Completion
-}
-
-// FulfilPaidOrder handles the OrderPaid event whose outbox row has id
-// eventID for consumer group group, once. In one transaction it records the
-// event as handled, reads its outbox row (outbox.ErrNotFound if it is not
-// visible yet) and hands it to accept, which checks that the row is the
-// event the caller was told of and decodes the order from the row's payload
-// (an error from accept is returned as is, and nothing changes); then it
-// either takes the stock of every item (locked in product detail order, so
-// concurrent orders cannot deadlock) or, if any item is short, takes none
-// and refunds the payment, cancels the order and writes a PaymentRefunded
-// outbox row. Stock never goes negative and a payment is refunded at most
-// once. An event handled before is a Duplicate, also once its row is gone
-// (deleted by retention).
-func (s *Service) FulfilPaidOrder(ctx context.Context, eventID uuid.UUID, group string,
-	accept func(row event.Message) (event.OrderPaid, error)) (Fulfilment, error) {
-	var f Fulfilment
-	var e event.OrderPaid
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		claimed, err := inbox.Claim(ctx, tx, group, eventID)
-		if err != nil {
-			return err
-		}
-		row, err := outbox.Load(ctx, tx, eventID)
-		if errors.Is(err, outbox.ErrNotFound) && !claimed {
-			f.Duplicate = true // handled, and its row since deleted
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if e, err = accept(row); err != nil {
-			return err
-		}
-		if !claimed {
-			f.Duplicate = true
-			return nil
-		}
-		items := slices.Clone(e.Items)
-		slices.SortFunc(items, func(a, b event.Item) int { return int(a.ProductDetailID - b.ProductDetailID) })
-		short, err := takeStock(ctx, tx, items)
-		if err != nil {
-			return err
-		}
-		if short != "" {
-			f.Refunded = true
-			if err := refund(ctx, tx, e.OrderID, short); err != nil {
-				return err
-			}
-		}
-		f.Completion, err = outbox.MarkHandled(ctx, tx, eventID, event.TypeOrderPaid, group)
-		return err
-	})
+// FulfilPaidOrder applies a paid order's OrderPaid event e within tx, the
+// caller's transaction (the stock group's, which claims the event and marks
+// its outbox row handled): it either takes the stock of every item (locked
+// in product detail order, so concurrent orders cannot deadlock) or, if any
+// item is short, takes none and refunds the payment, cancels the order and
+// writes a PaymentRefunded outbox row, reporting refunded. Stock never goes
+// negative and a payment is refunded at most once.
+func FulfilPaidOrder(ctx context.Context, tx *sql.Tx, e event.OrderPaid) (refunded bool, err error) {
+	items := slices.Clone(e.Items)
+	slices.SortFunc(items, func(a, b event.Item) int { return cmp.Compare(a.ProductDetailID, b.ProductDetailID) })
+	short, err := takeStock(ctx, tx, items)
 	if err != nil {
-		return Fulfilment{}, fmt.Errorf("fulfil paid order of event %s: %w", eventID, err)
+		return false, fmt.Errorf("fulfil paid order %d: %w", e.OrderID, err)
 	}
-	f.OrderID = e.OrderID
-	return f, nil
+	if short == "" {
+		return false, nil
+	}
+	if err := refund(ctx, tx, e.OrderID, short); err != nil {
+		return false, fmt.Errorf("fulfil paid order %d: %w", e.OrderID, err)
+	}
+	return true, nil
 }
 
 // takeStock locks the items' product details in id order and decreases

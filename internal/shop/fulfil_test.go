@@ -2,7 +2,8 @@ package shop_test
 
 import (
 	"context"
-	"errors"
+	"database/sql"
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -17,40 +18,124 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
-// An OrderPaid whose outbox row the handler cannot see (yet) changes
-// nothing: no stock taken, and no inbox claim, so the retry applies it.
-// `make chaos` found the claim committed without the row's completion.
-func TestFulfilWithoutVisibleRowChangesNothing(t *testing.T) {
-	db, dbURL := pgtest.NewDB(t)
+// fulfil applies the OrderPaid event eventID in a transaction of its own,
+// as the stock group does, and reports whether the order was refunded.
+func fulfil(t *testing.T, db *sql.DB, eventID uuid.UUID) (refunded bool) {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := shop.New(db).SeedDemo(ctx); err != nil {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var detail int64
-	var before int
-	if err := db.QueryRow(`SELECT id, stock FROM product_details ORDER BY id LIMIT 1`).Scan(&detail, &before); err != nil {
+	defer tx.Rollback()
+	row, err := outbox.Load(ctx, tx, eventID)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The stock consumer's role fulfils.
-	workerDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
-	svc := shop.New(workerDB)
-	id := uuid.New()
-	accepted := false
-	_, err := svc.FulfilPaidOrder(ctx, id, event.GroupStock, func(event.Message) (event.OrderPaid, error) {
-		accepted = true
-		return event.OrderPaid{OrderID: 1, UserID: 1, Items: []event.Item{{ProductDetailID: detail, Quantity: 1}}}, nil
-	})
-	if !errors.Is(err, outbox.ErrNotFound) {
-		t.Fatalf("fulfil: %v, want ErrNotFound", err)
-	}
-	var after, claims int
-	if err := db.QueryRow(`SELECT stock FROM product_details WHERE id = $1`, detail).Scan(&after); err != nil {
+	var e event.OrderPaid
+	if err := json.Unmarshal(row.Payload, &e); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.QueryRow(`SELECT count(*) FROM processed_events WHERE event_id = $1`, id).Scan(&claims); err != nil {
+	if refunded, err = shop.FulfilPaidOrder(ctx, tx, e); err != nil {
+		t.Fatalf("fulfil: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if after != before || claims != 0 || accepted {
-		t.Fatalf("stock %d -> %d, %d inbox claims, accept called %v; want nothing changed", before, after, claims, accepted)
+	return refunded
+}
+
+// FulfilPaidOrder takes the stock of every item, or, when one is short,
+// none of it and refunds the order, once.
+func TestFulfilPaidOrder(t *testing.T) {
+	type state struct {
+		Stock          [2]int
+		Order, Payment string
+		Balance        int64
+		Refunds        int
+	}
+	for _, tc := range []struct {
+		name     string
+		qty      [2]int // ordered of each of two details with stock 5 each, price 100
+		before   func(db *sql.DB, details [2]int64) error
+		times    int // fulfilments of the same event
+		refunded bool
+		want     state
+	}{
+		{name: "in stock", qty: [2]int{2, 5}, times: 1,
+			want: state{Stock: [2]int{3, 0}, Order: shop.OrderPaid, Payment: shop.PaymentPaid, Balance: 1000 - 700}},
+		{name: "one item short: nothing taken, refunded", qty: [2]int{2, 3}, times: 1, refunded: true,
+			before: func(db *sql.DB, d [2]int64) error {
+				_, err := db.Exec(`UPDATE product_details SET stock = 2 WHERE id = $1`, d[1])
+				return err
+			},
+			want: state{Stock: [2]int{5, 2}, Order: shop.OrderCancelled, Payment: shop.PaymentRefunded, Balance: 1000, Refunds: 1}},
+		{name: "none left: refunded", qty: [2]int{1, 1}, times: 1, refunded: true,
+			before: func(db *sql.DB, d [2]int64) error {
+				_, err := db.Exec(`UPDATE product_details SET stock = 0 WHERE id = $1`, d[0])
+				return err
+			},
+			want: state{Stock: [2]int{0, 5}, Order: shop.OrderCancelled, Payment: shop.PaymentRefunded, Balance: 1000, Refunds: 1}},
+		{name: "refunded at most once", qty: [2]int{2, 1}, times: 2, refunded: true,
+			before: func(db *sql.DB, d [2]int64) error {
+				_, err := db.Exec(`UPDATE product_details SET stock = 1 WHERE id = $1`, d[0])
+				return err
+			},
+			want: state{Stock: [2]int{1, 5}, Order: shop.OrderCancelled, Payment: shop.PaymentRefunded, Balance: 1000, Refunds: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, dbURL := pgtest.NewDB(t)
+			ctx := context.Background()
+			svc := shop.New(db)
+			var user int64
+			if err := db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', 1000) RETURNING id`).Scan(&user); err != nil {
+				t.Fatal(err)
+			}
+			var details [2]int64
+			lines := make([]shop.OrderLine, 2)
+			for i := range details {
+				if err := db.QueryRow(`WITH p AS (INSERT INTO products (name) VALUES ('p') RETURNING id)
+					INSERT INTO product_details (product_id, option, price, stock) SELECT id, 'o', 100, 5 FROM p RETURNING id`).
+					Scan(&details[i]); err != nil {
+					t.Fatal(err)
+				}
+				lines[i] = shop.OrderLine{ProductDetailID: details[i], Quantity: tc.qty[i]}
+			}
+			o, err := svc.PlaceOrder(ctx, user, lines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := svc.Pay(ctx, shop.PayRequest{OrderID: o.OrderID, UserID: user}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.before != nil {
+				if err := tc.before(db, details); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var id uuid.UUID
+			if err := db.QueryRow(`SELECT id FROM outbox WHERE type = $1`, event.TypeOrderPaid).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			worker, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker) // the stock group's role fulfils
+			for range tc.times {
+				if refunded := fulfil(t, worker, id); refunded != tc.refunded {
+					t.Fatalf("refunded %v, want %v", refunded, tc.refunded)
+				}
+			}
+			var got state
+			err = db.QueryRow(`SELECT
+					(SELECT stock FROM product_details WHERE id = $1), (SELECT stock FROM product_details WHERE id = $2),
+					(SELECT status FROM orders WHERE id = $3), (SELECT status FROM payments WHERE order_id = $3),
+					(SELECT balance FROM users WHERE id = $4),
+					(SELECT count(*) FROM outbox WHERE type = $5)`, details[0], details[1], o.OrderID, user, event.TypePaymentRefunded).
+				Scan(&got.Stock[0], &got.Stock[1], &got.Order, &got.Payment, &got.Balance, &got.Refunds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("after %d fulfilments: %+v, want %+v", tc.times, got, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,103 @@
+package inbox_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/inbox"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/migrations"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// A group claims an event once; another group claims it for itself; a
+// claim rolled back leaves the event unclaimed; a concurrent claim waits
+// for the first to commit and then finds it taken.
+func TestClaim(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	db, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker) // the consumers' role claims
+	ctx := context.Background()
+	id := uuid.New()
+	claim := func(group string, commit bool) bool {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		claimed, err := inbox.Claim(ctx, tx, group, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return claimed
+	}
+	for i, step := range []struct {
+		group  string
+		commit bool
+		want   bool
+	}{
+		{event.GroupStock, false, true},       // rolled back
+		{event.GroupStock, true, true},        // claimed
+		{event.GroupStock, true, false},       // claimed before
+		{event.GroupDataPlatform, true, true}, // another group's claim
+	} {
+		if got := claim(step.group, step.commit); got != step.want {
+			t.Fatalf("step %d (%s, commit %v): claimed %v, want %v", i, step.group, step.commit, got, step.want)
+		}
+	}
+
+	// Concurrent claims of a new event: the second waits for the first.
+	id = uuid.New()
+	first, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback()
+	if ok, err := inbox.Claim(ctx, first, event.GroupStock, id); err != nil || !ok {
+		t.Fatalf("first claim: %v, %v", ok, err)
+	}
+	second := make(chan bool, 1)
+	go func() {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Error(err)
+			second <- true
+			return
+		}
+		defer tx.Rollback()
+		ok, err := inbox.Claim(ctx, tx, event.GroupStock, id)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- ok
+	}()
+	eventually.True(t, 10*time.Second, "the second claim waits for the first's lock", func() (bool, error) {
+		select {
+		case ok := <-second:
+			t.Fatalf("the second claim did not wait for the first (claimed %v)", ok)
+		default:
+		}
+		var waiting int
+		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return waiting == 1, err
+	})
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if ok := <-second; ok {
+		t.Fatal("the second claim succeeded after the first committed")
+	}
+}
