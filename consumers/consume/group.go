@@ -15,6 +15,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
@@ -105,9 +106,7 @@ func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
 	if cfg.VisibilityAttempts <= 0 {
 		cfg.VisibilityAttempts = 20
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	g := &Group{cfg: cfg, handler: h, metrics: m.forGroup(cfg.Group), logger: logger.With("group", cfg.Group)}
 	g.batch, _ = h.(BatchHandler)
 	g.handle = g.pipeline()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // ReplayGroup is the consumer group whose committed offsets remember how far
@@ -23,9 +24,7 @@ const ReplayGroup = kafkaclient.ReplayGroup
 // handlers see it anew (they are idempotent). It returns how many records it
 // replayed. Run it once the cause of the failures is fixed.
 func Replay(ctx context.Context, kc kafkaclient.Config, dlqTopics []string, logger *slog.Logger) (int, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	ccm := kc.ConfigMap()
 	for k, v := range (kafka.ConfigMap{
 		"group.id":             ReplayGroup,

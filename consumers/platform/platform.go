@@ -18,6 +18,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/logging"
 )
 
 // Config is how the platform is reached.
@@ -46,9 +47,7 @@ func New(db *sql.DB, cfg Config, m *consume.Metrics, logger *slog.Logger) consum
 	if cfg.MaxTries == 0 {
 		cfg.MaxTries = 8
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	d := &deliverer{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, logger: logger}
 	return consume.Chain(consume.Inbox(db, event.GroupDataPlatform, d.deliver, m),
 		consume.OnlyTypes(event.TypePaymentCompleted, event.TypePaymentRefunded))

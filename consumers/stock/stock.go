@@ -13,6 +13,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -21,9 +22,7 @@ import (
 // (shop.FulfilPaidOrder), acting on the payload of the event's outbox row
 // in the group's inbox transaction (consume.Inbox).
 func New(db *sql.DB, m *consume.Metrics, logger *slog.Logger) consume.HandlerFunc {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	fulfil := func(ctx context.Context, tx *sql.Tx, row event.Message) error {
 		e, err := parseOrderPaid(row.Payload)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/consumers/consume"
+	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
@@ -21,9 +22,7 @@ type Handler struct {
 
 // New returns the tracker.
 func New(db *sql.DB, logger *slog.Logger) *Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	return &Handler{db: db, logger: logger}
 }
 
