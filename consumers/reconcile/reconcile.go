@@ -427,62 +427,41 @@ func (r *Reconciler) failExhausted(ctx context.Context, rep *Report) error {
 // deleteComplete deletes COMPLETE rows past retention, DeleteBatch rows per
 // statement, until none is left or ctx is done.
 func (r *Reconciler) deleteComplete(ctx context.Context, rep *Report) error {
-	defer func() {
-		if rep.Deleted > 0 {
-			r.logger.Info("deleted COMPLETE outbox rows past retention", "rows", rep.Deleted,
-				"batches", rep.DeleteBatches, "retention", r.cfg.Retention)
-		}
-	}()
-	for ctx.Err() == nil {
-		n, err := outbox.DeleteComplete(ctx, r.db, r.cfg.Retention, r.cfg.DeleteBatch)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			rep.Deleted += n
-			rep.DeleteBatches++
-			r.m.actions.WithLabelValues(ActionDeleteComplete).Add(float64(n))
-		}
-		if n < int64(r.cfg.DeleteBatch) {
-			return nil
-		}
-	}
-	return nil
+	return r.batched(ctx, r.cfg.DeleteBatch, ActionDeleteComplete, &rep.Deleted, &rep.DeleteBatches, func() (int64, error) {
+		return outbox.DeleteComplete(ctx, r.db, r.cfg.Retention, r.cfg.DeleteBatch)
+	}, "deleted COMPLETE outbox rows past retention", "retention", r.cfg.Retention)
 }
 
 // deleteExpiredKeys deletes idempotency keys past IdempotencyKeyRetention,
 // DeleteBatch keys per statement, until none is left or ctx is done.
 func (r *Reconciler) deleteExpiredKeys(ctx context.Context, rep *Report) error {
-	defer func() {
-		if rep.KeysDeleted > 0 {
-			r.logger.Info("deleted idempotency keys past retention", "keys", rep.KeysDeleted,
-				"batches", rep.KeyDeleteBatches, "retention", r.cfg.IdempotencyKeyRetention)
-		}
-	}()
-	return inBatches(ctx, r.cfg.DeleteBatch, func() (int64, error) {
+	return r.batched(ctx, r.cfg.DeleteBatch, ActionDeleteIdempotencyKeys, &rep.KeysDeleted, &rep.KeyDeleteBatches, func() (int64, error) {
 		return shop.DeleteExpiredIdempotencyKeys(ctx, r.db, r.cfg.IdempotencyKeyRetention, r.cfg.DeleteBatch)
-	}, func(n int64) {
-		rep.KeysDeleted += n
-		rep.KeyDeleteBatches++
-		r.m.actions.WithLabelValues(ActionDeleteIdempotencyKeys).Add(float64(n))
-	})
+	}, "deleted idempotency keys past retention", "retention", r.cfg.IdempotencyKeyRetention)
 }
 
 // expireOrders marks ORDERED orders older than OrderExpiry as EXPIRED, in
 // batches of ExpireBatch.
 func (r *Reconciler) expireOrders(ctx context.Context, rep *Report) error {
+	return r.batched(ctx, r.cfg.ExpireBatch, ActionExpireOrder, &rep.Expired, &rep.ExpireBatches, func() (int64, error) {
+		return shop.ExpireOrders(ctx, r.db, r.cfg.OrderExpiry, r.cfg.ExpireBatch)
+	}, "expired unpaid orders", "expiry", r.cfg.OrderExpiry)
+}
+
+// batched runs one batched chore with inBatches: it adds each batch's rows
+// to *rows and *batches and to the action's metric, and logs msg with the
+// totals and attrs when it did anything.
+func (r *Reconciler) batched(ctx context.Context, size int, action string, rows *int64, batches *int,
+	batch func() (int64, error), msg string, attrs ...any) error {
 	defer func() {
-		if rep.Expired > 0 {
-			r.logger.Info("expired unpaid orders", "orders", rep.Expired,
-				"batches", rep.ExpireBatches, "expiry", r.cfg.OrderExpiry)
+		if *rows > 0 {
+			r.logger.Info(msg, append([]any{"rows", *rows, "batches", *batches}, attrs...)...)
 		}
 	}()
-	return inBatches(ctx, r.cfg.ExpireBatch, func() (int64, error) {
-		return shop.ExpireOrders(ctx, r.db, r.cfg.OrderExpiry, r.cfg.ExpireBatch)
-	}, func(n int64) {
-		rep.Expired += n
-		rep.ExpireBatches++
-		r.m.actions.WithLabelValues(ActionExpireOrder).Add(float64(n))
+	return inBatches(ctx, size, batch, func(n int64) {
+		*rows += n
+		*batches++
+		r.m.actions.WithLabelValues(action).Add(float64(n))
 	})
 }
 
