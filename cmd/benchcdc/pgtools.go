@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 )
 
@@ -60,10 +61,12 @@ func clientEnv() []string {
 // outboxScript is one single-row outbox transaction, an OrderPaid event of
 // one of aggregateKeys orders (pgbench's default: one transaction per run
 // of the script).
-var outboxScript = fmt.Sprintf(`\set order random(1, %d)
+func outboxScript() string {
+	return fmt.Sprintf(`\set order random(1, %d)
 \set user random(1, 100)
-INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), 'order', CAST(:order AS text), 'OrderPaid', jsonb_build_object('orderId', :order, 'userId', :user, 'items', jsonb_build_array(jsonb_build_object('productDetailId', 1, 'quantity', 2))));
-`, aggregateKeys)
+INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), '%s', CAST(:order AS text), '%s', jsonb_build_object('orderId', :order, 'userId', :user, 'items', jsonb_build_array(jsonb_build_object('productDetailId', 1, 'quantity', 2))));
+`, aggregateKeys, event.AggregateOrder, event.TypeOrderPaid)
+}
 
 // pgbenchRun is what pgbench reports.
 type pgbenchRun struct {
@@ -82,7 +85,7 @@ var (
 // with args (-t, -T, -R ...) after the common ones.
 func pgbench(ctx context.Context, tools pgTools, dbURL, tmp string, clients int, args ...string) (pgbenchRun, error) {
 	script := filepath.Join(tmp, "outbox.sql")
-	if err := os.WriteFile(script, []byte(outboxScript), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(outboxScript()), 0o644); err != nil {
 		return pgbenchRun{}, fmt.Errorf("write pgbench script: %w", err)
 	}
 	host, port, user, db, err := splitURL(dbURL)

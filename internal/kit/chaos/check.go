@@ -92,10 +92,11 @@ func check(ctx context.Context, s *system, sd seedData, minStock int64) (*checks
 	// Each payment has its events; each refund exactly one PaymentRefunded.
 	var missing int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM payments p WHERE
-		(SELECT count(*) FROM outbox x WHERE x.type = 'PaymentCompleted' AND (x.payload->>'orderId')::bigint = p.order_id) <> 1
-		OR (SELECT count(*) FROM outbox x WHERE x.type = 'OrderPaid' AND x.aggregateid = p.order_id::text) <> 1
-		OR (SELECT count(*) FROM outbox x WHERE x.type = 'PaymentRefunded' AND (x.payload->>'orderId')::bigint = p.order_id)
-		   <> CASE p.status WHEN 'REFUNDED' THEN 1 ELSE 0 END`).Scan(&missing); err != nil {
+		(SELECT count(*) FROM outbox x WHERE x.type = $1 AND (x.payload->>'orderId')::bigint = p.order_id) <> 1
+		OR (SELECT count(*) FROM outbox x WHERE x.type = $2 AND x.aggregateid = p.order_id::text) <> 1
+		OR (SELECT count(*) FROM outbox x WHERE x.type = $3 AND (x.payload->>'orderId')::bigint = p.order_id)
+		   <> CASE p.status WHEN 'REFUNDED' THEN 1 ELSE 0 END`,
+		event.TypePaymentCompleted, event.TypeOrderPaid, event.TypePaymentRefunded).Scan(&missing); err != nil {
 		return nil, err
 	}
 	if missing > 0 {
