@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -352,7 +353,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 
 // startProcess runs the outboxpay binary with args and env added to a clean
 // environment until the test ends (SIGTERM, then it must exit cleanly).
-func startProcess(t *testing.T, env []string, args ...string) *syncBuffer {
+func startProcess(t *testing.T, env []string, args ...string) *logtest.Buffer {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)

@@ -6,14 +6,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +21,9 @@ import (
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // engineEnv is a worker whose tasks are real CDC engines on a test
 // database, behind the REST API, with everything it logs kept.
@@ -51,7 +32,7 @@ type engineEnv struct {
 	client *rest.Client
 	db     *sql.DB
 	vars   map[string]string // what ${env:...} resolves to: the test database's OUTBOX_DB_*, HOME, PATH
-	logs   *lockedBuffer
+	logs   *logtest.Buffer
 }
 
 func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
@@ -62,8 +43,8 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 		t.Fatal(err)
 	}
 	vars["HOME"], vars["PATH"] = "/home/secret-home", "/opt/secret-path/bin"
-	e := &engineEnv{db: db, vars: vars, logs: &lockedBuffer{}}
-	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := logtest.New()
+	e := &engineEnv{db: db, vars: vars, logs: logs}
 	if factory == nil {
 		factory = func(name string, cfg connect.Config) (worker.Task, error) {
 			// Kafka is never reached: these engines fail or are refused before.

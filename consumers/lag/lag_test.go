@@ -23,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
@@ -476,7 +477,7 @@ func startKafka(t *testing.T) *kafkacluster.Cluster {
 // when the test ends.
 func newCollector(t *testing.T, opts lag.Options) *lag.Collector {
 	t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	opts.Logger = logtest.T(t, slog.LevelInfo)
 	c, err := lag.New(opts)
 	if err != nil {
 		t.Fatalf("new collector: %v", err)
@@ -751,12 +752,4 @@ func format(series map[string]float64) string {
 		fmt.Fprintf(&b, "  %s %v\n", k, series[k])
 	}
 	return b.String()
-}
-
-// testWriter writes log lines to the test's output.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

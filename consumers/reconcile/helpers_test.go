@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -267,12 +267,5 @@ func runInBackground(t *testing.T, rc *reconcile.Reconciler) (stop func() error)
 
 // testLogger logs to the test's output.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return logtest.T(t, slog.LevelDebug)
 }
