@@ -16,6 +16,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 )
 
 // requestLog records the requests an HTTP handler served.
@@ -167,7 +168,7 @@ func TestRestartsFailedConnector(t *testing.T) {
 		err = r.db.QueryRow(`SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		return err == nil && active, nil
 	})
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRestartConnector); v != 2 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRestartConnector); v != 2 {
 		t.Errorf("restart_connector actions %v, want 2", v)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 )
 
 // TestExpiry: the reconciler (as outboxpay_worker) marks ORDERED orders
@@ -81,7 +82,7 @@ func TestExpiry(t *testing.T) {
 	if balance != 7000 || stock != 5 {
 		t.Errorf("balance %d and stock %d after expiry, want 7000 and 5", balance, stock)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionExpireOrder); v != 2500 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionExpireOrder); v != 2500 {
 		t.Errorf("expire_order actions %v, want 2500", v)
 	}
 	if rep, err = rc.RunOnce(t.Context()); err != nil || rep.Expired != 0 {

@@ -217,38 +217,6 @@ func assertRecord(t *testing.T, got *kafka.Message, want event.Record) {
 	}
 }
 
-// metric returns the value of a counter or gauge, or the sample count of a
-// histogram, whose labels include the given ones; 0 if absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum
-}
-
 // runInBackground runs rc.Run until the returned stop is called (or the
 // test ends); stop returns Run's error.
 func runInBackground(t *testing.T, rc *reconcile.Reconciler) (stop func() error) {
