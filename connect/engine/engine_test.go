@@ -23,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -51,12 +52,7 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 
 	b, err := os.ReadFile("../outbox-connector.json")
 	if err != nil {

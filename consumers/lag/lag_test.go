@@ -23,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -40,7 +41,7 @@ const (
 
 func TestConsumerGroupLag(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	bootstrap := kc.Bootstrap()
 
@@ -168,11 +169,7 @@ func TestConsumerGroupLagUnderACLs(t *testing.T) {
 	for _, p := range kafkaclient.Principals() {
 		sasl.Users[p] = p + "-pw"
 	}
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{SASL: sasl})
-	if err != nil {
-		t.Fatalf("start kafka: %v", err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{SASL: sasl})
 	as := func(p string) kafkaclient.Config {
 		return kafkaclient.Config{Bootstrap: kc.Bootstrap()}.WithUser(sasl.Mechanism, p, sasl.Users[p])
 	}
@@ -191,7 +188,7 @@ func TestConsumerGroupLagUnderACLs(t *testing.T) {
 
 func TestOutboxRows(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 
@@ -253,7 +250,7 @@ outboxpay_outbox_rows{status="PUBLISHED"} 1
 func TestReplicationSlots(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, url := pgtest.NewDB(t)
 	slot := createSlot(t, db, "lag_test")
 
@@ -349,7 +346,7 @@ SELECT pg_wal_lsn_diff(confirmed_flush_lsn, $2::pg_lsn) >= 0 FROM pg_replication
 
 func TestKafkaUnreachable(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	insertOutboxRow(t, db, "INIT", "5 minutes")
 	produce(t, kc.Bootstrap(), map[string][]int{orderTopic: {1, 1, 1}})
@@ -402,7 +399,7 @@ func TestKafkaUnreachable(t *testing.T) {
 
 func TestPostgresUnreachable(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	_, url := pgtest.NewDB(t)
 	produce(t, kc.Bootstrap(), map[string][]int{orderTopic: {2, 0, 0}})
 
@@ -456,21 +453,6 @@ func TestNewAndClose(t *testing.T) {
 	if v := got[`outboxpay_lag_exporter_errors_total{source="kafka"}`]; v != 1 {
 		t.Errorf("kafka errors after Close = %v, want 1", v)
 	}
-}
-
-// startKafka starts an in-memory cluster for the test.
-func startKafka(t *testing.T) *kafkacluster.Cluster {
-	t.Helper()
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatalf("start kafka: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := kc.Close(); err != nil {
-			t.Errorf("close kafka: %v", err)
-		}
-	})
-	return kc
 }
 
 // newCollector creates a collector that logs to the test and is closed
