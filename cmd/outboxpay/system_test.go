@@ -26,6 +26,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
 	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
@@ -177,23 +178,10 @@ func (s *system) call(user int64, method, path string, body any, want int, out a
 	}
 }
 
-func (s *system) newUser(balance int64) int64 {
-	var id int64
-	if err := s.db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', $1) RETURNING id`, balance).Scan(&id); err != nil {
-		s.t.Fatal(err)
-	}
-	return id
-}
+func (s *system) newUser(balance int64) int64 { return pgtest.NewUser(s.t, s.db, balance) }
 
 func (s *system) newDetail(price int64, stock int) int64 {
-	var id int64
-	err := s.db.QueryRow(`WITH p AS (INSERT INTO products (name) VALUES ('p') RETURNING id)
-		INSERT INTO product_details (product_id, option, price, stock) SELECT id, 'o', $1, $2 FROM p RETURNING id`,
-		price, stock).Scan(&id)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return id
+	return pgtest.NewProductDetail(s.t, s.db, price, stock)
 }
 
 func (s *system) stock(detail int64) int {

@@ -24,6 +24,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -57,7 +58,7 @@ func TestConsumerGroupLag(t *testing.T) {
 
 	// "stock" reads all 10 order records (and the DLQ record) but commits
 	// only 4 of them: offsets 0-2 of partition 0 and offset 0 of partition 1.
-	stock := newConsumer(t, bootstrap, "stock")
+	stock := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "stock")
 	if err := stock.SubscribeTopics([]string{orderTopic, orderDLQ}, nil); err != nil {
 		t.Fatalf("subscribe stock: %v", err)
 	}
@@ -77,13 +78,13 @@ func TestConsumerGroupLag(t *testing.T) {
 
 	// "data-platform" has caught up with the order topic (and committed on a
 	// topic that is not reported), and has no members any more.
-	dp := newConsumer(t, bootstrap, "data-platform")
+	dp := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "data-platform")
 	commitOffsets(t, dp, map[string][]int64{orderTopic: {5, 3, 2}, otherTopic: {1}})
 	dp.Close()
 
 	// "outbox-tracker" is subscribed to the payment topic and has committed
 	// nothing: its lag is the whole retained log.
-	tracker := newConsumer(t, bootstrap, "outbox-tracker")
+	tracker := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "outbox-tracker")
 	if err := tracker.SubscribeTopics([]string{paymentTopic}, nil); err != nil {
 		t.Fatalf("subscribe tracker: %v", err)
 	}
@@ -176,7 +177,7 @@ func TestConsumerGroupLagUnderACLs(t *testing.T) {
 	db, _ := pgtest.NewDB(t)
 
 	produceAs(t, as(kafkaclient.PrincipalConnector), map[string][]int{orderTopic: {2, 1, 0}})
-	commitOffsets(t, newConsumerAs(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
+	commitOffsets(t, kafkatest.NewConsumer(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
 
 	c := newCollector(t, lag.Options{DB: db, Kafka: as(kafkaclient.PrincipalReconciler)})
 	waitSeries(t, c, "outboxpay_consumer_group_lag", map[string]float64{
@@ -536,34 +537,6 @@ func deleteRecordsBefore(t *testing.T, bootstrap, topic string, partition int32,
 			t.Fatalf("delete records of %v: %v", r.TopicPartition, r.TopicPartition.Error)
 		}
 	}
-}
-
-// newConsumer creates a consumer of the group that commits only when told
-// to, closed when the test ends.
-func newConsumer(t *testing.T, bootstrap, group string) *kafka.Consumer {
-	t.Helper()
-	return newConsumerAs(t, kafkaclient.Config{Bootstrap: bootstrap}, group)
-}
-
-// newConsumerAs is newConsumer as kc's principal.
-func newConsumerAs(t *testing.T, kc kafkaclient.Config, group string) *kafka.Consumer {
-	t.Helper()
-	cm := kc.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"group.id":             group,
-		"auto.offset.reset":    "earliest",
-		"enable.auto.commit":   false,
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	}) {
-		cm[k] = v
-	}
-	c, err := kafka.NewConsumer(&cm)
-	if err != nil {
-		t.Fatalf("new consumer of %s: %v", group, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // readN reads n records.
