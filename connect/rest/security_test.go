@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
@@ -52,7 +53,7 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 		}
 	}
 	w := worker.New(db, factory, worker.Options{
-		WorkerID: workerID, Logger: logger,
+		WorkerID: connecttest.WorkerID, Logger: logger,
 		Lookup: func(name string) (string, bool) { v, ok := vars[name]; return v, ok },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,7 +135,7 @@ func TestConfigWithArbitrarySQLIsRefused(t *testing.T) {
 		`CREATE TABLE pwned ()`,
 	}
 	for _, q := range queries {
-		config := validConfig(t)
+		config := connecttest.OutboxConfig(t)
 		config["heartbeat.interval.ms"] = "100"
 		config["heartbeat.action.query"] = q
 		status, msg := e.put(t, "evil", config)
@@ -170,7 +171,7 @@ func TestConfigWithArbitrarySQLIsRefused(t *testing.T) {
 func TestEnvReferencesOutsideTheAllowlist(t *testing.T) {
 	e := newEngineEnv(t, nil)
 	message := func(name string) string {
-		config := validConfig(t)
+		config := connecttest.OutboxConfig(t)
 		config["database.password"] = "${env:" + name + "}"
 		status, msg := e.put(t, "outbox", config)
 		if status != http.StatusBadRequest || !strings.Contains(msg, "database.password") {
@@ -184,7 +185,7 @@ func TestEnvReferencesOutsideTheAllowlist(t *testing.T) {
 		t.Fatalf("answers differ for set and unset names:\n%s\n%s\n%s", home, path, unset)
 	}
 
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.port"] = "${env:OUTBOX_DB_HOST}"
 	config["slot.name"] = "${env:OUTBOX_DB_HOST}"
 	status, msg := e.put(t, "outbox", config)
@@ -204,7 +205,7 @@ func TestLiteralPasswordIsHidden(t *testing.T) {
 	e := newEngineEnv(t, func(name string, cfg connect.Config) (worker.Task, error) {
 		return &fakeTask{fail: make(chan error)}, nil
 	})
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.password"] = password
 	info, _, err := e.client.PutConnectorConfig(t.Context(), "outbox", config)
 	if err != nil {
@@ -252,7 +253,7 @@ func TestLiteralPasswordIsHidden(t *testing.T) {
 func TestFailedTaskTraceHidesTheDatabase(t *testing.T) {
 	const password = "hunter2-Secret"
 	e := newEngineEnv(t, nil)
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.user"] = "no_such_role"
 	config["database.password"] = password
 	config["errors.max.retries"] = "0"
