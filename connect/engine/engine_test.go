@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
@@ -116,16 +115,7 @@ func (r *rig) startLogged(reg prometheus.Registerer, logger *slog.Logger) (stop 
 		opts.Metrics = engine.NewMetrics(reg)
 	}
 	e := engine.New("outbox", cfg, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop = func() error {
-		once.Do(func() { cancel(); runErr = <-done })
-		return runErr
-	}
-	r.t.Cleanup(func() { _ = stop() })
+	stop = runtest.Background(r.t, e.Run)
 	r.waitStreaming()
 	return stop
 }

@@ -1,11 +1,9 @@
 package reconcile_test
 
 import (
-	"context"
 	"database/sql"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -212,22 +210,6 @@ func assertRecord(t *testing.T, got *kafka.Message, want event.Record) {
 	if p := kafkatest.Partition(want.Key, 3); got.TopicPartition.Partition != p {
 		t.Errorf("partition %d, want %d (murmur2 of the key)", got.TopicPartition.Partition, p)
 	}
-}
-
-// runInBackground runs rc.Run until the returned stop is called (or the
-// test ends); stop returns Run's error.
-func runInBackground(t *testing.T, rc *reconcile.Reconciler) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rc.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
 }
 
 // testLogger logs to the test's output.

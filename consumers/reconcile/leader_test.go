@@ -9,6 +9,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // leaderConfig is fast: cycles 50ms apart, rows republished every 200ms,
@@ -36,12 +37,12 @@ func TestOnlyOneLeaderActs(t *testing.T) {
 		return promtest.Value(t, regA, "outboxpay_reconciler_leader"), promtest.Value(t, regB, "outboxpay_reconciler_leader")
 	}
 
-	stopA := runInBackground(t, a)
+	stopA := runtest.Background(t, a.Run)
 	eventually.True(t, 10*time.Second, "a leads", func() (bool, error) {
 		la, _ := leaders()
 		return la == 1, nil
 	})
-	runInBackground(t, b)
+	runtest.Background(t, b.Run)
 	// While a leads, b stands by: it runs no cycle and does nothing, for
 	// many of a's cycles.
 	cyclesA := cycles(regA)
@@ -81,7 +82,7 @@ func TestOnlyOneLeaderActs(t *testing.T) {
 func TestLockConnectionLossStandsBy(t *testing.T) {
 	r := newRig(t)
 	rc, reg := r.reconciler(leaderConfig, nil)
-	runInBackground(t, rc)
+	runtest.Background(t, rc.Run)
 
 	lockHolder := func() (int, error) {
 		var pid int

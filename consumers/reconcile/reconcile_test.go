@@ -11,6 +11,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
@@ -197,7 +198,7 @@ func TestRunRepublishesThenGivesUp(t *testing.T) {
 		MaxAttempts:         3,
 	}
 	rc, reg := r.reconciler(cfg, nil)
-	stop := runInBackground(t, rc)
+	stop := runtest.Background(t, rc.Run)
 
 	eventually.True(t, 20*time.Second, "rows FAILED", func() (bool, error) {
 		return r.row(msgs[0]).Status == "FAILED" && r.row(msgs[1]).Status == "FAILED", nil
