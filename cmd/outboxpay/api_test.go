@@ -317,10 +317,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := loadConfig()
+			cfg, err := loadConfigWith(t, c.env)
 			if err == nil {
 				cfg.APIAddr = "127.0.0.1:0"
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -338,10 +335,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 		})
 	}
 	// The valid settings serve.
-	for k, v := range valid {
-		t.Setenv(k, v)
-	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfigWith(t, valid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,3 +143,13 @@ func startUntilCleanup(t *testing.T, cmd *exec.Cmd, clean bool) (*logtest.Buffer
 	})
 	return logs, exited
 }
+
+// loadConfigWith sets env for the rest of the test and loads the
+// configuration as the subcommands do.
+func loadConfigWith(t *testing.T, env map[string]string) (config, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return loadConfig()
+}
