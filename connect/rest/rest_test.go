@@ -22,6 +22,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -66,25 +67,12 @@ func newEnvWith(t *testing.T, creds *basicauth.Credentials, clientOpts ...rest.C
 		e.tasks[name] = task
 		return task, nil
 	}, worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	runtest.Checked(t, 10*time.Second, w.Run)
 	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{
 		Commit: "abc123", KafkaClusterID: "cluster-1", MaxBodyBytes: 64 << 10, Credentials: creds,
 	}))
 	e.handler = srv.Config.Handler
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
+	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	e.client = rest.NewClient(srv.URL, srv.Client(), clientOpts...)
 	return e

@@ -2,7 +2,6 @@ package rest_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // engineEnv is a worker whose tasks are real CDC engines on a test
@@ -56,17 +56,9 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 		WorkerID: connecttest.WorkerID, Logger: logger,
 		Lookup: func(name string) (string, bool) { v, ok := vars[name]; return v, ok },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	runtest.Checked(t, time.Minute, w.Run)
 	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{Logger: logger}))
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	t.Cleanup(srv.Close)
 	e.url, e.client = srv.URL, rest.NewClient(srv.URL, srv.Client())
 	return e
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -159,23 +160,7 @@ type harness struct {
 func start(t *testing.T, db *sql.DB, f *fakes) *harness {
 	t.Helper()
 	w := worker.New(db, f.factory, worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return after its context was canceled")
-			}
-		})
-	}
+	stop := runtest.Checked(t, 10*time.Second, w.Run)
 	t.Cleanup(func() {
 		stop()
 		if n := f.activeRuns(); n != 0 {
@@ -766,10 +751,7 @@ func TestPanicTraceHasNoStack(t *testing.T) {
 	db, _ := pgtest.NewDB(t)
 	w := worker.New(db, func(string, connect.Config) (worker.Task, error) { return panicTask{}, nil },
 		worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runtest.Background(t, w.Run)
 	if _, err := w.Create(t.Context(), "outbox", connecttest.OutboxConfig(t)); err != nil {
 		t.Fatal(err)
 	}

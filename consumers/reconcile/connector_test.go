@@ -17,6 +17,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // requestLog records the requests an HTTP handler served.
@@ -65,16 +66,8 @@ func (r *rig) startConnect() (*rest.Client, *requestLog) {
 
 	log := &requestLog{}
 	srv := httptest.NewServer(log.wrap(rest.NewServer(w, rest.ServerOptions{Logger: logger})))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	r.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			r.t.Errorf("worker: %v", err)
-		}
-		srv.Close()
-	})
+	r.t.Cleanup(srv.Close)
+	runtest.Checked(r.t, time.Minute, w.Run)
 	return rest.NewClient(srv.URL, srv.Client()), log
 }
 
