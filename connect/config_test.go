@@ -43,6 +43,32 @@ func shippedConfig(t *testing.T) map[string]string {
 	return req.Config
 }
 
+// shippedConfigResolved is shippedConfig with its ${env:...} resolved by
+// testResolver.
+func shippedConfigResolved(t *testing.T) map[string]string {
+	t.Helper()
+	raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// shippedConfigChanged is shippedConfigResolved with change applied: each
+// key set to its value, or deleted if the value is empty.
+func shippedConfigChanged(t *testing.T, change map[string]string) map[string]string {
+	t.Helper()
+	raw := shippedConfigResolved(t)
+	for k, v := range change {
+		if v == "" {
+			delete(raw, k)
+		} else {
+			raw[k] = v
+		}
+	}
+	return raw
+}
+
 // The shipped connector config is accepted and carries the Debezium keys
 // that docs/EVENT-CONTRACT.md requires.
 func TestShippedConfig(t *testing.T) {
@@ -122,18 +148,7 @@ func TestParseConfigRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range c.change {
-				if v == "" {
-					delete(raw, k)
-				} else {
-					raw[k] = v
-				}
-			}
-			_, err = ParseConfig(raw)
+			_, err := ParseConfig(shippedConfigChanged(t, c.change))
 			var ce ConfigError
 			if !errors.As(err, &ce) || !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("got %v, want a ConfigError", err)
@@ -197,18 +212,7 @@ func TestMessageFilter(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range c.change {
-				if v == "" {
-					delete(raw, k)
-				} else {
-					raw[k] = v
-				}
-			}
-			cfg, err := ParseConfig(raw)
+			cfg, err := ParseConfig(shippedConfigChanged(t, c.change))
 			if err != nil {
 				t.Fatal(err)
 			}

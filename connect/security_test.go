@@ -79,15 +79,6 @@ func TestHeartbeatStatementBindsTheValues(t *testing.T) {
 	}
 }
 
-func shippedConfigResolved(t *testing.T) map[string]string {
-	t.Helper()
-	raw, err := testResolver(t).ResolveEnv(shippedConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
-}
-
 func TestEnvAllowlist(t *testing.T) {
 	allow, err := CompileEnvAllowlist(DefaultEnvAllowlistPattern)
 	if err != nil {

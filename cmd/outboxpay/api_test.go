@@ -20,6 +20,7 @@ import (
 	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
@@ -316,10 +317,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := loadConfig()
+			cfg, err := loadConfigWith(t, c.env)
 			if err == nil {
 				cfg.APIAddr = "127.0.0.1:0"
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -337,10 +335,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 		})
 	}
 	// The valid settings serve.
-	for k, v := range valid {
-		t.Setenv(k, v)
-	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfigWith(t, valid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +347,7 @@ func TestAPIAuthConfigErrors(t *testing.T) {
 
 // startProcess runs the outboxpay binary with args and env added to a clean
 // environment until the test ends (SIGTERM, then it must exit cleanly).
-func startProcess(t *testing.T, env []string, args ...string) *syncBuffer {
+func startProcess(t *testing.T, env []string, args ...string) *logtest.Buffer {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)

@@ -24,6 +24,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -46,11 +47,7 @@ type cdcRig struct {
 func newCDCRig(t *testing.T) *cdcRig {
 	t.Helper()
 	db, dbURL := pgtest.NewDB(t)
-	kc, err := kafkacluster.Start(context.Background(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	cdcDB, cdcURL := pgtest.AsRole(t, dbURL, migrations.RoleCDC)
 	env, err := connect.DatabaseEnv(cdcURL)
 	if err != nil {

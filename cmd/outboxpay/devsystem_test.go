@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 )
 
 // devSystem is `outboxpay dev` running as its own process, on free ports,
@@ -34,7 +34,7 @@ type devSystem struct {
 	dir            string
 	cmd            *exec.Cmd
 	exited         chan error
-	stderr, stdout *syncBuffer
+	stderr, stdout *logtest.Buffer
 }
 
 // kafkaAs returns the settings of a Kafka client of the system's embedded
@@ -89,7 +89,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
 		"KAFKA_BOOTSTRAP_SERVERS=", "METRICS_ADDR=127.0.0.1:0", "AUTH_ISSUER_ADDR=127.0.0.1:0",
 		"AUTH_JWKS_URL=", "AUTH_PUBLIC_KEY_FILE=", "AUTH_ISSUER=", "AUTH_SIGNING_KEY_FILE="), env...)
-	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &syncBuffer{}, stdout: &syncBuffer{}}
+	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &logtest.Buffer{}, stdout: &logtest.Buffer{}}
 	cmd.Stderr = d.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -217,22 +217,4 @@ func stopSharedDev() error {
 		err = errors.Join(err, os.RemoveAll(shared.dir))
 	}
 	return err
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

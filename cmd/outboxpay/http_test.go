@@ -183,10 +183,7 @@ func TestHTTPServerConfig(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.env), func(t *testing.T) {
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := loadConfig()
+			cfg, err := loadConfigWith(t, c.env)
 			switch {
 			case c.wrong == "" && err != nil:
 				t.Fatal(err)

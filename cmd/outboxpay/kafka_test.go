@@ -15,6 +15,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 )
 
 // `outboxpay kafka` is a broker process that can be killed (SIGKILL, no
@@ -41,7 +42,7 @@ func TestKafkaProcessKilledKeepsAcknowledgedRecords(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(binary(t), "kafka")
 		cmd.Env = append(os.Environ(), "DATA_DIR="+dir, "KAFKA_PORTS="+strings.Join(ports, ","), "KAFKA_USERS_FILE="+usersFile)
-		logs := &syncBuffer{}
+		logs := &logtest.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

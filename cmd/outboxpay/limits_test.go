@@ -33,10 +33,7 @@ func TestLimitsConfig(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.env), func(t *testing.T) {
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			_, err := loadConfig()
+			_, err := loadConfigWith(t, c.env)
 			switch {
 			case c.wrong == "" && err != nil:
 				t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
 
@@ -116,9 +117,9 @@ func goServeConnect(t testing.TB, ctx context.Context, d deps, done chan<- error
 // stops it when the test ends: SIGTERM, then SIGKILL after 30 s. Its exit
 // goes to the returned channel (which holds one value); with clean, an exit
 // that is not clean, or a kill, fails the test.
-func startUntilCleanup(t *testing.T, cmd *exec.Cmd, clean bool) (*syncBuffer, chan error) {
+func startUntilCleanup(t *testing.T, cmd *exec.Cmd, clean bool) (*logtest.Buffer, chan error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -141,4 +142,14 @@ func startUntilCleanup(t *testing.T, cmd *exec.Cmd, clean bool) (*syncBuffer, ch
 		}
 	})
 	return logs, exited
+}
+
+// loadConfigWith sets env for the rest of the test and loads the
+// configuration as the subcommands do.
+func loadConfigWith(t *testing.T, env map[string]string) (config, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return loadConfig()
 }

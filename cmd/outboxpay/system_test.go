@@ -26,7 +26,9 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kit/devtoken"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/kit/platformmock"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -176,23 +178,10 @@ func (s *system) call(user int64, method, path string, body any, want int, out a
 	}
 }
 
-func (s *system) newUser(balance int64) int64 {
-	var id int64
-	if err := s.db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', $1) RETURNING id`, balance).Scan(&id); err != nil {
-		s.t.Fatal(err)
-	}
-	return id
-}
+func (s *system) newUser(balance int64) int64 { return pgtest.NewUser(s.t, s.db, balance) }
 
 func (s *system) newDetail(price int64, stock int) int64 {
-	var id int64
-	err := s.db.QueryRow(`WITH p AS (INSERT INTO products (name) VALUES ('p') RETURNING id)
-		INSERT INTO product_details (product_id, option, price, stock) SELECT id, 'o', $1, $2 FROM p RETURNING id`,
-		price, stock).Scan(&id)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return id
+	return pgtest.NewProductDetail(s.t, s.db, price, stock)
 }
 
 func (s *system) stock(detail int64) int {
@@ -427,8 +416,8 @@ func TestRedeliveryHasEffectsOnce(t *testing.T) {
 
 	// 3 OrderPaid and 3 PaymentCompleted seen again, as duplicates.
 	eventually.True(t, time.Minute, "every event delivered again", func() (bool, error) {
-		stock := counterValue(reg, "outboxpay_consumer_records_total", "group", "stock", "result", "duplicate")
-		platform := counterValue(reg, "outboxpay_consumer_records_total", "group", "data-platform", "result", "duplicate")
+		stock := promtest.Value(t, reg, "outboxpay_consumer_records_total", "group", "stock", "result", "duplicate")
+		platform := promtest.Value(t, reg, "outboxpay_consumer_records_total", "group", "data-platform", "result", "duplicate")
 		return stock >= 3 && platform >= 3, fmt.Errorf("duplicates seen: stock %v, data-platform %v", stock, platform)
 	})
 	if got := s.stock(detail); got != 4 {
@@ -516,32 +505,6 @@ func TestPoisonRecordsAndReplay(t *testing.T) {
 	}
 }
 
-// counterValue reads one series of a counter from a registry.
-func counterValue(reg *prometheus.Registry, name string, labels ...string) float64 {
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
 // startReconciler runs the reconciler (and lag exporter) with short
 // thresholds until the test ends, and returns its registry.
 func (s *system) startReconciler() *prometheus.Registry {
@@ -584,7 +547,7 @@ func TestReconcilerRepublishesWhileConnectorPaused(t *testing.T) {
 	s.waitComplete(o.OrderID)
 	// The counter is added to after the republished rows' locks are released.
 	eventually.True(t, 10*time.Second, "republish_init counted", func() (bool, error) {
-		n := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "republish_init")
+		n := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", "republish_init")
 		return n >= 2, fmt.Errorf("republish_init actions %v, want at least 2", n)
 	})
 	if err := s.connect.ResumeConnector(ctx, s.name); err != nil {
@@ -625,7 +588,7 @@ func TestReconcilerRestartsFailedConnector(t *testing.T) {
 	}
 	eventually.True(t, time.Minute, "reconciler restarted the connector", func() (bool, error) {
 		st, err := s.connect.ConnectorStatus(ctx, s.name)
-		restarts := counterValue(reg, "outboxpay_reconciler_actions_total", "action", "restart_connector")
+		restarts := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", "restart_connector")
 		return err == nil && restarts >= 1 && len(st.Tasks) == 1 && st.Tasks[0].State == "RUNNING",
 			fmt.Errorf("restarts %v, status %+v", restarts, st)
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 )
 
 // Records read back with a plain consumer match docs/EVENT-CONTRACT.md field by
@@ -97,7 +98,7 @@ func TestRecordsFollowTheContract(t *testing.T) {
 	// Counted when the producer handles the acknowledgement, which can be
 	// a moment after a consumer already reads the records.
 	eventually.True(t, 10*time.Second, "events counted as produced", func() (bool, error) {
-		got := metricValue(t, reg, "outboxpay_cdc_events_produced_total")
+		got := promtest.Value(t, reg, "outboxpay_cdc_events_produced_total")
 		return got >= float64(len(rows)), fmt.Errorf("events_produced_total = %v, want at least %d", got, len(rows))
 	})
 }

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +21,10 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
 
@@ -51,12 +51,7 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 
 	b, err := os.ReadFile("../outbox-connector.json")
 	if err != nil {
@@ -120,16 +115,7 @@ func (r *rig) startLogged(reg prometheus.Registerer, logger *slog.Logger) (stop 
 		opts.Metrics = engine.NewMetrics(reg)
 	}
 	e := engine.New("outbox", cfg, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop = func() error {
-		once.Do(func() { cancel(); runErr = <-done })
-		return runErr
-	}
-	r.t.Cleanup(func() { _ = stop() })
+	stop = runtest.Background(r.t, e.Run)
 	r.waitStreaming()
 	return stop
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 )
 
 // TestRunRetriesUntilPermanentOrLimit checks Run's retry policy: a
@@ -46,10 +47,10 @@ func TestRunRetriesUntilPermanentOrLimit(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatal("Run kept retrying until the test's deadline")
 			}
-			if got := metricValue(t, reg, "outboxpay_cdc_retries_total"); got != tc.retries {
+			if got := promtest.Value(t, reg, "outboxpay_cdc_retries_total"); got != tc.retries {
 				t.Errorf("retries_total %v, want %v", got, tc.retries)
 			}
-			if got := metricValue(t, reg, "outboxpay_cdc_state"); got != 1 {
+			if got := promtest.Value(t, reg, "outboxpay_cdc_state"); got != 1 {
 				t.Errorf("state gauges sum to %v, want 1 (failed)", got)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 )
 
 // route is one request of the Kafka Connect REST API; pattern is the route
@@ -27,10 +28,10 @@ type route struct {
 // change something or tell something if it were let through.
 func authRoutes(t *testing.T) []route {
 	t.Helper()
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["heartbeat.interval.ms"] = "1234"
 	changed, _ := json.Marshal(config)
-	create, _ := json.Marshal(connect.CreateRequest{Name: "intruder", Config: validConfig(t)})
+	create, _ := json.Marshal(connect.CreateRequest{Name: "intruder", Config: connecttest.OutboxConfig(t)})
 	return []route{
 		{"GET", "/", "/", ""},
 		{"GET", "/connectors", "/connectors?expand=status&expand=info", ""},
@@ -78,7 +79,7 @@ func TestAuthentication(t *testing.T) {
 
 	// A connector to change, RUNNING, with its task.
 	ctx := t.Context()
-	if _, _, err := e.client.PutConnectorConfig(ctx, "outbox", validConfig(t)); err != nil {
+	if _, _, err := e.client.PutConnectorConfig(ctx, "outbox", connecttest.OutboxConfig(t)); err != nil {
 		t.Fatal(err)
 	}
 	e.waitStatus(t, "outbox", connect.StateRunning, connect.StateRunning)

@@ -19,30 +19,13 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
-
-const workerID = "127.0.0.1:8083"
-
-var env = map[string]string{
-	"OUTBOX_DB_HOST": "localhost", "OUTBOX_DB_PORT": "5432", "OUTBOX_DB_USER": "outboxpay",
-	"OUTBOX_DB_PASSWORD": "secret", "OUTBOX_DB_NAME": "outboxpay",
-}
-
-func lookup(name string) (string, bool) { v, ok := env[name]; return v, ok }
-
-// validConfig is connect/outbox-connector.json's config, placeholders kept.
-func validConfig(t *testing.T) map[string]string {
-	t.Helper()
-	req, err := connect.OutboxConnector()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return req.Config
-}
 
 // fakeTask runs until canceled, or returns what fail sends it.
 type fakeTask struct{ fail chan error }
@@ -83,26 +66,13 @@ func newEnvWith(t *testing.T, creds *basicauth.Credentials, clientOpts ...rest.C
 		task := &fakeTask{fail: make(chan error)}
 		e.tasks[name] = task
 		return task, nil
-	}, worker.Options{WorkerID: workerID, Lookup: lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	}, worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
+	runtest.Checked(t, 10*time.Second, w.Run)
 	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{
 		Commit: "abc123", KafkaClusterID: "cluster-1", MaxBodyBytes: 64 << 10, Credentials: creds,
 	}))
 	e.handler = srv.Config.Handler
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
+	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	e.client = rest.NewClient(srv.URL, srv.Client(), clientOpts...)
 	return e
@@ -201,7 +171,7 @@ func (e *testEnv) waitStatus(t *testing.T, name string, want ...string) connect.
 // connector's create body.
 func configJSON(t *testing.T, name string) (config, create string) {
 	t.Helper()
-	c := validConfig(t)
+	c := connecttest.OutboxConfig(t)
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -214,10 +184,10 @@ func configJSON(t *testing.T, name string) (config, create string) {
 func statusJSON(name, conn string, tasks ...string) string {
 	var ts []string
 	for i, s := range tasks {
-		ts = append(ts, fmt.Sprintf(`{"id":%d,"state":%q,"worker_id":%q}`, i, s, workerID))
+		ts = append(ts, fmt.Sprintf(`{"id":%d,"state":%q,"worker_id":%q}`, i, s, connecttest.WorkerID))
 	}
 	return fmt.Sprintf(`{"name":%q,"connector":{"state":%q,"worker_id":%q},"tasks":[%s],"type":"source"}`,
-		name, conn, workerID, strings.Join(ts, ","))
+		name, conn, connecttest.WorkerID, strings.Join(ts, ","))
 }
 
 // Every endpoint, with Kafka Connect's status codes and bodies.
@@ -248,7 +218,7 @@ func TestEndpoints(t *testing.T) {
 	e.expect(t, "GET", "/connectors/outbox/config", "", 200, config)
 	e.expect(t, "GET", "/connectors/outbox/status", "", 200, statusJSON("outbox", "RUNNING", "RUNNING"))
 	e.expect(t, "GET", "/connectors/outbox/tasks", "", 200, fmt.Sprintf(`[{"id":{"connector":"outbox","task":0},"config":%s}]`, tc))
-	e.expect(t, "GET", "/connectors/outbox/tasks/0/status", "", 200, fmt.Sprintf(`{"id":0,"state":"RUNNING","worker_id":%q}`, workerID))
+	e.expect(t, "GET", "/connectors/outbox/tasks/0/status", "", 200, fmt.Sprintf(`{"id":0,"state":"RUNNING","worker_id":%q}`, connecttest.WorkerID))
 	e.expect(t, "GET", "/connectors?expand=status", "", 200,
 		fmt.Sprintf(`{"outbox":{"status":%s}}`, statusJSON("outbox", "RUNNING", "RUNNING")))
 	e.expect(t, "GET", "/connectors?expand=info", "", 200, fmt.Sprintf(`{"outbox":{"info":%s}}`, info))
@@ -258,7 +228,7 @@ func TestEndpoints(t *testing.T) {
 
 	// PUT config: 200 updating, 201 creating.
 	e.expect(t, "PUT", "/connectors/outbox/config", config, 200, info)
-	code, h, body = e.call(t, "PUT", "/connectors/second/config", "application/json", string(mustJSON(validConfig(t))))
+	code, h, body = e.call(t, "PUT", "/connectors/second/config", "application/json", string(mustJSON(connecttest.OutboxConfig(t))))
 	if code != 201 || h.Get("Location") != "/connectors/second" {
 		t.Fatalf("PUT new config: %d %q %s", code, h.Get("Location"), body)
 	}
@@ -279,7 +249,7 @@ func TestEndpoints(t *testing.T) {
 	e.task("outbox").fail <- errors.New("slot outbox_slot is active for another PID")
 	e.waitStatus(t, "outbox", "RUNNING", "FAILED")
 	e.expect(t, "GET", "/connectors/outbox/tasks/0/status", "", 200,
-		fmt.Sprintf(`{"id":0,"state":"FAILED","worker_id":%q,"trace":"slot outbox_slot is active for another PID"}`, workerID))
+		fmt.Sprintf(`{"id":0,"state":"FAILED","worker_id":%q,"trace":"slot outbox_slot is active for another PID"}`, connecttest.WorkerID))
 	e.expect(t, "POST", "/connectors/outbox/restart?onlyFailed=true&includeTasks=true", "", 202,
 		statusJSON("outbox", "RUNNING", "RESTARTING"))
 	e.waitStatus(t, "outbox", "RUNNING", "RUNNING")
@@ -319,7 +289,7 @@ func TestErrors(t *testing.T) {
 	_, create := configJSON(t, "outbox")
 	e.expect(t, "POST", "/connectors", create, 201, "")
 	notFound := `{"error_code":404,"message":"Connector nope not found"}`
-	valid := string(mustJSON(validConfig(t)))
+	valid := string(mustJSON(connecttest.OutboxConfig(t)))
 
 	tests := []struct {
 		name         string
@@ -406,7 +376,7 @@ func TestErrors(t *testing.T) {
 // Kafka Connect reads numbers and booleans in a config as their text.
 func TestConfigValuesCoerced(t *testing.T) {
 	e := newEnv(t)
-	body := strings.Replace(string(mustJSON(validConfig(t))), `"tasks.max":"1"`, `"tasks.max":1`, 1)
+	body := strings.Replace(string(mustJSON(connecttest.OutboxConfig(t))), `"tasks.max":"1"`, `"tasks.max":1`, 1)
 	if !strings.Contains(body, `"tasks.max":1`) {
 		t.Fatal("test config has no tasks.max")
 	}
@@ -437,12 +407,12 @@ func TestClient(t *testing.T) {
 
 	// A name that needs escaping in paths.
 	const name = "orders outbox/1"
-	info, err := c.CreateConnector(ctx, name, validConfig(t))
+	info, err := c.CreateConnector(ctx, name, connecttest.OutboxConfig(t))
 	if err != nil || info.Name != name || info.Config["name"] != name || len(info.Tasks) != 1 || info.Type != "source" {
 		t.Fatalf("CreateConnector = %+v, %v", info, err)
 	}
 	e.waitStatus(t, name, "RUNNING", "RUNNING")
-	_, err = c.CreateConnector(ctx, name, validConfig(t))
+	_, err = c.CreateConnector(ctx, name, connecttest.OutboxConfig(t))
 	var apiErr *rest.APIError
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 409 || apiErr.Message != "Connector orders outbox/1 already exists" {
 		t.Fatalf("second create: %v", err)
@@ -470,16 +440,16 @@ func TestClient(t *testing.T) {
 		t.Fatalf("ConnectorTasks = %+v, %v", tasks, err)
 	}
 	ts, err := c.TaskStatus(ctx, name, 0)
-	if err != nil || ts.ID != 0 || ts.State != "RUNNING" || ts.WorkerID != workerID {
+	if err != nil || ts.ID != 0 || ts.State != "RUNNING" || ts.WorkerID != connecttest.WorkerID {
 		t.Fatalf("TaskStatus = %+v, %v", ts, err)
 	}
 
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["heartbeat.interval.ms"] = "20000"
 	if info, created, err := c.PutConnectorConfig(ctx, name, config); err != nil || created || info.Config["heartbeat.interval.ms"] != "20000" {
 		t.Fatalf("PutConnectorConfig update = %+v, %v, %v", info, created, err)
 	}
-	if _, created, err := c.PutConnectorConfig(ctx, "other", validConfig(t)); err != nil || !created {
+	if _, created, err := c.PutConnectorConfig(ctx, "other", connecttest.OutboxConfig(t)); err != nil || !created {
 		t.Fatalf("PutConnectorConfig create = %v, %v", created, err)
 	}
 	if err := c.DeleteConnector(ctx, "other"); err != nil {

@@ -2,18 +2,15 @@ package rest_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +19,12 @@ import (
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // engineEnv is a worker whose tasks are real CDC engines on a test
 // database, behind the REST API, with everything it logs kept.
@@ -51,7 +33,7 @@ type engineEnv struct {
 	client *rest.Client
 	db     *sql.DB
 	vars   map[string]string // what ${env:...} resolves to: the test database's OUTBOX_DB_*, HOME, PATH
-	logs   *lockedBuffer
+	logs   *logtest.Buffer
 }
 
 func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
@@ -62,8 +44,8 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 		t.Fatal(err)
 	}
 	vars["HOME"], vars["PATH"] = "/home/secret-home", "/opt/secret-path/bin"
-	e := &engineEnv{db: db, vars: vars, logs: &lockedBuffer{}}
-	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := logtest.New()
+	e := &engineEnv{db: db, vars: vars, logs: logs}
 	if factory == nil {
 		factory = func(name string, cfg connect.Config) (worker.Task, error) {
 			// Kafka is never reached: these engines fail or are refused before.
@@ -71,20 +53,12 @@ func newEngineEnv(t *testing.T, factory worker.TaskFactory) *engineEnv {
 		}
 	}
 	w := worker.New(db, factory, worker.Options{
-		WorkerID: workerID, Logger: logger,
+		WorkerID: connecttest.WorkerID, Logger: logger,
 		Lookup: func(name string) (string, bool) { v, ok := vars[name]; return v, ok },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	runtest.Checked(t, time.Minute, w.Run)
 	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{Logger: logger}))
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	t.Cleanup(srv.Close)
 	e.url, e.client = srv.URL, rest.NewClient(srv.URL, srv.Client())
 	return e
 }
@@ -153,7 +127,7 @@ func TestConfigWithArbitrarySQLIsRefused(t *testing.T) {
 		`CREATE TABLE pwned ()`,
 	}
 	for _, q := range queries {
-		config := validConfig(t)
+		config := connecttest.OutboxConfig(t)
 		config["heartbeat.interval.ms"] = "100"
 		config["heartbeat.action.query"] = q
 		status, msg := e.put(t, "evil", config)
@@ -189,7 +163,7 @@ func TestConfigWithArbitrarySQLIsRefused(t *testing.T) {
 func TestEnvReferencesOutsideTheAllowlist(t *testing.T) {
 	e := newEngineEnv(t, nil)
 	message := func(name string) string {
-		config := validConfig(t)
+		config := connecttest.OutboxConfig(t)
 		config["database.password"] = "${env:" + name + "}"
 		status, msg := e.put(t, "outbox", config)
 		if status != http.StatusBadRequest || !strings.Contains(msg, "database.password") {
@@ -203,7 +177,7 @@ func TestEnvReferencesOutsideTheAllowlist(t *testing.T) {
 		t.Fatalf("answers differ for set and unset names:\n%s\n%s\n%s", home, path, unset)
 	}
 
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.port"] = "${env:OUTBOX_DB_HOST}"
 	config["slot.name"] = "${env:OUTBOX_DB_HOST}"
 	status, msg := e.put(t, "outbox", config)
@@ -223,7 +197,7 @@ func TestLiteralPasswordIsHidden(t *testing.T) {
 	e := newEngineEnv(t, func(name string, cfg connect.Config) (worker.Task, error) {
 		return &fakeTask{fail: make(chan error)}, nil
 	})
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.password"] = password
 	info, _, err := e.client.PutConnectorConfig(t.Context(), "outbox", config)
 	if err != nil {
@@ -271,7 +245,7 @@ func TestLiteralPasswordIsHidden(t *testing.T) {
 func TestFailedTaskTraceHidesTheDatabase(t *testing.T) {
 	const password = "hunter2-Secret"
 	e := newEngineEnv(t, nil)
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.user"] = "no_such_role"
 	config["database.password"] = password
 	config["errors.max.retries"] = "0"

@@ -17,31 +17,13 @@ import (
 
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/worker"
+	"github.com/outboxpay/outboxpay/internal/kit/connecttest"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
-
-const workerID = "127.0.0.1:8083"
-
-// env is what the tests' Lookup knows.
-var env = map[string]string{
-	"OUTBOX_DB_HOST": "localhost", "OUTBOX_DB_PORT": "5432", "OUTBOX_DB_USER": "outboxpay",
-	"OUTBOX_DB_PASSWORD": "secret", "OUTBOX_DB_NAME": "outboxpay",
-}
-
-func lookup(name string) (string, bool) { v, ok := env[name]; return v, ok }
-
-// validConfig is connect/outbox-connector.json's config, placeholders kept.
-func validConfig(t *testing.T) map[string]string {
-	t.Helper()
-	req, err := connect.OutboxConnector()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return req.Config
-}
 
 // fakeTask blocks until its context is canceled or fail receives an error.
 type fakeTask struct {
@@ -177,24 +159,8 @@ type harness struct {
 
 func start(t *testing.T, db *sql.DB, f *fakes) *harness {
 	t.Helper()
-	w := worker.New(db, f.factory, worker.Options{WorkerID: workerID, Lookup: lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return after its context was canceled")
-			}
-		})
-	}
+	w := worker.New(db, f.factory, worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
+	stop := runtest.Checked(t, 10*time.Second, w.Run)
 	t.Cleanup(func() {
 		stop()
 		if n := f.activeRuns(); n != 0 {
@@ -215,7 +181,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) create(t *testing.T, name string) *fakeTask {
 	t.Helper()
-	if _, err := h.w.Create(t.Context(), name, validConfig(t)); err != nil {
+	if _, err := h.w.Create(t.Context(), name, connecttest.OutboxConfig(t)); err != nil {
 		t.Fatalf("create %s: %v", name, err)
 	}
 	h.waitState(t, name, connect.StateRunning, connect.StateRunning)
@@ -277,7 +243,7 @@ func canceled(ctx context.Context) bool { return ctx.Err() != nil }
 
 func TestCreateRunsTheTaskAndPersistsTheRawConfig(t *testing.T) {
 	h := newHarness(t)
-	info, err := h.w.Create(t.Context(), "outbox", validConfig(t))
+	info, err := h.w.Create(t.Context(), "outbox", connecttest.OutboxConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +253,7 @@ func TestCreateRunsTheTaskAndPersistsTheRawConfig(t *testing.T) {
 		t.Fatalf("info = %+v", info)
 	}
 	st := h.waitState(t, "outbox", connect.StateRunning, connect.StateRunning)
-	if st.Connector.WorkerID != workerID || st.Tasks[0].WorkerID != workerID || st.Type != "source" {
+	if st.Connector.WorkerID != connecttest.WorkerID || st.Tasks[0].WorkerID != connecttest.WorkerID || st.Type != "source" {
 		t.Fatalf("status = %+v", st)
 	}
 	task := h.fakes.last(t, "outbox")
@@ -305,7 +271,7 @@ func TestCreateRunsTheTaskAndPersistsTheRawConfig(t *testing.T) {
 	if err != nil || len(tasks) != 1 || tasks[0].Config["task.class"] != worker.TaskClass {
 		t.Fatalf("Tasks = %+v, %v", tasks, err)
 	}
-	if _, err := h.w.Create(t.Context(), "outbox", validConfig(t)); !errors.Is(err, worker.ErrExists) {
+	if _, err := h.w.Create(t.Context(), "outbox", connecttest.OutboxConfig(t)); !errors.Is(err, worker.ErrExists) {
 		t.Fatalf("second create: %v, want ErrExists", err)
 	}
 }
@@ -332,7 +298,7 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			config := validConfig(t)
+			config := connecttest.OutboxConfig(t)
 			tt.edit(config)
 			check := func(op string, err error) {
 				t.Helper()
@@ -464,7 +430,7 @@ func TestFailures(t *testing.T) {
 
 	// A factory error fails the connector, which has no tasks then.
 	h.fakes.setFactoryErr(errors.New("cannot reach the database"))
-	if _, err := h.w.Create(t.Context(), "broken", validConfig(t)); err != nil {
+	if _, err := h.w.Create(t.Context(), "broken", connecttest.OutboxConfig(t)); err != nil {
 		t.Fatal(err)
 	}
 	st = h.waitState(t, "broken", connect.StateFailed)
@@ -522,7 +488,7 @@ func TestRestart(t *testing.T) {
 				h.waitState(t, name, R, F)
 			case cf:
 				h.fakes.setFactoryErr(errors.New("no"))
-				if _, err := h.w.Create(t.Context(), name, validConfig(t)); err != nil {
+				if _, err := h.w.Create(t.Context(), name, connecttest.OutboxConfig(t)); err != nil {
 					t.Fatal(err)
 				}
 				h.waitState(t, name, F)
@@ -599,7 +565,7 @@ func TestRestartTask(t *testing.T) {
 func TestPutConfig(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	info, created, err := h.w.PutConfig(ctx, "outbox", config)
 	if err != nil || !created || info.Name != "outbox" {
 		t.Fatalf("PutConfig new = %+v, %v, %v", info, created, err)
@@ -686,7 +652,7 @@ func TestRestoresTargetStatesOnRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.stop()
-	if _, err := first.w.Create(ctx, "late", validConfig(t)); !errors.Is(err, worker.ErrNotRunning) {
+	if _, err := first.w.Create(ctx, "late", connecttest.OutboxConfig(t)); !errors.Is(err, worker.ErrNotRunning) {
 		t.Fatalf("Create after Run returned: %v, want ErrNotRunning", err)
 	}
 
@@ -710,7 +676,7 @@ func TestRestoresTargetStatesOnRun(t *testing.T) {
 // start-up instead of the worker.
 func TestRunFailsAConnectorWhoseEnvIsGone(t *testing.T) {
 	db, _ := pgtest.NewDB(t)
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["name"] = "outbox"
 	config["database.user"] = "${env:GONE}"
 	doc, _ := json.Marshal(config)
@@ -748,7 +714,7 @@ func TestNoGoroutineLeaks(t *testing.T) {
 			case 3:
 				err = h.w.RestartTask(ctx, n, 0)
 			case 4:
-				config := validConfig(t)
+				config := connecttest.OutboxConfig(t)
 				config["heartbeat.interval.ms"] = fmt.Sprint(1000 + i)
 				_, _, err = h.w.PutConfig(ctx, n, config)
 			}
@@ -784,12 +750,9 @@ func (panicTask) Run(context.Context) error { panic("boom") }
 func TestPanicTraceHasNoStack(t *testing.T) {
 	db, _ := pgtest.NewDB(t)
 	w := worker.New(db, func(string, connect.Config) (worker.Task, error) { return panicTask{}, nil },
-		worker.Options{WorkerID: workerID, Lookup: lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	if _, err := w.Create(t.Context(), "outbox", validConfig(t)); err != nil {
+		worker.Options{WorkerID: connecttest.WorkerID, Lookup: connecttest.Lookup})
+	runtest.Background(t, w.Run)
+	if _, err := w.Create(t.Context(), "outbox", connecttest.OutboxConfig(t)); err != nil {
 		t.Fatal(err)
 	}
 	var st connect.ConnectorStatus
@@ -806,7 +769,7 @@ func TestPanicTraceHasNoStack(t *testing.T) {
 // keeps it.
 func TestConfigHidesALiteralPassword(t *testing.T) {
 	h := newHarness(t)
-	config := validConfig(t)
+	config := connecttest.OutboxConfig(t)
 	config["database.password"] = "hunter2"
 	if _, err := h.w.Create(t.Context(), "outbox", config); err != nil {
 		t.Fatal(err)
@@ -835,7 +798,7 @@ func TestConfigHidesALiteralPassword(t *testing.T) {
 		t.Fatalf("after a put of the shown config, stored %v", stored)
 	}
 	// A connector with no stored password cannot take [hidden].
-	other := validConfig(t)
+	other := connecttest.OutboxConfig(t)
 	other["database.password"] = worker.HiddenPassword
 	_, _, err = h.w.PutConfig(t.Context(), "other", other)
 	var ce connect.ConfigError

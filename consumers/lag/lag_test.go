@@ -23,6 +23,9 @@ import (
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/migrations"
 )
@@ -39,7 +42,7 @@ const (
 
 func TestConsumerGroupLag(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	bootstrap := kc.Bootstrap()
 
@@ -55,7 +58,7 @@ func TestConsumerGroupLag(t *testing.T) {
 
 	// "stock" reads all 10 order records (and the DLQ record) but commits
 	// only 4 of them: offsets 0-2 of partition 0 and offset 0 of partition 1.
-	stock := newConsumer(t, bootstrap, "stock")
+	stock := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "stock")
 	if err := stock.SubscribeTopics([]string{orderTopic, orderDLQ}, nil); err != nil {
 		t.Fatalf("subscribe stock: %v", err)
 	}
@@ -75,13 +78,13 @@ func TestConsumerGroupLag(t *testing.T) {
 
 	// "data-platform" has caught up with the order topic (and committed on a
 	// topic that is not reported), and has no members any more.
-	dp := newConsumer(t, bootstrap, "data-platform")
+	dp := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "data-platform")
 	commitOffsets(t, dp, map[string][]int64{orderTopic: {5, 3, 2}, otherTopic: {1}})
 	dp.Close()
 
 	// "outbox-tracker" is subscribed to the payment topic and has committed
 	// nothing: its lag is the whole retained log.
-	tracker := newConsumer(t, bootstrap, "outbox-tracker")
+	tracker := kafkatest.NewConsumer(t, kafkaclient.Config{Bootstrap: bootstrap}, "outbox-tracker")
 	if err := tracker.SubscribeTopics([]string{paymentTopic}, nil); err != nil {
 		t.Fatalf("subscribe tracker: %v", err)
 	}
@@ -167,18 +170,14 @@ func TestConsumerGroupLagUnderACLs(t *testing.T) {
 	for _, p := range kafkaclient.Principals() {
 		sasl.Users[p] = p + "-pw"
 	}
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{SASL: sasl})
-	if err != nil {
-		t.Fatalf("start kafka: %v", err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{SASL: sasl})
 	as := func(p string) kafkaclient.Config {
 		return kafkaclient.Config{Bootstrap: kc.Bootstrap()}.WithUser(sasl.Mechanism, p, sasl.Users[p])
 	}
 	db, _ := pgtest.NewDB(t)
 
 	produceAs(t, as(kafkaclient.PrincipalConnector), map[string][]int{orderTopic: {2, 1, 0}})
-	commitOffsets(t, newConsumerAs(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
+	commitOffsets(t, kafkatest.NewConsumer(t, as("stock"), "stock"), map[string][]int64{orderTopic: {1, 1, 0}})
 
 	c := newCollector(t, lag.Options{DB: db, Kafka: as(kafkaclient.PrincipalReconciler)})
 	waitSeries(t, c, "outboxpay_consumer_group_lag", map[string]float64{
@@ -190,7 +189,7 @@ func TestConsumerGroupLagUnderACLs(t *testing.T) {
 
 func TestOutboxRows(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 
@@ -252,7 +251,7 @@ outboxpay_outbox_rows{status="PUBLISHED"} 1
 func TestReplicationSlots(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, url := pgtest.NewDB(t)
 	slot := createSlot(t, db, "lag_test")
 
@@ -348,7 +347,7 @@ SELECT pg_wal_lsn_diff(confirmed_flush_lsn, $2::pg_lsn) >= 0 FROM pg_replication
 
 func TestKafkaUnreachable(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	db, _ := pgtest.NewDB(t)
 	insertOutboxRow(t, db, "INIT", "5 minutes")
 	produce(t, kc.Bootstrap(), map[string][]int{orderTopic: {1, 1, 1}})
@@ -401,7 +400,7 @@ func TestKafkaUnreachable(t *testing.T) {
 
 func TestPostgresUnreachable(t *testing.T) {
 	t.Parallel()
-	kc := startKafka(t)
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	_, url := pgtest.NewDB(t)
 	produce(t, kc.Bootstrap(), map[string][]int{orderTopic: {2, 0, 0}})
 
@@ -457,26 +456,11 @@ func TestNewAndClose(t *testing.T) {
 	}
 }
 
-// startKafka starts an in-memory cluster for the test.
-func startKafka(t *testing.T) *kafkacluster.Cluster {
-	t.Helper()
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatalf("start kafka: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := kc.Close(); err != nil {
-			t.Errorf("close kafka: %v", err)
-		}
-	})
-	return kc
-}
-
 // newCollector creates a collector that logs to the test and is closed
 // when the test ends.
 func newCollector(t *testing.T, opts lag.Options) *lag.Collector {
 	t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	opts.Logger = logtest.T(t, slog.LevelInfo)
 	c, err := lag.New(opts)
 	if err != nil {
 		t.Fatalf("new collector: %v", err)
@@ -553,34 +537,6 @@ func deleteRecordsBefore(t *testing.T, bootstrap, topic string, partition int32,
 			t.Fatalf("delete records of %v: %v", r.TopicPartition, r.TopicPartition.Error)
 		}
 	}
-}
-
-// newConsumer creates a consumer of the group that commits only when told
-// to, closed when the test ends.
-func newConsumer(t *testing.T, bootstrap, group string) *kafka.Consumer {
-	t.Helper()
-	return newConsumerAs(t, kafkaclient.Config{Bootstrap: bootstrap}, group)
-}
-
-// newConsumerAs is newConsumer as kc's principal.
-func newConsumerAs(t *testing.T, kc kafkaclient.Config, group string) *kafka.Consumer {
-	t.Helper()
-	cm := kc.ConfigMap()
-	for k, v := range (kafka.ConfigMap{
-		"group.id":             group,
-		"auto.offset.reset":    "earliest",
-		"enable.auto.commit":   false,
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-	}) {
-		cm[k] = v
-	}
-	c, err := kafka.NewConsumer(&cm)
-	if err != nil {
-		t.Fatalf("new consumer of %s: %v", group, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // readN reads n records.
@@ -751,12 +707,4 @@ func format(series map[string]float64) string {
 		fmt.Fprintf(&b, "  %s %v\n", k, series[k])
 	}
 	return b.String()
-}
-
-// testWriter writes log lines to the test's output.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

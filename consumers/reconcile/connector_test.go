@@ -16,6 +16,8 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // requestLog records the requests an HTTP handler served.
@@ -64,16 +66,8 @@ func (r *rig) startConnect() (*rest.Client, *requestLog) {
 
 	log := &requestLog{}
 	srv := httptest.NewServer(log.wrap(rest.NewServer(w, rest.ServerOptions{Logger: logger})))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	r.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			r.t.Errorf("worker: %v", err)
-		}
-		srv.Close()
-	})
+	r.t.Cleanup(srv.Close)
+	runtest.Checked(r.t, time.Minute, w.Run)
 	return rest.NewClient(srv.URL, srv.Client()), log
 }
 
@@ -167,7 +161,7 @@ func TestRestartsFailedConnector(t *testing.T) {
 		err = r.db.QueryRow(`SELECT active AND confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
 		return err == nil && active, nil
 	})
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRestartConnector); v != 2 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRestartConnector); v != 2 {
 		t.Errorf("restart_connector actions %v, want 2", v)
 	}
 

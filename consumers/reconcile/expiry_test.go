@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
 )
 
 // TestExpiry: the reconciler (as outboxpay_worker) marks ORDERED orders
@@ -12,15 +14,7 @@ import (
 // other orders, balances and stock stay as they were.
 func TestExpiry(t *testing.T) {
 	r := newRig(t)
-	var user, detail int64
-	if err := r.db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', 7000) RETURNING id`).Scan(&user); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.db.QueryRow(`WITH p AS (INSERT INTO products (name) VALUES ('p') RETURNING id)
-		INSERT INTO product_details (product_id, option, price, stock) SELECT id, 'one', 100, 5 FROM p RETURNING id`).
-		Scan(&detail); err != nil {
-		t.Fatal(err)
-	}
+	user, detail := pgtest.NewUser(t, r.db, 7000), pgtest.NewProductDetail(t, r.db, 100, 5)
 	insert := func(n int, status, age string) {
 		t.Helper()
 		if _, err := r.db.Exec(`
@@ -81,7 +75,7 @@ func TestExpiry(t *testing.T) {
 	if balance != 7000 || stock != 5 {
 		t.Errorf("balance %d and stock %d after expiry, want 7000 and 5", balance, stock)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionExpireOrder); v != 2500 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionExpireOrder); v != 2500 {
 		t.Errorf("expire_order actions %v, want 2500", v)
 	}
 	if rep, err = rc.RunOnce(t.Context()); err != nil || rep.Expired != 0 {

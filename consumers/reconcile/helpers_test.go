@@ -1,12 +1,9 @@
 package reconcile_test
 
 import (
-	"context"
 	"database/sql"
 	"log/slog"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +17,9 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -45,11 +44,7 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	db, url := pgtest.NewDB(t)
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	pub, err := reconcile.NewKafkaPublisher(kafkaclient.Config{Bootstrap: kc.Bootstrap()}, map[string]any{"broker.address.family": "v4"})
 	if err != nil {
 		t.Fatal(err)
@@ -217,62 +212,7 @@ func assertRecord(t *testing.T, got *kafka.Message, want event.Record) {
 	}
 }
 
-// metric returns the value of a counter or gauge, or the sample count of a
-// histogram, whose labels include the given ones; 0 if absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum
-}
-
-// runInBackground runs rc.Run until the returned stop is called (or the
-// test ends); stop returns Run's error.
-func runInBackground(t *testing.T, rc *reconcile.Reconciler) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rc.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 // testLogger logs to the test's output.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return logtest.T(t, slog.LevelDebug)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // leaderConfig is fast: cycles 50ms apart, rows republished every 200ms,
@@ -25,18 +27,22 @@ func TestOnlyOneLeaderActs(t *testing.T) {
 	r.insert(1)
 	a, regA := r.reconciler(leaderConfig, nil)
 	b, regB := r.reconciler(leaderConfig, nil)
-	actions := func(reg *prometheus.Registry) float64 { return metric(t, reg, "outboxpay_reconciler_actions_total") }
-	cycles := func(reg *prometheus.Registry) float64 { return metric(t, reg, "outboxpay_reconciler_cycle_seconds") }
+	actions := func(reg *prometheus.Registry) float64 {
+		return promtest.Value(t, reg, "outboxpay_reconciler_actions_total")
+	}
+	cycles := func(reg *prometheus.Registry) float64 {
+		return promtest.Value(t, reg, "outboxpay_reconciler_cycle_seconds")
+	}
 	leaders := func() (float64, float64) {
-		return metric(t, regA, "outboxpay_reconciler_leader"), metric(t, regB, "outboxpay_reconciler_leader")
+		return promtest.Value(t, regA, "outboxpay_reconciler_leader"), promtest.Value(t, regB, "outboxpay_reconciler_leader")
 	}
 
-	stopA := runInBackground(t, a)
+	stopA := runtest.Background(t, a.Run)
 	eventually.True(t, 10*time.Second, "a leads", func() (bool, error) {
 		la, _ := leaders()
 		return la == 1, nil
 	})
-	runInBackground(t, b)
+	runtest.Background(t, b.Run)
 	// While a leads, b stands by: it runs no cycle and does nothing, for
 	// many of a's cycles.
 	cyclesA := cycles(regA)
@@ -64,7 +70,7 @@ func TestOnlyOneLeaderActs(t *testing.T) {
 	afterA := actions(regA)
 	eventually.True(t, 20*time.Second, "b takes over and republishes", func() (bool, error) {
 		_, lb := leaders()
-		return lb == 1 && metric(t, regB, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRepublishInit) >= 2, nil
+		return lb == 1 && promtest.Value(t, regB, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRepublishInit) >= 2, nil
 	})
 	if n := actions(regA); n != afterA {
 		t.Errorf("a acted after its Run returned: %v -> %v", afterA, n)
@@ -76,7 +82,7 @@ func TestOnlyOneLeaderActs(t *testing.T) {
 func TestLockConnectionLossStandsBy(t *testing.T) {
 	r := newRig(t)
 	rc, reg := r.reconciler(leaderConfig, nil)
-	runInBackground(t, rc)
+	runtest.Background(t, rc.Run)
 
 	lockHolder := func() (int, error) {
 		var pid int
@@ -94,9 +100,9 @@ func TestLockConnectionLossStandsBy(t *testing.T) {
 
 	eventually.True(t, 10*time.Second, "lock loss noticed and the lock taken again", func() (bool, error) {
 		pid, err := lockHolder()
-		return err == nil && pid != first && metric(t, reg, "outboxpay_reconciler_errors_total", "step", "lock") >= 1, nil
+		return err == nil && pid != first && promtest.Value(t, reg, "outboxpay_reconciler_errors_total", "step", "lock") >= 1, nil
 	})
 	eventually.True(t, 10*time.Second, "leading again", func() (bool, error) {
-		return metric(t, reg, "outboxpay_reconciler_leader") == 1, nil
+		return promtest.Value(t, reg, "outboxpay_reconciler_leader") == 1, nil
 	})
 }

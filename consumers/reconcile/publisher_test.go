@@ -10,17 +10,14 @@ import (
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 )
 
 // Publish waits while the producer's queue is full and delivers every
 // record, each on the partition Kafka's Java producer picks for its key.
 func TestPublishThroughAFullQueue(t *testing.T) {
-	kc, err := kafkacluster.Start(t.Context(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kc.Close() })
+	kc := kafkaclustertest.Start(t, kafkacluster.Options{})
 	pub, err := reconcile.NewKafkaPublisher(kafkaclient.Config{Bootstrap: kc.Bootstrap()},
 		map[string]any{"broker.address.family": "v4", "queue.buffering.max.messages": 2})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/reconcile"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
@@ -77,7 +79,7 @@ func TestRepublishesStuckInitRows(t *testing.T) {
 			t.Errorf("row %s: attempts %d, want 2", m.ID, s.Attempts)
 		}
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRepublishInit); v != float64(2*len(stuck)) {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionRepublishInit); v != float64(2*len(stuck)) {
 		t.Errorf("republish_init actions %v, want %d", v, 2*len(stuck))
 	}
 }
@@ -161,10 +163,10 @@ func TestMarksRowsFailedAfterMaxAttempts(t *testing.T) {
 	if s := r.row(untouched[0]); s.Status != "INIT" || s.Attempts != 0 {
 		t.Errorf("fresh row: %+v", s)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_failed_rows"); v != 3 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_failed_rows"); v != 3 {
 		t.Errorf("failed_rows gauge %v, want 3", v)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionMarkFailed); v != 3 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionMarkFailed); v != 3 {
 		t.Errorf("mark_failed actions %v, want 3", v)
 	}
 
@@ -176,7 +178,7 @@ func TestMarksRowsFailedAfterMaxAttempts(t *testing.T) {
 	if _, err := rc.RunOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_failed_rows"); v != 2 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_failed_rows"); v != 2 {
 		t.Errorf("failed_rows gauge %v after one FAILED row completed, want 2", v)
 	}
 }
@@ -196,7 +198,7 @@ func TestRunRepublishesThenGivesUp(t *testing.T) {
 		MaxAttempts:         3,
 	}
 	rc, reg := r.reconciler(cfg, nil)
-	stop := runInBackground(t, rc)
+	stop := runtest.Background(t, rc.Run)
 
 	eventually.True(t, 20*time.Second, "rows FAILED", func() (bool, error) {
 		return r.row(msgs[0]).Status == "FAILED" && r.row(msgs[1]).Status == "FAILED", nil
@@ -220,15 +222,15 @@ func TestRunRepublishesThenGivesUp(t *testing.T) {
 		}
 	}
 	eventually.True(t, 5*time.Second, "failed_rows gauge", func() (bool, error) {
-		return metric(t, reg, "outboxpay_reconciler_failed_rows") == 2, nil
+		return promtest.Value(t, reg, "outboxpay_reconciler_failed_rows") == 2, nil
 	})
-	if v := metric(t, reg, "outboxpay_reconciler_leader"); v != 1 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_leader"); v != 1 {
 		t.Errorf("leader gauge %v while running alone, want 1", v)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_leader"); v != 0 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_leader"); v != 0 {
 		t.Errorf("leader gauge %v after Run returned, want 0", v)
 	}
 }
@@ -262,7 +264,7 @@ func TestRetentionDeletesOldCompleteRowsInBatches(t *testing.T) {
 	if complete != 7 || others != 8 {
 		t.Errorf("left %d COMPLETE and %d other rows, want 7 and 8", complete, others)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionDeleteComplete); v != 2500 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionDeleteComplete); v != 2500 {
 		t.Errorf("delete_complete actions %v, want 2500", v)
 	}
 	if rep, err = rc.RunOnce(t.Context()); err != nil || rep.Deleted != 0 {
@@ -299,7 +301,7 @@ func TestRetentionDeletesExpiredIdempotencyKeysInBatches(t *testing.T) {
 	if expired != 0 || kept != 10 {
 		t.Errorf("left %d expired and %d unexpired keys, want 0 and 10", expired, kept)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionDeleteIdempotencyKeys); v != 2500 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_actions_total", "action", reconcile.ActionDeleteIdempotencyKeys); v != 2500 {
 		t.Errorf("delete_idempotency_keys actions %v, want 2500", v)
 	}
 	if rep, err = rc.RunOnce(t.Context()); err != nil || rep.KeysDeleted != 0 {
@@ -323,10 +325,10 @@ func TestUnreachableConnectIsCountedAndTheCycleGoesOn(t *testing.T) {
 	if rep.StuckInit != 2 || rep.RepublishedInit != 2 || rep.RestartedConnector {
 		t.Fatalf("report %+v, want 2 stuck rows republished and no restart", rep)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_errors_total", "step", "connector"); v != 1 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_errors_total", "step", "connector"); v != 1 {
 		t.Errorf("connector errors %v, want 1", v)
 	}
-	if v := metric(t, reg, "outboxpay_reconciler_cycle_seconds"); v != 1 {
+	if v := promtest.Value(t, reg, "outboxpay_reconciler_cycle_seconds"); v != 1 {
 		t.Errorf("%v cycles observed, want 1", v)
 	}
 }

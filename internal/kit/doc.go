@@ -2,7 +2,8 @@
 // product: a private Postgres (pgcluster) and an embedded Kafka
 // (kafkacluster) for `outboxpay dev` and the tests, the mock external data
 // platform (platformmock), the development token issuer (devtoken), test
-// harnesses (pgtest, kafkatest, eventually) and the chaos harness (chaos).
+// harnesses and fixtures (pgtest, kafkatest, kafkaclustertest, connecttest,
+// eventually, logtest, promtest, runtest) and the chaos harness (chaos).
 //
 // Imports point one way: the product (api, internal/shop, internal/outbox,
 // connect, consumers, migrations, ...) never imports the kit; cmd/ does, to

@@ -24,17 +24,7 @@ func TestRefundLandsAboveTheCap(t *testing.T) {
 	api := shop.New(apiDB)
 
 	const price = 5_000
-	var user, product, detail int64
-	if err := db.QueryRow(`INSERT INTO users (name, balance) VALUES ('capped', $1) RETURNING id`, int64(price)).Scan(&user); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`INSERT INTO products (name) VALUES ('p') RETURNING id`).Scan(&product); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`INSERT INTO product_details (product_id, option, price, stock) VALUES ($1, 'one', $2, 1) RETURNING id`,
-		product, int64(price)).Scan(&detail); err != nil {
-		t.Fatal(err)
-	}
+	user, detail := pgtest.NewUser(t, db, price), pgtest.NewProductDetail(t, db, price, 1)
 	o, err := api.PlaceOrder(ctx, user, []shop.OrderLine{{ProductDetailID: detail, Quantity: 1}})
 	if err != nil {
 		t.Fatal(err)

@@ -21,21 +21,8 @@ func TestIdempotencyKeyPerUserAndFingerprint(t *testing.T) {
 	workerDB, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
 	api := shop.New(apiDB)
 
-	var product, detail int64
-	if err := db.QueryRow(`INSERT INTO products (name) VALUES ('p') RETURNING id`).Scan(&product); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`INSERT INTO product_details (product_id, option, price, stock) VALUES ($1, 'one', 100, 100) RETURNING id`,
-		product).Scan(&detail); err != nil {
-		t.Fatal(err)
-	}
-	newUser := func() int64 {
-		var id int64
-		if err := db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', 1000) RETURNING id`).Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	detail := pgtest.NewProductDetail(t, db, 100, 100)
+	newUser := func() int64 { return pgtest.NewUser(t, db, 1000) }
 	newOrder := func(user int64) int64 {
 		o, err := api.PlaceOrder(ctx, user, []shop.OrderLine{{ProductDetailID: detail, Quantity: 1}})
 		if err != nil {

@@ -207,3 +207,44 @@ func fileHas(path, s string) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && bytes.Contains(b, []byte(s))
 }
+
+// poll returns once the condition holds, and otherwise, when its timeout
+// passes or its context ends, an error naming what it awaited and the
+// condition's last error.
+func TestPoll(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		trueOn  int // the call on which the condition first holds; 0: never
+		wantErr []string
+	}{
+		{"at once", context.Background(), 1, nil},
+		{"on the third call", context.Background(), 3, nil},
+		{"never", context.Background(), 0, []string{"the thing: not within 1s", "last error: call"}},
+		{"context ended", canceled, 0, []string{"the thing: not within 1s", "last error: call 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := poll(tc.ctx, time.Second, "the thing", func() (bool, error) {
+				calls++
+				return calls == tc.trueOn, fmt.Errorf("call %d", calls)
+			})
+			if tc.wantErr == nil {
+				if err != nil || calls != tc.trueOn {
+					t.Fatalf("poll: %v after %d calls, want nil after %d", err, calls, tc.trueOn)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("poll: nil after %d calls, want an error", calls)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("poll: %q, want it to hold %q", err, want)
+				}
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/api"
@@ -258,32 +259,37 @@ func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]a
 // Postgres restarting) and 429 (the API's rate limit per token user, which
 // the load stays far below: a few requests/s spread over 40 users against
 // 50/s with bursts of 100 each; a 429 waits its Retry-After) for up to two
-// minutes. ok is false when no definite answer came.
+// minutes, or until ctx ends. ok is false when no definite answer came.
 func (l *load) retry(ctx context.Context, method, url string, body any, headers map[string]string) (int, []byte, bool) {
-	deadline := time.Now().Add(2 * time.Minute)
-	wait := 100 * time.Millisecond
-	for {
+	type answer struct {
+		status int
+		body   []byte
+	}
+	got, err := backoff.Retry(ctx, func() (answer, error) {
 		status, header, resp, err := send(ctx, l.client, method, url, body, headers)
-		if err == nil && status < 500 && status != http.StatusTooManyRequests {
-			if status == http.StatusUnauthorized || status == http.StatusForbidden {
-				l.stats.authRefused.Add(1)
-			}
-			return status, resp, true
-		}
-		pause := wait
-		wait = min(2*wait, 2*time.Second)
-		if err == nil && status == http.StatusTooManyRequests {
+		switch {
+		case err != nil:
+			return answer{}, err
+		case status == http.StatusTooManyRequests:
 			l.stats.rateLimited.Add(1)
 			if after, ok := retryAfter(header); ok {
-				pause = after
+				return answer{}, backoff.RetryAfter(int(after / time.Second))
 			}
+			return answer{}, fmt.Errorf("%s %s: %d", method, url, status)
+		case status >= 500:
+			return answer{}, fmt.Errorf("%s %s: %d", method, url, status)
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			l.stats.authRefused.Add(1)
 		}
-		if time.Now().Add(pause).After(deadline) {
-			return 0, nil, false
-		}
-		l.stats.retries.Add(1)
-		time.Sleep(pause)
+		return answer{status, resp}, nil
+	},
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second}),
+		backoff.WithMaxElapsedTime(2*time.Minute),
+		backoff.WithNotify(func(error, time.Duration) { l.stats.retries.Add(1) }))
+	if err != nil {
+		return 0, nil, false
 	}
+	return got.status, got.body, true
 }
 
 // retryAfter is a Retry-After header's delay in seconds (RFC 9110), at

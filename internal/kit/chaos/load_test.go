@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -53,6 +54,40 @@ func TestRetryWaitsRetryAfterOn429(t *testing.T) {
 	}
 	if gap := arrivals[1].Sub(arrivals[0]); gap < time.Second {
 		t.Errorf("retried %v after the 429, want at least its Retry-After of 1s", gap)
+	}
+}
+
+// A retry stops when its context ends, without waiting out its two
+// minutes of retries (an interrupted run's load must stop at once).
+func TestRetryStopsWithItsContext(t *testing.T) {
+	arrived := make(chan struct{}, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	l := &load{client: srv.Client()}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		status int
+		ok     bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, _, ok := l.retry(ctx, "POST", srv.URL+"/orders", map[string]any{}, nil)
+		done <- result{status, ok}
+	}()
+	<-arrived
+	<-arrived // retried once: the 503 is not an answer
+	cancel()
+	select {
+	case r := <-done:
+		if r.ok {
+			t.Errorf("retry = %d, true after its context ended; want no definite answer", r.status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("retry still going 10s after its context ended")
 	}
 }
 

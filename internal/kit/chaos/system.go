@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/outboxpay/outboxpay/connect/rest"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/event"
@@ -448,21 +450,20 @@ func joinInts(ns []int) string {
 func poll(ctx context.Context, timeout time.Duration, what string, f func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
 	var last error
-	for {
+	notYet := errors.New("not yet")
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		ok, err := f()
-		if ok {
-			return nil
-		}
 		if err != nil {
 			last = err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: not within %v (last error: %v)", what, timeout, last)
-		case <-tick.C:
+		if !ok {
+			return struct{}{}, notYet
 		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(250*time.Millisecond)), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("%s: not within %v (last error: %v)", what, timeout, last)
 	}
+	return nil
 }

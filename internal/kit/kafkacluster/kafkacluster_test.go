@@ -119,6 +119,25 @@ func newConsumer(t *testing.T, bootstrap, group string, extra kafka.ConfigMap) *
 	return c
 }
 
+// subscribed is newConsumer subscribed to topic.
+func subscribed(t *testing.T, bootstrap, group, topic string, extra kafka.ConfigMap) *kafka.Consumer {
+	t.Helper()
+	c := newConsumer(t, bootstrap, group, extra)
+	if err := c.SubscribeTopics([]string{topic}, nil); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	return c
+}
+
+// checkTopic reads topic from the start as a new group and checks that it
+// holds exactly recs (checkConsumed) and no more (checkRecordCount).
+func checkTopic(t *testing.T, bootstrap, group, topic string, recs []record, partitions int32) {
+	t.Helper()
+	c := subscribed(t, bootstrap, group, topic, nil)
+	checkConsumed(t, recs, consume(t, c, len(recs)), partitions)
+	checkRecordCount(t, c, topic, partitions, int64(len(recs)))
+}
+
 func newAdmin(t *testing.T, bootstrap string) *kafka.AdminClient {
 	t.Helper()
 	a, err := kafka.NewAdminClient(clientConfig(bootstrap, nil))
@@ -449,10 +468,7 @@ func TestProduceConsumeAdmin(t *testing.T) {
 		}
 	}
 
-	cons := newConsumer(t, c.Bootstrap(), group, nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	cons := subscribed(t, c.Bootstrap(), group, topic, nil)
 	got := consume(t, cons, len(recs))
 	checkConsumed(t, recs, got, partitions)
 	if _, err := cons.Commit(); err != nil {
@@ -508,10 +524,7 @@ func TestDataDirSurvivesRestart(t *testing.T) {
 	p := newProducer(t, c1.Bootstrap(), nil)
 	produce(t, p, topic, recs)
 	p.Close()
-	cons := newConsumer(t, c1.Bootstrap(), group, nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	cons := subscribed(t, c1.Bootstrap(), group, topic, nil)
 	got := consume(t, cons, len(recs))
 	if _, err := cons.Commit(); err != nil {
 		t.Fatalf("Commit: %v", err)
@@ -532,12 +545,7 @@ func TestDataDirSurvivesRestart(t *testing.T) {
 	checkGroupOffsets(t, admin, group, topic, partitions, want)
 
 	// A new group reads every record, intact.
-	fresh := newConsumer(t, c2.Bootstrap(), "fresh", nil)
-	if err := fresh.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	checkConsumed(t, recs, consume(t, fresh, len(recs)), partitions)
-	checkRecordCount(t, fresh, topic, partitions, int64(len(recs)))
+	checkTopic(t, c2.Bootstrap(), "fresh", topic, recs, partitions)
 
 	// The old group resumes after its committed offsets: it gets only
 	// what is produced now, at the next offset.
@@ -547,10 +555,7 @@ func TestDataDirSurvivesRestart(t *testing.T) {
 	if part := delivered[0].TopicPartition.Partition; int64(delivered[0].TopicPartition.Offset) != want[part] {
 		t.Errorf("new record at %s[%d]@%v, want offset %d", topic, part, delivered[0].TopicPartition.Offset, want[part])
 	}
-	resumed := newConsumer(t, c2.Bootstrap(), group, nil)
-	if err := resumed.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	resumed := subscribed(t, c2.Bootstrap(), group, topic, nil)
 	checkConsumed(t, more, consume(t, resumed, 1), partitions)
 }
 
@@ -569,10 +574,7 @@ func TestDataDirSurvivesCrash(t *testing.T) {
 	recs := makeRecords(0, 20, 5)
 	p := newProducer(t, c1.Bootstrap(), nil)
 	produce(t, p, topic, recs)
-	cons := newConsumer(t, c1.Bootstrap(), group, nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	cons := subscribed(t, c1.Bootstrap(), group, topic, nil)
 	want := nextOffsets(consume(t, cons, len(recs)))
 	if _, err := cons.Commit(); err != nil {
 		t.Fatalf("Commit: %v", err)
@@ -585,10 +587,7 @@ func TestDataDirSurvivesCrash(t *testing.T) {
 	}
 	c2 := startCluster(t, Options{DataDir: crashed})
 	checkGroupOffsets(t, newAdmin(t, c2.Bootstrap()), group, topic, partitions, want)
-	fresh := newConsumer(t, c2.Bootstrap(), "fresh", nil)
-	if err := fresh.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	fresh := subscribed(t, c2.Bootstrap(), "fresh", topic, nil)
 	checkConsumed(t, recs, consume(t, fresh, len(recs)), partitions)
 }
 
@@ -714,12 +713,7 @@ func TestOutageOffline(t *testing.T) {
 	}
 	awaitDeliveries(t, delivery, 10)
 
-	cons := newConsumer(t, c.Bootstrap(), "offline-test", nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	checkConsumed(t, recs, consume(t, cons, len(recs)), partitions)
-	checkRecordCount(t, cons, topic, partitions, int64(len(recs)))
+	checkTopic(t, c.Bootstrap(), "offline-test", topic, recs, partitions)
 }
 
 // TestOutageStopRestart: the brokers stop (connection refused) and start
@@ -752,12 +746,7 @@ func TestOutageStopRestart(t *testing.T) {
 	}
 	awaitDeliveries(t, delivery, 10)
 
-	cons := newConsumer(t, c.Bootstrap(), "restart-test", nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	checkConsumed(t, recs, consume(t, cons, len(recs)), partitions)
-	checkRecordCount(t, cons, topic, partitions, int64(len(recs)))
+	checkTopic(t, c.Bootstrap(), "restart-test", topic, recs, partitions)
 }
 
 // TestOutageFault: produce requests fail with a retriable error until the
@@ -792,12 +781,7 @@ func TestOutageFault(t *testing.T) {
 	h.Remove()
 	awaitDeliveries(t, delivery, 1)
 
-	cons := newConsumer(t, c.Bootstrap(), "fault-test", nil)
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	checkConsumed(t, recs, consume(t, cons, len(recs)), partitions)
-	checkRecordCount(t, cons, topic, partitions, int64(len(recs)))
+	checkTopic(t, c.Bootstrap(), "fault-test", topic, recs, partitions)
 }
 
 // TestCooperativeStickyGroup: two consumers with librdkafka's
@@ -891,10 +875,7 @@ func TestTransactions(t *testing.T) {
 	inTxn(recs[:5], false)
 	inTxn(recs[5:], true)
 
-	cons := newConsumer(t, c.Bootstrap(), "txn-test", kafka.ConfigMap{"isolation.level": "read_committed"})
-	if err := cons.SubscribeTopics([]string{topic}, nil); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
+	cons := subscribed(t, c.Bootstrap(), "txn-test", topic, kafka.ConfigMap{"isolation.level": "read_committed"})
 	// The aborted records come first on their partitions (the keys are
 	// the same), so a consumer that did not skip them would have
 	// returned some among the first five.

@@ -206,11 +206,7 @@ func (c *Cluster) syncACLs(ctx context.Context) error {
 		}
 		resp, err := req.RequestWith(ctx, cl)
 		if err == nil {
-			for _, r := range resp.Results {
-				if err = kerr.ErrorForCode(r.ErrorCode); err != nil {
-					break
-				}
-			}
+			err = firstError(resp.Results, func(r kmsg.DeleteACLsResponseResult) int16 { return r.ErrorCode })
 		}
 		if err != nil {
 			return fmt.Errorf("kafkacluster: delete %d stale ACLs: %w", len(extra), err)
@@ -229,11 +225,7 @@ func (c *Cluster) syncACLs(ctx context.Context) error {
 	if len(req.Creations) > 0 {
 		resp, err := req.RequestWith(ctx, cl)
 		if err == nil {
-			for _, r := range resp.Results {
-				if err = kerr.ErrorForCode(r.ErrorCode); err != nil {
-					break
-				}
-			}
+			err = firstError(resp.Results, func(r kmsg.CreateACLsResponseResult) int16 { return r.ErrorCode })
 		}
 		if err != nil {
 			return fmt.Errorf("kafkacluster: create %d ACLs: %w", len(req.Creations), err)
@@ -241,6 +233,17 @@ func (c *Cluster) syncACLs(ctx context.Context) error {
 	}
 	if len(extra) > 0 || len(req.Creations) > 0 {
 		c.logger.Info("ACLs brought in line with the options", "deleted", len(extra), "created", len(req.Creations))
+	}
+	return nil
+}
+
+// firstError returns the error of the first of results whose code (as
+// code reads it) is a Kafka error, or nil.
+func firstError[R any](results []R, code func(R) int16) error {
+	for _, r := range results {
+		if err := kerr.ErrorForCode(code(r)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

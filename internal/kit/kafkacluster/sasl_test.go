@@ -2,6 +2,7 @@ package kafkacluster
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
@@ -404,5 +407,31 @@ func TestSASLRestartWhileOffline(t *testing.T) {
 	stock := saslProducer(t, asUser(c, s, "stock", nil))
 	if err := produceOne(t, stock, orderTopic); errCode(err) != kafka.ErrTopicAuthorizationFailed {
 		t.Fatalf("stock after the restart: got %v, want %v", err, kafka.ErrTopicAuthorizationFailed)
+	}
+}
+
+// firstError reports the first result that carries a Kafka error code.
+func TestFirstError(t *testing.T) {
+	code := func(r kmsg.CreateACLsResponseResult) int16 { return r.ErrorCode }
+	result := func(c int16) kmsg.CreateACLsResponseResult {
+		r := kmsg.NewCreateACLsResponseResult()
+		r.ErrorCode = c
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		results []kmsg.CreateACLsResponseResult
+		want    error
+	}{
+		{"none", nil, nil},
+		{"all fine", []kmsg.CreateACLsResponseResult{result(0), result(0)}, nil},
+		{"the first error", []kmsg.CreateACLsResponseResult{result(0), result(kerr.SecurityDisabled.Code),
+			result(kerr.ClusterAuthorizationFailed.Code)}, kerr.SecurityDisabled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := firstError(tc.results, code); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Errorf("firstError = %v, want %v", err, tc.want)
+			}
+		})
 	}
 }

@@ -8,21 +8,14 @@ import (
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 )
 
 // A consumer of NewConsumer starts at the earliest offset of a new group and
 // commits nothing by itself; ReadAll reads the same record back.
 func TestNewConsumerReadsFromTheStart(t *testing.T) {
-	cluster, err := kafkacluster.Start(t.Context(), kafkacluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Close(); err != nil {
-			t.Errorf("close kafka: %v", err)
-		}
-	})
+	cluster := kafkaclustertest.Start(t, kafkacluster.Options{})
 	kc := kafkaclient.Config{Bootstrap: cluster.Bootstrap()}
 	cm := kc.ConfigMap()
 	cm["partitioner"] = "murmur2_random"

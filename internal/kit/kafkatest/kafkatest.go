@@ -12,6 +12,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 )
 
 // Murmur2 is Kafka's murmur2 hash (org.apache.kafka.common.utils.Utils.murmur2).
@@ -123,15 +124,15 @@ func ReadAs(kc kafkaclient.Config, topics []string, want int, timeout time.Durat
 
 	deadline := time.Now().Add(timeout)
 	var ends map[partition]int64
-	for {
+	// Until want records are there or timeout passes (then what is there
+	// is read), unless the watermarks cannot be read.
+	_ = eventually.WaitEvery(timeout, 50*time.Millisecond, func() (bool, error) {
 		var total int64
-		if ends, total, err = highWatermarks(c, topics); err != nil {
-			return nil, err
-		}
-		if total >= int64(want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		ends, total, err = highWatermarks(c, topics)
+		return err != nil || total >= int64(want), nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var parts []kafka.TopicPartition
 	for p, end := range ends {

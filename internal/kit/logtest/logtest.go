@@ -5,7 +5,9 @@ package logtest
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"sync"
+	"testing"
 )
 
 // Buffer is a bytes.Buffer that a logger's goroutines and a test may use at
@@ -34,4 +36,19 @@ func (b *Buffer) String() string {
 func New() (*slog.Logger, *Buffer) {
 	b := &Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// T returns a text logger at the given level that writes each line to t's
+// output (t.Log), so that it shows with the test that logged it.
+func T(t testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+// testWriter hands each line written to it to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

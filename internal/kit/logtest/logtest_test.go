@@ -3,6 +3,7 @@ package logtest_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -39,5 +40,41 @@ func TestConcurrentLogging(t *testing.T) {
 	fmt.Fprint(&b, "zero value")
 	if b.String() != "zero value" {
 		t.Errorf("zero Buffer holds %q", b.String())
+	}
+}
+
+// recorder is a testing.TB that keeps what is logged to it.
+type recorder struct {
+	testing.TB
+	lines []string
+}
+
+func (r *recorder) Log(args ...any) { r.lines = append(r.lines, fmt.Sprint(args...)) }
+
+// T writes each record as one line to the test's log, at and above its level.
+func TestT(t *testing.T) {
+	tests := []struct {
+		name  string
+		level slog.Level
+		want  []string
+	}{
+		{"debug", slog.LevelDebug, []string{"level=DEBUG msg=first", "level=INFO msg=second"}},
+		{"info", slog.LevelInfo, []string{"level=INFO msg=second"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{TB: t}
+			logger := logtest.T(r, tc.level)
+			logger.Debug("first")
+			logger.Info("second")
+			if len(r.lines) != len(tc.want) {
+				t.Fatalf("logged %q, want %d lines", r.lines, len(tc.want))
+			}
+			for i, want := range tc.want {
+				if !strings.Contains(r.lines[i], want) || strings.HasSuffix(r.lines[i], "\n") {
+					t.Errorf("line %d is %q, want it to hold %q and no newline", i, r.lines[i], want)
+				}
+			}
+		})
 	}
 }

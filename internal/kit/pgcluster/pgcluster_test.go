@@ -11,10 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 )
 
 // testDir returns a fresh folder that the postgres user can enter (the test
@@ -226,7 +227,7 @@ func assertAuthenticates(t *testing.T, c *Cluster) {
 // The log of a start never holds the superuser's password.
 func TestLogHoldsNoPassword(t *testing.T) {
 	t.Parallel()
-	var log syncBuffer
+	var log logtest.Buffer
 	c, err := Start(t.Context(), Options{DataDir: filepath.Join(testDir(t), "data"), Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -240,23 +241,6 @@ func TestLogHoldsNoPassword(t *testing.T) {
 	if log.String() == "" || strings.Contains(log.String(), c.password) {
 		t.Errorf("log holds the password, or nothing:\n%s", log.String())
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A data dir made by the earlier version, which trusted every connection
