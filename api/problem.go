@@ -59,6 +59,10 @@ func problemFor(err error, r *http.Request) Problem {
 	var re *requestError
 	var he *echo.HTTPError
 	switch {
+	case timedOut(err):
+		// Before HTTPError: Echo's timeout middleware wraps the deadline in
+		// one.
+		p.Status, p.Type, p.Detail = http.StatusServiceUnavailable, "timeout", "the request took too long; try again"
 	case errors.As(err, &re):
 		p.Status, p.Type, p.Detail = re.status, re.kind, re.detail
 	case errors.As(err, &he):
@@ -73,8 +77,6 @@ func problemFor(err error, r *http.Request) Problem {
 		default:
 			p.Detail = fmt.Sprint(he.Message)
 		}
-	case errors.Is(err, context.DeadlineExceeded):
-		p.Status, p.Type, p.Detail = http.StatusServiceUnavailable, "timeout", "the request took too long; try again"
 	default:
 		p.Status, p.Type, p.Detail = http.StatusInternalServerError, "internal", "internal error; it has been logged"
 		for _, d := range domainProblems {
@@ -91,6 +93,15 @@ func problemFor(err error, r *http.Request) Problem {
 	return p
 }
 
+// timedOut reports whether err is work cut short: the request's deadline,
+// its client going away, or the database's own timeouts. Nothing of such
+// work remains (shop rolls it back), so it is a 503 the client may retry,
+// not a fault of the server.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, shop.ErrTimeout)
+}
+
 // errorHandler writes every error as application/problem+json and logs the
 // ones that are the server's fault.
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
@@ -99,7 +110,16 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		p := problemFor(err, c.Request())
-		if p.Status >= 500 {
+		switch {
+		case errors.Is(err, shop.ErrTimeout):
+			logger.WarnContext(c.Request().Context(), "database timeout",
+				"method", c.Request().Method, "path", c.Request().URL.Path, "err", redact(err))
+		case timedOut(err):
+			// Overload or a client that gave up, not a fault: no error
+			// line per request (the metrics count the 503s).
+			logger.DebugContext(c.Request().Context(), "request cut short",
+				"method", c.Request().Method, "path", c.Request().URL.Path, "err", redact(err))
+		case p.Status >= 500 && !errors.As(err, new(*requestError)):
 			// The cause is logged without addresses: see redact.
 			logger.ErrorContext(c.Request().Context(), "request failed",
 				"method", c.Request().Method, "path", c.Request().URL.Path, "err", redact(err))

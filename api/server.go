@@ -44,6 +44,12 @@ type Config struct {
 	// RateLimit bounds each client's requests (zero: unlimited): a client
 	// is the token's user, or the IP of a request without a valid token.
 	RateLimit RateLimit
+	// MaxInFlight bounds the requests this instance works on at once
+	// (zero: unbounded); past it a request gets 503 /problems/overloaded
+	// with Retry-After at once. The probes and /openapi.yaml are not
+	// counted. Match it to the database pool: requests past the pool's
+	// size would only queue for a connection.
+	MaxInFlight int
 	// TrustedProxies are the peers whose X-Forwarded-For names the client;
 	// empty: the client is the peer.
 	TrustedProxies []*net.IPNet
@@ -69,6 +75,8 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 		middleware.RequestID(),
 		requestLogger(cfg.Logger),
 		metrics,
+		// Before authentication: a refusal costs no signature check.
+		admission(cfg.MaxInFlight),
 		authenticate(cfg.Auth),
 		rateLimiter(cfg.RateLimit),
 		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
@@ -101,9 +109,15 @@ func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
 		LogStatus:    true,
 		LogLatency:   true,
 		LogRequestID: true,
+		LogError:     true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			status := v.Status
+			if v.Error != nil && !c.Response().Committed {
+				// The error handler has not answered yet: log what it will.
+				status = problemFor(v.Error, c.Request()).Status
+			}
 			logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "http request",
-				slog.String("method", v.Method), slog.String("uri", v.URI), slog.Int("status", v.Status),
+				slog.String("method", v.Method), slog.String("uri", v.URI), slog.Int("status", status),
 				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID))
 			return nil
 		},

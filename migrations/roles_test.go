@@ -261,3 +261,26 @@ func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
 		}
 	}
 }
+
+// Sessions of the API's role have a statement timeout and an idle-in-
+// transaction timeout; the other roles' sessions keep the server's
+// defaults (the worker's batches and the connector's stream run long).
+func TestAPIRoleTimeouts(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	want := map[string][2]string{
+		migrations.RoleAPI:    {"5s", "10s"},
+		migrations.RoleWorker: {"0", "0"},
+		migrations.RoleCDC:    {"0", "0"},
+	}
+	for role, w := range want {
+		db, _ := pgtest.AsRole(t, dbURL, role)
+		var got [2]string
+		if err := db.QueryRowContext(t.Context(), `SELECT current_setting('statement_timeout'),
+			current_setting('idle_in_transaction_session_timeout')`).Scan(&got[0], &got[1]); err != nil {
+			t.Fatal(err)
+		}
+		if got != w {
+			t.Errorf("%s: (statement_timeout, idle_in_transaction_session_timeout) = %v, want %v", role, got, w)
+		}
+	}
+}

@@ -70,6 +70,7 @@ func apiHandler(ctx context.Context, d deps) (http.Handler, error) {
 		Logger:         d.logger,
 		Auth:           auth,
 		RateLimit:      api.RateLimit{Rate: cfg.APIRateLimit, Burst: cfg.APIRateBurst},
+		MaxInFlight:    cfg.APIMaxInFlight,
 		TrustedProxies: cfg.apiTrustedProxies,
 	})
 }

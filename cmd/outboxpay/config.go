@@ -49,6 +49,12 @@ type config struct {
 	// /openapi.yaml are not limited.
 	APIRateLimit float64 `env:"API_RATE_LIMIT" envDefault:"50"`
 	APIRateBurst int     `env:"API_RATE_BURST" envDefault:"100"`
+	// APIMaxInFlight bounds the requests the API works on at once; past it
+	// a request gets 503 with Retry-After at once instead of queueing.
+	// Unset or 0: DB_MAX_CONNS, since a request holds at most one database
+	// connection at a time, and one past the pool would only wait for a
+	// connection until API_REQUEST_TIMEOUT.
+	APIMaxInFlight int `env:"API_MAX_IN_FLIGHT"`
 	// APITrustedProxies are the CIDRs whose X-Forwarded-For the API believes
 	// when it tells clients apart (for the rate limit); empty: the client is
 	// the connection's peer address.
@@ -248,6 +254,11 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: DEV_TOKEN_TTL must be positive")
 	case cfg.APIRateLimit < 0 || cfg.APIRateBurst < 0:
 		return config{}, fmt.Errorf("read configuration: API_RATE_LIMIT and API_RATE_BURST must not be negative")
+	case cfg.APIMaxInFlight < 0:
+		return config{}, fmt.Errorf("read configuration: API_MAX_IN_FLIGHT must not be negative")
+	}
+	if cfg.APIMaxInFlight == 0 {
+		cfg.APIMaxInFlight = cfg.DBMaxConns
 	}
 	for _, p := range cfg.APITrustedProxies {
 		_, n, err := net.ParseCIDR(p)

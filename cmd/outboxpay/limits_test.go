@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// The rate limit and order expiry settings default as documented, and
-// refuse what makes no sense.
+// The rate limit, in-flight bound and order expiry settings default as
+// documented, and refuse what makes no sense.
 func TestLimitsConfig(t *testing.T) {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -18,10 +18,15 @@ func TestLimitsConfig(t *testing.T) {
 		t.Errorf("defaults: rate %v, burst %d, trusted proxies %v, order expiry %v",
 			cfg.APIRateLimit, cfg.APIRateBurst, cfg.apiTrustedProxies, cfg.OrderExpiry)
 	}
+	if cfg.APIMaxInFlight != cfg.DBMaxConns {
+		t.Errorf("default API_MAX_IN_FLIGHT %d, want DB_MAX_CONNS (%d)", cfg.APIMaxInFlight, cfg.DBMaxConns)
+	}
 	cases := []struct {
 		env   map[string]string
 		wrong string // "" if valid
 	}{
+		{map[string]string{"API_MAX_IN_FLIGHT": "64"}, ""},
+		{map[string]string{"API_MAX_IN_FLIGHT": "-1"}, "API_MAX_IN_FLIGHT"},
 		{map[string]string{"API_RATE_LIMIT": "0"}, ""},
 		{map[string]string{"API_RATE_LIMIT": "2.5", "API_RATE_BURST": "5"}, ""},
 		{map[string]string{"API_RATE_LIMIT": "-1"}, "API_RATE_LIMIT"},

@@ -21,7 +21,7 @@ func (s *Service) Balance(ctx context.Context, userID int64) (Balance, error) {
 		return Balance{}, UserNotFound(userID)
 	}
 	if err != nil {
-		return Balance{}, fmt.Errorf("read balance of user %d: %w", userID, err)
+		return Balance{}, cancelled(ctx, fmt.Errorf("read balance of user %d: %w", userID, err))
 	}
 	return b, nil
 }

@@ -154,14 +154,14 @@ func (s *Service) Order(ctx context.Context, userID, orderID int64) (OrderView, 
 		return OrderView{}, orderNotFound(orderID)
 	}
 	if err != nil {
-		return OrderView{}, fmt.Errorf("read order %d: %w", orderID, err)
+		return OrderView{}, cancelled(ctx, fmt.Errorf("read order %d: %w", orderID, err))
 	}
 	v.CreatedAt = v.CreatedAt.UTC()
 	if v.Items, err = orderLines(ctx, s.db, orderID); err != nil {
-		return OrderView{}, err
+		return OrderView{}, cancelled(ctx, err)
 	}
 	if v.Events, err = outbox.ForOrder(ctx, s.db, orderID); err != nil {
-		return OrderView{}, err
+		return OrderView{}, cancelled(ctx, err)
 	}
 	return v, nil
 }

@@ -46,7 +46,7 @@ func (s *Service) products(ctx context.Context, id int64) ([]Product, error) {
 		 WHERE $1 = 0 OR p.id = $1
 		 ORDER BY p.id, d.id`, id)
 	if err != nil {
-		return nil, fmt.Errorf("list products: %w", err)
+		return nil, cancelled(ctx, fmt.Errorf("list products: %w", err))
 	}
 	defer rows.Close()
 	products := []Product{}
@@ -56,7 +56,7 @@ func (s *Service) products(ctx context.Context, id int64) ([]Product, error) {
 		var option sql.NullString
 		var price, stock sql.NullInt64
 		if err := rows.Scan(&p.ProductID, &p.Name, &detailID, &option, &price, &stock); err != nil {
-			return nil, fmt.Errorf("read products: %w", err)
+			return nil, cancelled(ctx, fmt.Errorf("read products: %w", err))
 		}
 		if n := len(products); n == 0 || products[n-1].ProductID != p.ProductID {
 			p.Details = []ProductDetail{}
@@ -73,7 +73,7 @@ func (s *Service) products(ctx context.Context, id int64) ([]Product, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read products: %w", err)
+		return nil, cancelled(ctx, fmt.Errorf("read products: %w", err))
 	}
 	return products, nil
 }

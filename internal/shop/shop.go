@@ -8,6 +8,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/lib/pq"
 )
 
 // Conditions callers branch on. Errors returned by Service wrap one of them
@@ -20,6 +22,10 @@ var (
 	ErrOutOfStock          = errors.New("out of stock")
 	ErrOrderNotPayable     = errors.New("order cannot be paid")
 	ErrIdempotencyKeyReuse = errors.New("idempotency key reused with a different request")
+	// ErrTimeout is work the database cancelled for taking too long (the
+	// role's statement_timeout or idle_in_transaction_session_timeout):
+	// nothing of it remains, and the caller may retry.
+	ErrTimeout = errors.New("the database cancelled the work for taking too long")
 )
 
 // Limits on what a single request may ask for.
@@ -40,20 +46,51 @@ type Service struct {
 // New returns a Service on db (a lib/pq connection pool).
 func New(db *sql.DB) *Service { return &Service{db: db} }
 
-// inTx runs fn in a transaction, committing if it returns nil.
+// inTx runs fn in a transaction, committing if it returns nil. Its errors
+// pass through cancelled: if ctx ended, the error wraps ctx.Err() too (when
+// ctx ends, database/sql rolls the transaction back on its own, so a
+// failing Commit then means "cancelled", not a fault), and a statement the
+// database cancelled wraps ErrTimeout. Either way nothing of fn remains.
 func (s *Service) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return cancelled(ctx, fmt.Errorf("begin: %w", err))
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return cancelled(ctx, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return cancelled(ctx, fmt.Errorf("commit: %w", err))
 	}
 	return nil
+}
+
+// SQLSTATEs of work the server cancelled: query_canceled (statement_timeout,
+// or the driver's cancel request when a context ends) and
+// idle_in_transaction_session_timeout.
+const (
+	sqlstateQueryCanceled   = "57014"
+	sqlstateIdleInTxTimeout = "25P03"
+)
+
+// cancelled returns err, wrapping also ctx.Err() if ctx has ended, or
+// ErrTimeout if the database cancelled the work on its own.
+func cancelled(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, ErrTimeout) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(err, cerr) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", err, cerr)
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && (pqErr.Code == sqlstateQueryCanceled || pqErr.Code == sqlstateIdleInTxTimeout) {
+		return fmt.Errorf("%w: %w", err, ErrTimeout)
+	}
+	return err
 }
 
 func invalid(format string, args ...any) error {
