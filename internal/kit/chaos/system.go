@@ -72,9 +72,12 @@ type system struct {
 const database = "outboxpay"
 
 // startSystem starts Postgres, migrates it, then every process, registers
-// the connector and waits until it streams.
-func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (s *system, err error) {
-	s = &system{cfg: cfg, logger: logger, procs: map[string]*proc{}, stopping: make(chan struct{})}
+// the connector and waits until it streams. On an error it stops what it
+// started.
+func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *system, err error) {
+	// Not the named result: a failed start returns nil, and the deferred
+	// close must still see what was started.
+	s := &system{cfg: cfg, logger: logger, procs: map[string]*proc{}, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
