@@ -79,7 +79,37 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	if !last.IsZero() {
 		res.drain = max(0, time.Since(last))
 	}
-	return res, s.commitToComplete(ctx, rg, &res)
+	if err := s.commitToComplete(ctx, rg, &res); err != nil {
+		return res, err
+	}
+	return res, s.groupRates(ctx, rg, &res)
+}
+
+// groupRates reads how many of rg's events each consumer group handled
+// per second, from its first to its last processed_events row of them.
+func (s *system) groupRates(ctx context.Context, rg orderRange, res *rateResult) error {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT p.consumer_group, count(*), extract(epoch FROM max(p.processed_at) - min(p.processed_at))
+		FROM processed_events p JOIN outbox o ON o.id = p.event_id
+		WHERE (o.payload ->> 'orderId')::bigint BETWEEN $1 AND $2
+		GROUP BY p.consumer_group ORDER BY p.consumer_group`, rg.first, rg.first+rg.n-1)
+	if err != nil {
+		return fmt.Errorf("read consumer groups' rates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var g groupRate
+		var span float64
+		if err := rows.Scan(&g.group, &g.events, &span); err != nil {
+			return fmt.Errorf("read consumer groups' rates: %w", err)
+		}
+		g.perSecond = float64(g.events) / max(span, 1e-3)
+		res.groups = append(res.groups, g)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read consumer groups' rates: %w", err)
+	}
+	return nil
 }
 
 // countEvents counts the outbox rows of rg's orders and those COMPLETE.

@@ -34,6 +34,7 @@ import (
 type options struct {
 	rates      []int         // offered payments/s, in order
 	duration   time.Duration // per rate
+	warmup     time.Duration // unreported payments at warmupRate first; 0: none
 	drain      time.Duration // longest wait for a rate's events to become COMPLETE
 	timeout    time.Duration // per request
 	sqlClients int           // pgbench clients
@@ -59,6 +60,7 @@ func parseFlags() (options, error) {
 	var o options
 	rates := flag.String("rates", envOr("BENCHE2E_RATES", "100,200,400,800"), "offered payments/s, comma-separated, in order (BENCHE2E_RATES)")
 	dur := flag.String("duration", envOr("BENCHE2E_DURATION", "20s"), "how long each rate is offered (BENCHE2E_DURATION)")
+	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "pay at 20/s this long first, unreported (the groups join, the pools fill); 0: no warm-up")
 	flag.DurationVar(&o.drain, "drain", 3*time.Minute, "longest wait after a rate for its events to become COMPLETE")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "client time-out per request")
 	flag.IntVar(&o.sqlClients, "sql-clients", 8, "pgbench clients")
@@ -148,6 +150,17 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 	if err := sys.seed(ctx, plan.total); err != nil {
 		return rep, err
 	}
+	if o.warmup > 0 {
+		w := o
+		w.duration = o.warmup
+		log.Info("warming up", "rate", warmupRate, "duration", o.warmup)
+		r, err := sys.payAt(ctx, warmupRate, w, plan.warmup, log)
+		if err != nil {
+			return rep, fmt.Errorf("warm-up: %w", err)
+		}
+		log.Info("warm-up done", "ok", r.ok, "sent", r.sent, "complete", r.complete, "events", r.events,
+			"complete_p99", r.c2cP99, "api_p99", r.apiP99)
+	}
 	for i, rate := range o.rates {
 		log.Info("offering payments", "rate", rate, "duration", o.duration)
 		r, err := sys.payAt(ctx, rate, o, plan.rates[i], log)
@@ -172,9 +185,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 // orderRange is a range of order ids [first, first+n); order i belongs to user i.
 type orderRange struct{ first, n int64 }
 
-// orderPlan assigns the seeded orders: one range per rate, then
+// warmupRate is the warm-up's payments/s.
+const warmupRate = 20
+
+// orderPlan assigns the seeded orders: the warm-up's, one range per rate, then
 // sqlPerClient orders for each pgbench client from sqlFirst.
 type orderPlan struct {
+	warmup       orderRange
 	rates        []orderRange
 	sqlFirst     int64
 	sqlPerClient int64
@@ -186,6 +203,8 @@ type orderPlan struct {
 func planOrders(o options) orderPlan {
 	var p orderPlan
 	next := int64(1)
+	p.warmup = orderRange{first: next, n: int64(warmupRate*o.warmup.Seconds()) + warmupRate}
+	next += p.warmup.n
 	for _, rate := range o.rates {
 		n := int64(float64(rate)*o.duration.Seconds()) + int64(rate) // a second's slack
 		p.rates = append(p.rates, orderRange{first: next, n: n})

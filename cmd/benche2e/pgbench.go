@@ -17,7 +17,7 @@ import (
 // paymentScript is the payment transaction as shop.Pay runs it with an
 // idempotency key, statement for statement (the key claimed, the order
 // locked, the balance debited, the payment inserted, the order marked PAID,
-// its lines read, the PaymentCompleted and OrderPaid outbox rows inserted
+// its line read (the bench's orders have one), the PaymentCompleted and OrderPaid outbox rows inserted
 // with the payloads the consumers read, the response stored). Client c's
 // k-th transaction pays order first + c*perClient + k, of user the same
 // number: k is a variable of the client, kept across its transactions.
@@ -30,9 +30,9 @@ SELECT user_id, status, total_price AS amount FROM orders WHERE id = :o FOR UPDA
 UPDATE users SET balance = balance - :amount, updated_at = now() WHERE id = :o AND balance >= :amount RETURNING balance AS balance_after \gset
 INSERT INTO payments (order_id, user_id, amount, status) VALUES (:o, :o, :amount, 'PAID') RETURNING id AS payment_id, paid_at \gset
 UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = :o;
-SELECT product_detail_id, quantity, unit_price FROM order_items WHERE order_id = :o ORDER BY product_detail_id;
+SELECT product_detail_id, quantity, unit_price FROM order_items WHERE order_id = :o ORDER BY product_detail_id \gset
 INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), 'payment', CAST(:o AS text), 'PaymentCompleted', jsonb_build_object('paymentId', CAST(:payment_id AS bigint), 'orderId', CAST(:o AS bigint), 'userId', CAST(:o AS bigint), 'amount', CAST(:amount AS bigint), 'balanceAfter', CAST(:balance_after AS bigint), 'paidAt', CAST(:paid_at AS timestamptz)));
-INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), 'order', CAST(:o AS text), 'OrderPaid', jsonb_build_object('orderId', CAST(:o AS bigint), 'userId', CAST(:o AS bigint), 'items', jsonb_build_array(jsonb_build_object('productDetailId', CAST(:product_detail_id AS bigint), 'quantity', 1))));
+INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), 'order', CAST(:o AS text), 'OrderPaid', jsonb_build_object('orderId', CAST(:o AS bigint), 'userId', CAST(:o AS bigint), 'items', jsonb_build_array(jsonb_build_object('productDetailId', CAST(:product_detail_id AS bigint), 'quantity', CAST(:quantity AS int)))));
 UPDATE idempotency_keys SET response = jsonb_build_object('paymentId', CAST(:payment_id AS bigint), 'orderId', CAST(:o AS bigint), 'status', 'PAID') WHERE user_id = :o AND key = 'pgbench-' || :o;
 END;
 `, first, perClient)
@@ -72,7 +72,7 @@ func (s *system) pgbench(ctx context.Context, o options, first, perClient int64,
 	cmd := exec.CommandContext(ctx, s.pgbenchPath(), "-n", "-M", "extended",
 		"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username(),
 		"-c", strconv.Itoa(o.sqlClients), "-j", strconv.Itoa(max(1, o.sqlClients/2)),
-		"-T", strconv.Itoa(int(o.sqlFor.Seconds())), "-D", "k=0", "-D", "product_detail_id="+itoa(s.product),
+		"-T", strconv.Itoa(int(o.sqlFor.Seconds())), "-D", "k=0",
 		"-f", script, strings.TrimPrefix(u.Path, "/"))
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PG") { // nothing may steer pgbench elsewhere

@@ -46,6 +46,15 @@ type rateResult struct {
 	devCPU      float64       // dev's CPU-seconds per second during the attack
 	devRSS      int64         // dev's RSS after the attack, bytes
 	postgresCPU float64       // Postgres's CPU-seconds per second during the attack
+	groups      []groupRate   // by group name
+}
+
+// groupRate is how fast one consumer group handled a rate's events: their
+// count over the time from its first to its last inbox row of them.
+type groupRate struct {
+	group     string
+	events    int
+	perSecond float64
 }
 
 // success is the share of requests answered 2xx, in percent.
@@ -144,6 +153,14 @@ func (rep report) print(w io.Writer) {
 			ms(r.c2cP50), ms(r.c2cP99), r.drain.Seconds(), cpu(r.devCPU), cpu(r.postgresCPU), mib(r.devRSS), yesNo(r.keptUp()), codes(r.codes))
 	}
 	_ = tw.Flush()
+	fmt.Fprintf(w, "\nconsumer groups: events handled/s, from each group's first to its last processed_events row of the rate's events\n")
+	for _, r := range rep.rates {
+		parts := make([]string, len(r.groups))
+		for i, g := range r.groups {
+			parts[i] = fmt.Sprintf("%s %.0f/s (%d)", g.group, g.perSecond, g.events)
+		}
+		fmt.Fprintf(w, "  %5d/s: %s\n", r.offered, strings.Join(parts, ", "))
+	}
 	if rep.stopped != "" {
 		fmt.Fprintf(w, "\nrates stopped rising: %s\n", rep.stopped)
 	}

@@ -75,7 +75,8 @@ func TestReport(t *testing.T) {
 	rep := report{pgVersion: "15.8", cpus: 2, rates: []rateResult{
 		{offered: 100, duration: 20 * time.Second, sent: 2000, ok: 2000, codes: map[int]int{201: 2000},
 			sentRate: 100, okRate: 100, apiP50: 4 * time.Millisecond, apiP99: 12 * time.Millisecond,
-			events: 4000, complete: 4000, c2cP50: 15 * time.Millisecond, c2cP99: 67 * time.Millisecond, devRSS: 150 << 20},
+			events: 4000, complete: 4000, c2cP50: 15 * time.Millisecond, c2cP99: 67 * time.Millisecond, devRSS: 150 << 20,
+			groups: []groupRate{{"data-platform", 2000, 101.4}, {"stock", 2000, 100.2}}},
 		{offered: 200, duration: 20 * time.Second, sent: 4000, ok: 3990, codes: map[int]int{201: 3990, 0: 4, 503: 6},
 			sentRate: 200, okRate: 199.5, apiP50: 5 * time.Millisecond, apiP99: 300 * time.Millisecond,
 			events: 7980, complete: 7980, c2cP50: 94 * time.Millisecond, c2cP99: 1850 * time.Millisecond},
@@ -94,6 +95,7 @@ func TestReport(t *testing.T) {
 		"highest clean API rate (100 % success, API p99 < 100ms): 100/s",
 		"8 clients for 20s: 1000 tps (20000 payments)",
 		"API / SQL = 100 / 1000 = 0.10",
+		"    100/s: data-platform 101/s (2000), stock 100/s (2000)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

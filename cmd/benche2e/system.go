@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -29,10 +28,13 @@ const (
 	stopGrace = 30 * time.Second
 	// bannerWait bounds dev's start-up.
 	bannerWait = 3 * time.Minute
-	// Every seeded order costs price, of one item of the bench product;
-	// every user can pay one.
+	// Every seeded order costs price, of one item of one of details
+	// product details (order i holds detail i mod details, so the stock
+	// group's updates spread over rows as a shop's would); every user can
+	// pay one.
 	price   = 100
 	balance = 1_000_000
+	details = 64
 )
 
 // system is the private Postgres and `outboxpay dev` running on it.
@@ -46,7 +48,7 @@ type system struct {
 	apiURL  string
 	issuer  *devtoken.Issuer
 	tools   string // the directory of the Postgres programs
-	product int64  // the product detail every order holds
+	detail0 int64  // the first of the product details, consecutive ids
 }
 
 // buildOutboxpay builds ./cmd/outboxpay into tmp.
@@ -223,10 +225,13 @@ func (s *system) seed(ctx context.Context, n int64) error {
 	if err := tx.QueryRowContext(ctx, `INSERT INTO products (name) VALUES ('bench-e2e') RETURNING id`).Scan(&product); err != nil {
 		return fmt.Errorf("seed product: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx,
-		`INSERT INTO product_details (product_id, option, price, stock) VALUES ($1, 'one', $2, 2000000000) RETURNING id`,
-		product, price).Scan(&s.product); err != nil {
-		return fmt.Errorf("seed product detail: %w", err)
+	// One statement in one session: the ids are consecutive.
+	if err := tx.QueryRowContext(ctx, `
+		WITH d AS (
+			INSERT INTO product_details (product_id, option, price, stock)
+			SELECT $1, 'option-' || g, $2, 2000000000 FROM generate_series(1, $3::int) g RETURNING id)
+		SELECT min(id) FROM d`, product, price, details).Scan(&s.detail0); err != nil {
+		return fmt.Errorf("seed product details: %w", err)
 	}
 	for _, step := range []struct {
 		what, stmt string
@@ -234,7 +239,7 @@ func (s *system) seed(ctx context.Context, n int64) error {
 	}{
 		{"users", `INSERT INTO users (id, name, balance) SELECT g, 'bench-' || g, $2 FROM generate_series(1, $1::bigint) g`, []any{n, balance}},
 		{"orders", `INSERT INTO orders (id, user_id, status, total_price) SELECT g, g, 'ORDERED', $2 FROM generate_series(1, $1::bigint) g`, []any{n, price}},
-		{"order items", `INSERT INTO order_items (order_id, product_detail_id, quantity, unit_price) SELECT g, $2, 1, $3 FROM generate_series(1, $1::bigint) g`, []any{n, s.product, price}},
+		{"order items", `INSERT INTO order_items (order_id, product_detail_id, quantity, unit_price) SELECT g, $2 + g % $4, 1, $3 FROM generate_series(1, $1::bigint) g`, []any{n, s.detail0, price, details}},
 	} {
 		if _, err := tx.ExecContext(ctx, step.stmt, step.args...); err != nil {
 			return fmt.Errorf("seed %s: %w", step.what, err)
@@ -254,5 +259,3 @@ func (s *system) seed(ctx context.Context, n int64) error {
 
 // pgbenchPath is the pgbench next to the server's programs.
 func (s *system) pgbenchPath() string { return filepath.Join(s.tools, "pgbench") }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
