@@ -68,6 +68,7 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	res.devCPU = cpu1.dev.Sub(cpu0.dev, elapsed)
 	res.postgresCPU = cpu1.postgres.Sub(cpu0.postgres, elapsed)
 	res.devRSS = s.devRSS()
+	res.load = loadAverage()
 	res.sentRate = float64(res.sent) / o.duration.Seconds()
 	res.okRate = float64(res.ok) / o.duration.Seconds()
 	res.apiP50, res.apiP99 = percentile(lat, 50), percentile(lat, 99)

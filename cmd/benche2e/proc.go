@@ -123,3 +123,21 @@ func (s *system) devRSS() int64 {
 	}
 	return 0
 }
+
+// loadAverage is the machine's 1-minute load average; -1 if unknown. Other
+// work on the machine skews every figure: the report shows it.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}

@@ -47,6 +47,7 @@ type rateResult struct {
 	devRSS      int64         // dev's RSS after the attack, bytes
 	postgresCPU float64       // Postgres's CPU-seconds per second during the attack
 	groups      []groupRate   // by group name
+	load        float64       // the machine's 1-minute load average after the attack; -1: unknown
 }
 
 // groupRate is how fast one consumer group handled a rate's events: their
@@ -144,13 +145,14 @@ func codes(m map[int]int) string {
 // print writes the report's table and summary.
 func (rep report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nbench-e2e: payments through `outboxpay dev` (API_RATE_LIMIT=0: the API's rate limit is off), PostgreSQL %s, %d CPUs\n", rep.pgVersion, rep.cpus)
-	fmt.Fprintf(w, "commit-to-COMPLETE: outbox.completed_at - outbox.created_at of each event (both now() of their transactions), from the database\n\n")
+	fmt.Fprintf(w, "commit-to-COMPLETE: outbox.completed_at - outbox.created_at of each event (both now() of their transactions), from the database\n")
+	fmt.Fprintf(w, "CPU/s: CPU-seconds per second during the load (pg: the postmaster and its live backends); load1: the machine's 1-minute load average after it (%d CPUs: more means other work skewed the figures)\n\n", rep.cpus)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "offered/s\tsent/s\tok/s\tsuccess %\tAPI p50 ms\tAPI p99 ms\tevents\tCOMPLETE\tC2C p50 ms\tC2C p99 ms\tdrain s\tdev CPU/s\tpg CPU/s\tdev RSS MiB\tkept up\tanswers\t")
+	fmt.Fprintln(tw, "offered/s\tsent/s\tok/s\tsuccess %\tAPI p50 ms\tAPI p99 ms\tevents\tCOMPLETE\tC2C p50 ms\tC2C p99 ms\tdrain s\tdev CPU/s\tpg CPU/s\tdev RSS MiB\tload1\tkept up\tanswers\t")
 	for _, r := range rep.rates {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.offered, r.sentRate, r.okRate, r.success(), ms(r.apiP50), ms(r.apiP99), r.events, r.complete,
-			ms(r.c2cP50), ms(r.c2cP99), r.drain.Seconds(), cpu(r.devCPU), cpu(r.postgresCPU), mib(r.devRSS), yesNo(r.keptUp()), codes(r.codes))
+			ms(r.c2cP50), ms(r.c2cP99), r.drain.Seconds(), cpu(r.devCPU), cpu(r.postgresCPU), mib(r.devRSS), cpu(r.load), yesNo(r.keptUp()), codes(r.codes))
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nconsumer groups: events handled/s, from each group's first to its last processed_events row of the rate's events\n")

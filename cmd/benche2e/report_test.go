@@ -75,7 +75,7 @@ func TestReport(t *testing.T) {
 	rep := report{pgVersion: "15.8", cpus: 2, rates: []rateResult{
 		{offered: 100, duration: 20 * time.Second, sent: 2000, ok: 2000, codes: map[int]int{201: 2000},
 			sentRate: 100, okRate: 100, apiP50: 4 * time.Millisecond, apiP99: 12 * time.Millisecond,
-			events: 4000, complete: 4000, c2cP50: 15 * time.Millisecond, c2cP99: 67 * time.Millisecond, devRSS: 150 << 20,
+			events: 4000, complete: 4000, c2cP50: 15 * time.Millisecond, c2cP99: 67 * time.Millisecond, devRSS: 150 << 20, load: 1.5,
 			groups: []groupRate{{"data-platform", 2000, 101.4}, {"stock", 2000, 100.2}}},
 		{offered: 200, duration: 20 * time.Second, sent: 4000, ok: 3990, codes: map[int]int{201: 3990, 0: 4, 503: 6},
 			sentRate: 200, okRate: 199.5, apiP50: 5 * time.Millisecond, apiP99: 300 * time.Millisecond,
@@ -100,6 +100,16 @@ func TestReport(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+	var row []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "100" {
+			row = f
+		}
+	}
+	want := []string{"100", "100.0", "100.0", "100.00", "4.0", "12.0", "4000", "4000", "15.0", "67.0", "0.0", "0.00", "0.00", "150", "1.50", "yes", "201:2000"}
+	if strings.Join(row, " ") != strings.Join(want, " ") {
+		t.Errorf("row of 100/s = %q, want %q", row, want)
 	}
 	if strings.Contains(out, "stopped rising") {
 		t.Errorf("report says the rates stopped early:\n%s", out)
