@@ -66,7 +66,7 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	elapsed := time.Since(began)
 	cpu1 := s.cpuTimes()
 	res.devCPU = cpu1.dev.Sub(cpu0.dev, elapsed)
-	res.postgresCPU = cpu1.postgres.Sub(cpu0.postgres, elapsed)
+	res.postgresCPU = cpu1.postgresCPU(cpu0, elapsed)
 	res.devRSS = s.devRSS()
 	res.load = loadAverage()
 	res.sentRate = float64(res.sent) / o.duration.Seconds()

@@ -29,10 +29,27 @@ func (t cpuTime) Sub(earlier cpuTime, elapsed time.Duration) float64 {
 	return (t.used - earlier.used).Seconds() / elapsed.Seconds()
 }
 
-// cpuSample is the CPU time of dev and of the Postgres server (the
-// postmaster and its live children: the backends of exited connections are
-// not counted).
-type cpuSample struct{ dev, postgres cpuTime }
+// cpuSample is the CPU time of dev and of each process of the Postgres
+// server (the postmaster and its children), by pid.
+type cpuSample struct {
+	dev      cpuTime
+	postgres map[int]time.Duration // nil: unknown
+}
+
+// postgresCPU is the Postgres server's CPU-seconds per second from earlier
+// to s over elapsed: for a process in both samples its growth, for one
+// started since all of its time; the time of backends that exited between
+// the samples after earlier is lost, so it is a lower bound. -1 if unknown.
+func (s cpuSample) postgresCPU(earlier cpuSample, elapsed time.Duration) float64 {
+	if s.postgres == nil || earlier.postgres == nil || elapsed <= 0 {
+		return -1
+	}
+	var used time.Duration
+	for pid, t := range s.postgres {
+		used += t - earlier.postgres[pid] // 0 for a process started since
+	}
+	return used.Seconds() / elapsed.Seconds()
+}
 
 func (s *system) cpuTimes() cpuSample {
 	var sample cpuSample
@@ -49,14 +66,14 @@ func (s *system) cpuTimes() cpuSample {
 	if err != nil {
 		return sample
 	}
+	sample.postgres = map[int]time.Duration{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
 		if st, ok := readStat(pid); ok && (pid == pm || st.ppid == pm) {
-			sample.postgres.used += st.cpu
-			sample.postgres.ok = true
+			sample.postgres[pid] = st.cpu
 		}
 	}
 	return sample

@@ -146,7 +146,7 @@ func codes(m map[int]int) string {
 func (rep report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nbench-e2e: payments through `outboxpay dev` (API_RATE_LIMIT=0: the API's rate limit is off), PostgreSQL %s, %d CPUs\n", rep.pgVersion, rep.cpus)
 	fmt.Fprintf(w, "commit-to-COMPLETE: outbox.completed_at - outbox.created_at of each event (both now() of their transactions), from the database\n")
-	fmt.Fprintf(w, "CPU/s: CPU-seconds per second during the load (pg: the postmaster and its live backends); load1: the machine's 1-minute load average after it (%d CPUs: more means other work skewed the figures)\n\n", rep.cpus)
+	fmt.Fprintf(w, "CPU/s: CPU-seconds per second during the load (pg: the postmaster and its children; backends that exited during the load count only until the start: a lower bound); load1: the machine's 1-minute load average after it (%d CPUs: more means other work skewed the figures)\n\n", rep.cpus)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "offered/s\tsent/s\tok/s\tsuccess %\tAPI p50 ms\tAPI p99 ms\tevents\tCOMPLETE\tC2C p50 ms\tC2C p99 ms\tdrain s\tdev CPU/s\tpg CPU/s\tdev RSS MiB\tload1\tkept up\tanswers\t")
 	for _, r := range rep.rates {

@@ -71,6 +71,30 @@ func TestKeptUp(t *testing.T) {
 	}
 }
 
+func TestPostgresCPU(t *testing.T) {
+	s := func(m map[int]time.Duration) cpuSample { return cpuSample{postgres: m} }
+	for _, tc := range []struct {
+		name          string
+		before, after cpuSample
+		elapsed       time.Duration
+		want          float64
+	}{
+		{"growth of the same processes", s(map[int]time.Duration{1: time.Second, 2: 2 * time.Second}),
+			s(map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second}), 2 * time.Second, 1.5},
+		{"a backend started since counts whole, one that exited is left out",
+			s(map[int]time.Duration{1: time.Second, 2: 5 * time.Second}),
+			s(map[int]time.Duration{1: 2 * time.Second, 3: time.Second}), time.Second, 2},
+		{"unknown before", cpuSample{}, s(map[int]time.Duration{1: time.Second}), time.Second, -1},
+		{"unknown after", s(map[int]time.Duration{1: time.Second}), cpuSample{}, time.Second, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.after.postgresCPU(tc.before, tc.elapsed); got != tc.want {
+				t.Errorf("postgresCPU = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestReport(t *testing.T) {
 	rep := report{pgVersion: "15.8", cpus: 2, rates: []rateResult{
 		{offered: 100, duration: 20 * time.Second, sent: 2000, ok: 2000, codes: map[int]int{201: 2000},
