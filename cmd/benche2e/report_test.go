@@ -118,7 +118,7 @@ func TestReport(t *testing.T) {
 		"highest rate the whole pipeline kept up with (100 % success, API p99 and commit-to-COMPLETE p99 < 100ms, all COMPLETE): 100/s",
 		"highest clean API rate (100 % success, API p99 < 100ms): 100/s",
 		"8 clients for 20s: 1000 tps (20000 payments)",
-		"API / SQL = 100 / 1000 = 0.10",
+		"API / SQL = 100 / 1000 = 0.10 (the highest clean API rate)",
 		"    100/s: data-platform 101/s (2000), stock 100/s (2000)",
 	} {
 		if !strings.Contains(out, want) {
@@ -139,10 +139,11 @@ func TestReport(t *testing.T) {
 		t.Errorf("report says the rates stopped early:\n%s", out)
 	}
 
-	none := report{rates: []rateResult{rep.rates[1]}, stopped: "200/s did not drain in 3m0s"}
+	none := report{rates: []rateResult{rep.rates[1]}, stopped: "200/s did not drain in 3m0s", sql: rep.sql}
 	b.Reset()
 	none.print(&b)
-	for _, want := range []string{"kept up with none of the rates", "rates stopped rising: 200/s did not drain in 3m0s"} {
+	for _, want := range []string{"kept up with none of the rates", "rates stopped rising: 200/s did not drain in 3m0s",
+		"API / SQL = 199.5 / 1000 = 0.20 (no rate was clean: the most 2xx/s of any rate)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
