@@ -3,6 +3,7 @@
 #   make run    the whole system on this machine (private Postgres, API)
 #   make test   every test, with the race detector
 #   make lint   gofmt, go vet, staticcheck
+#   make bench-e2e  payments end to end at rising rates, against pgbench (~5 min; not in make test)
 #   make chaos  kill and restart every part under load, then check the invariants (~12 min)
 #   make up     the production-shaped stack in Docker (Debezium; ENGINE=embedded for the
 #               embedded engine); make down, make logs, make connector-status
@@ -20,7 +21,7 @@ ENGINE         ?= debezium
 COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
 CONNECT_PORT   ?= 8083
 
-.PHONY: run build test lint migrate bench-cdc chaos clean up down logs connector-status
+.PHONY: run build test lint migrate bench-cdc bench-e2e chaos clean up down logs connector-status
 
 run: build
 	./$(BIN) dev
@@ -45,10 +46,19 @@ migrate: build
 	./$(BIN) migrate
 
 # Benchmark the CDC engine: a 200,000-event backlog drained by the engine's reader alone
-# (decode-only), by pg_recvlogical and by the engine to Kafka (acks=all), then
+# (decode-only), by a minimal reader that lets the socket fill (the walsender's ceiling),
+# by pg_recvlogical and by the engine to Kafka (acks=all), then
 # commit-to-ack latency at 5,000 events/s for 30 s. Private Postgres and Kafka; a few minutes.
 bench-cdc:
 	$(GO) run ./cmd/benchcdc -go $(GO)
+
+# Benchmark payments end to end: `outboxpay dev` on a private Postgres, seeded orders paid
+# through the API with vegeta at rising open-loop rates (API_RATE_LIMIT=0), commit-to-COMPLETE
+# from the outbox's timestamps, then pgbench on the payment transaction's SQL. A few minutes.
+# Settings: BENCHE2E_RATES (100,200,400,800 payments/s), BENCHE2E_DURATION (20s per rate);
+# more with BENCHE2E_FLAGS (go run ./cmd/benche2e -h).
+bench-e2e: build
+	$(GO) run ./cmd/benche2e -bin $(BIN) $(BENCHE2E_FLAGS)
 
 # .env holds the stack's passwords: made once from .env.example with random ones.
 .env:

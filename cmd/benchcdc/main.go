@@ -4,15 +4,19 @@
 // On a private Postgres (non-durable settings) and an in-memory Kafka
 // (kfake, in this process), it creates three pgoutput slots, builds a
 // backlog of single-row outbox transactions with pgbench, and drains the
-// same backlog three times, one slot each:
+// same backlog four times, one slot each:
 //
 //	(a) the engine's own replication reader, in this process, discarding
 //	    every record it builds (engine.Options.Discard): the physical limit;
+//	(a2) a minimal pgoutput reader, in this process, that lets the socket
+//	    buffer fill (it pauses 1 ms whenever it has drained it), so the
+//	    walsender sends full TCP segments: the walsender's ceiling, which
+//	    (a) does not reach because it takes every message at once;
 //	(b) pg_recvlogical to /dev/null;
 //	(c) `outboxpay connect` as a separate process, producing to Kafka with
 //	    acks=all, its connector registered over the Kafka Connect REST API.
 //
-// It prints events/s for each, (c)/(a), (c)/(b) and the engine's peak RSS,
+// It prints events/s for each, (c)/(a), (c)/(a2), (c)/(b) and the engine's peak RSS,
 // then runs a steady load (pgbench -R) while the engine streams and prints
 // the commit-to-Kafka-ack latency. It exits non-zero only on errors: a missed
 // target is reported, not failed.
@@ -44,6 +48,7 @@ const (
 	dbName        = "bench"
 	slotDecode    = "bench_decode"
 	slotRecv      = "bench_recvlogical"
+	slotChunked   = "bench_chunked"
 	slotEngine    = "bench_engine"
 	connectorName = "bench-engine"
 	aggregateKeys = 1000
@@ -158,7 +163,7 @@ func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp st
 	if res.pgVersion, err = env.serverVersion(ctx); err != nil {
 		return err
 	}
-	if err := env.createSlots(ctx, slotDecode, slotRecv, slotEngine); err != nil {
+	if err := env.createSlots(ctx, slotDecode, slotChunked, slotRecv, slotEngine); err != nil {
 		return err
 	}
 	if res.backlog, err = buildBacklog(ctx, env, tools, o, tmp, log); err != nil {
@@ -169,6 +174,10 @@ func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp st
 	log.Info("(a) decode-only pass: the engine's reader, discarding records", "slot", slotDecode)
 	if res.decode, err = decodePass(ctx, env, o.events, prof, log); err != nil {
 		return fmt.Errorf("(a) decode-only pass: %w", err)
+	}
+	log.Info("(a2) the walsender's ceiling: a minimal reader that lets the socket fill", "slot", slotChunked)
+	if res.chunked, err = chunkedPass(ctx, env, o.events); err != nil {
+		return fmt.Errorf("(a2) chunked reader pass: %w", err)
 	}
 	log.Info("(b) pg_recvlogical to /dev/null", "slot", slotRecv)
 	if res.recv, err = recvlogicalPass(ctx, env, tools, res.backlog.endLSN, o.events); err != nil {

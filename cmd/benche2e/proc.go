@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is CPU time used so far; ok is false where /proc could not tell
+// (not Linux, or the process is gone).
+type cpuTime struct {
+	used time.Duration
+	ok   bool
+}
+
+// Sub is the CPU-seconds per second between earlier and t over elapsed;
+// -1 when unknown.
+func (t cpuTime) Sub(earlier cpuTime, elapsed time.Duration) float64 {
+	if !t.ok || !earlier.ok || elapsed <= 0 {
+		return -1
+	}
+	return (t.used - earlier.used).Seconds() / elapsed.Seconds()
+}
+
+// cpuSample is the CPU time of dev and of each process of the Postgres
+// server (the postmaster and its children), by pid.
+type cpuSample struct {
+	dev      cpuTime
+	postgres map[int]time.Duration // nil: unknown
+}
+
+// postgresCPU is the Postgres server's CPU-seconds per second from earlier
+// to s over elapsed: for a process in both samples its growth, for one
+// started since all of its time; the time of backends that exited between
+// the samples after earlier is lost, so it is a lower bound. -1 if unknown.
+func (s cpuSample) postgresCPU(earlier cpuSample, elapsed time.Duration) float64 {
+	if s.postgres == nil || earlier.postgres == nil || elapsed <= 0 {
+		return -1
+	}
+	var used time.Duration
+	for pid, t := range s.postgres {
+		used += t - earlier.postgres[pid] // 0 for a process started since
+	}
+	return used.Seconds() / elapsed.Seconds()
+}
+
+func (s *system) cpuTimes() cpuSample {
+	var sample cpuSample
+	if s.dev != nil {
+		if st, ok := readStat(s.dev.Pid()); ok {
+			sample.dev = cpuTime{used: st.cpu, ok: true}
+		}
+	}
+	pm := s.postmasterPID()
+	if pm == 0 {
+		return sample
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return sample
+	}
+	sample.postgres = map[int]time.Duration{}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(pid); ok && (pid == pm || st.ppid == pm) {
+			sample.postgres[pid] = st.cpu
+		}
+	}
+	return sample
+}
+
+// postmasterPID is the first line of postmaster.pid; 0 if unknown.
+func (s *system) postmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(s.pgDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(line)))
+	return pid
+}
+
+type procStat struct {
+	ppid int
+	cpu  time.Duration // user + system
+}
+
+// readStat reads /proc/<pid>/stat.
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	// The command name, in parentheses, may hold spaces: fields follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+	if len(f) < 13 {
+		return procStat{}, false
+	}
+	ppid, err1 := strconv.Atoi(f[1])
+	ut, err2 := strconv.ParseInt(f[11], 10, 64)
+	st, err3 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return procStat{}, false
+	}
+	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick}, true
+}
+
+// devRSS is dev's resident set in bytes; 0 if unknown.
+func (s *system) devRSS() int64 {
+	if s.dev == nil {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(s.dev.Pid()), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// loadAverage is the machine's 1-minute load average; -1 if unknown. Other
+// work on the machine skews every figure: the report shows it.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
