@@ -161,6 +161,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 		log.Info("warm-up done", "ok", r.ok, "sent", r.sent, "complete", r.complete, "events", r.events,
 			"complete_p99", r.c2cP99, "api_p99", r.apiP99)
 	}
+	if err := sys.resetStatements(ctx); err != nil {
+		return rep, err
+	}
 	for i, rate := range o.rates {
 		log.Info("offering payments", "rate", rate, "duration", o.duration)
 		r, err := sys.payAt(ctx, rate, o, plan.rates[i], log)
@@ -173,6 +176,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 			break
 		}
 	}
+	stmts, err := sys.statements(ctx, topStatements)
+	if err != nil {
+		return rep, err
+	}
+	for _, r := range rep.rates {
+		stmts.payments += r.ok
+	}
+	rep.stmts = &stmts
 	log.Info("pgbench: the payment transaction's SQL", "clients", o.sqlClients, "duration", o.sqlFor)
 	sql, err := sys.pgbench(ctx, o, plan.sqlFirst, plan.sqlPerClient, tmp)
 	if err != nil {
@@ -181,6 +192,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 	rep.sql = &sql
 	return rep, nil
 }
+
+// topStatements is how many statements of pg_stat_statements the report shows.
+const topStatements = 10
 
 // orderRange is a range of order ids [first, first+n); order i belongs to user i.
 type orderRange struct{ first, n int64 }
