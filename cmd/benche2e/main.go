@@ -9,7 +9,11 @@
 // POST /orders/{id}/payment (one order, user token and Idempotency-Key per
 // request) at rising open-loop rates with vegeta. After each rate it waits
 // until every outbox row of the rate's orders is COMPLETE and reads
-// commit-to-COMPLETE from the rows' created_at and completed_at. Then it
+// commit-to-COMPLETE from the rows' created_at and completed_at. During
+// each rate it follows where the machine's CPU goes (cpu.go): this process,
+// dev, each Postgres process by what pg_stat_activity says it is, and the
+// rest; over the rates it reads pg_stat_statements (the private cluster
+// preloads it; the extension lives in the postgres database). Then it
 // runs pgbench with the statements shop.Pay runs, on fresh ORDERED orders,
 // while dev still runs, and prints the table and the API/SQL ratio. It
 // exits non-zero only on errors: a rate not kept up with is reported.
