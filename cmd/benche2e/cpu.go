@@ -101,14 +101,15 @@ type cpuSampler struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	start     time.Time
 	busy0     time.Duration
 	bench0    time.Duration
 	dev0      time.Duration
-	base      map[int]time.Duration // a Postgres process's CPU at the start; absent: started since
-	last      map[int]time.Duration // its CPU at the last sample it was alive for
-	part      map[int]string        // what it does, from pg_stat_activity or its title
-	warned    bool                  // pg_stat_activity failed once: logged
+	base      map[int]time.Duration    // a Postgres process's CPU at the start; absent: started since
+	last      map[int]time.Duration    // its CPU at the last sample it was alive for
+	started   map[int]int64            // its start time (/proc/<pid>/stat starttime)
+	part      map[int]string           // what it does, from pg_stat_activity or its title
+	gone      map[string]time.Duration // by part: processes whose pid was reused since
+	warned    bool                     // pg_stat_activity failed once: logged
 	stopped   chan struct{}
 	cancelRun context.CancelFunc
 }
@@ -116,9 +117,8 @@ type cpuSampler struct {
 // startCPUSampler takes the first sample and samples every cpuSampleEvery
 // until stop is called; stop waits for the sampling goroutine to end.
 func (s *system) startCPUSampler(ctx context.Context, log *slog.Logger) (c *cpuSampler, stop func()) {
-	c = &cpuSampler{s: s, log: log, base: map[int]time.Duration{}, last: map[int]time.Duration{}, part: map[int]string{},
-		stopped: make(chan struct{})}
-	c.start = time.Now()
+	c = &cpuSampler{s: s, log: log, base: map[int]time.Duration{}, last: map[int]time.Duration{}, part: map[int]string{}, started: map[int]int64{},
+		gone: map[string]time.Duration{}, stopped: make(chan struct{})}
 	c.busy0, _ = machineBusy()
 	c.bench0 = procCPU(os.Getpid())
 	c.dev0 = c.devCPU()
@@ -161,7 +161,13 @@ func (c *cpuSampler) sample(ctx context.Context) {
 		c.log.Warn("read pg_stat_activity: Postgres processes are named by their titles", "err", err)
 	}
 	for pid, t := range cpus {
-		c.last[pid] = t.cpu
+		if prev, ok := c.last[pid]; ok && t.start != c.started[pid] {
+			// A new process with the pid of one that exited: keep the old one's.
+			c.gone[c.part[pid]] += prev - c.base[pid]
+			delete(c.base, pid)
+			delete(c.part, pid)
+		}
+		c.last[pid], c.started[pid] = t.cpu, t.start
 		if p, ok := parts[pid]; ok {
 			c.part[pid] = p
 		} else if _, ok := c.part[pid]; !ok {
@@ -181,12 +187,16 @@ func (c *cpuSampler) snapshot(ctx context.Context) cpuSnapshot {
 	for pid, t := range c.last {
 		snap.pg[c.part[pid]] += t - c.base[pid] // base 0: started since
 	}
+	for part, t := range c.gone {
+		snap.pg[part] += t
+	}
 	return snap
 }
 
 // pgProc is one Postgres process as /proc shows it.
 type pgProc struct {
 	cpu        time.Duration
+	start      int64 // see procStat
 	cmdline    []byte
 	postmaster bool
 }
@@ -210,7 +220,7 @@ func (s *system) postgresCPU() map[int]pgProc {
 		}
 		if st, ok := readStat(pid); ok && (pid == pm || st.ppid == pm) {
 			cmd, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
-			procs[pid] = pgProc{cpu: st.cpu, cmdline: cmd, postmaster: pid == pm}
+			procs[pid] = pgProc{cpu: st.cpu, start: st.start, cmdline: cmd, postmaster: pid == pm}
 		}
 	}
 	return procs

@@ -25,8 +25,9 @@ func (s *system) postmasterPID() int {
 }
 
 type procStat struct {
-	ppid int
-	cpu  time.Duration // user + system
+	ppid  int
+	cpu   time.Duration // user + system
+	start int64         // clock ticks after boot: with the pid, names the process
 }
 
 // readStat reads /proc/<pid>/stat.
@@ -41,17 +42,19 @@ func readStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15,
+	// starttime 22.
+	if len(f) < 20 {
 		return procStat{}, false
 	}
 	ppid, err1 := strconv.Atoi(f[1])
 	ut, err2 := strconv.ParseInt(f[11], 10, 64)
 	st, err3 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	start, err4 := strconv.ParseInt(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return procStat{}, false
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick}, true
+	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick, start: start}, true
 }
 
 // devRSS is dev's resident set in bytes; 0 if unknown.
