@@ -194,20 +194,27 @@ var (
 )
 
 // Parse reads pgbench's summary from its output: the transactions
-// processed and the tps are required (ErrNoSummary otherwise), the failed
-// transactions and the average latency are read when present.
+// processed are required (ErrNoSummary otherwise), and so is the tps unless
+// none were (pgbench prints none then); the failed transactions and the
+// average latency are read when present.
 func Parse(out string) (Result, error) {
 	res := Result{Output: out}
-	m, t := processedRe.FindStringSubmatch(out), tpsRe.FindStringSubmatch(out)
-	if m == nil || t == nil {
+	m := processedRe.FindStringSubmatch(out)
+	if m == nil {
 		return res, fmt.Errorf("%w:\n%s", ErrNoSummary, tail(out, 20))
 	}
 	var err error
 	if res.Processed, err = strconv.Atoi(m[1]); err != nil {
 		return res, fmt.Errorf("pgbench: transaction count %q: %w", m[1], err)
 	}
-	if res.TPS, err = strconv.ParseFloat(t[1], 64); err != nil {
-		return res, fmt.Errorf("pgbench: tps %q: %w", t[1], err)
+	t := tpsRe.FindStringSubmatch(out)
+	if t == nil && res.Processed > 0 {
+		return res, fmt.Errorf("%w (no tps):\n%s", ErrNoSummary, tail(out, 20))
+	}
+	if t != nil {
+		if res.TPS, err = strconv.ParseFloat(t[1], 64); err != nil {
+			return res, fmt.Errorf("pgbench: tps %q: %w", t[1], err)
+		}
 	}
 	if f := failedRe.FindStringSubmatch(out); f != nil {
 		res.Failed, _ = strconv.Atoi(f[1])
