@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/pgbenchrun"
 	"github.com/outboxpay/outboxpay/internal/kit/pgcluster"
 )
 
@@ -68,69 +65,15 @@ INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_r
 `, aggregateKeys, event.AggregateOrder, event.TypeOrderPaid)
 }
 
-// pgbenchRun is what pgbench reports.
-type pgbenchRun struct {
-	processed int
-	tps       float64
-	elapsed   time.Duration
-	output    string
-}
-
-var (
-	processedRe = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-	tpsRe       = regexp.MustCompile(`tps = ([0-9.]+)`)
-)
-
-// pgbench runs pgbench with the outbox script against the bench database,
-// with args (-t, -T, -R ...) after the common ones.
-func pgbench(ctx context.Context, tools pgTools, dbURL, tmp string, clients int, args ...string) (pgbenchRun, error) {
+// pgbench runs pgbench with the outbox script against the bench database
+// with clients clients; o sets the rest (duration or transactions, rate).
+func pgbench(ctx context.Context, tools pgTools, dbURL, tmp string, clients int, o pgbenchrun.Options) (pgbenchrun.Result, error) {
 	script := filepath.Join(tmp, "outbox.sql")
 	if err := os.WriteFile(script, []byte(outboxScript()), 0o644); err != nil {
-		return pgbenchRun{}, fmt.Errorf("write pgbench script: %w", err)
+		return pgbenchrun.Result{}, fmt.Errorf("write pgbench script: %w", err)
 	}
-	host, port, user, db, err := splitURL(dbURL)
-	if err != nil {
-		return pgbenchRun{}, err
-	}
-	all := append([]string{"-n", "-h", host, "-p", port, "-U", user,
-		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(max(1, clients/2)), "-f", script}, args...)
-	all = append(all, db)
-	cmd := exec.Command(tools.pgbench, all...)
-	cmd.Env = clientEnv()
-	if u, err := url.Parse(dbURL); err == nil {
-		if pw, ok := u.User.Password(); ok { // the cluster asks for a password (scram-sha-256)
-			cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
-		}
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	c, err := startChild("pgbench", cmd)
-	if err != nil {
-		return pgbenchRun{}, err
-	}
-	if err := c.wait(ctx); err != nil {
-		return pgbenchRun{}, fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, tail(out.String(), 20))
-	}
-	run := pgbenchRun{elapsed: time.Since(start), output: out.String()}
-	m := processedRe.FindStringSubmatch(run.output)
-	if m == nil {
-		return run, fmt.Errorf("pgbench: no transaction count in its output:\n%s", tail(run.output, 20))
-	}
-	run.processed, _ = strconv.Atoi(m[1])
-	if m := tpsRe.FindStringSubmatch(run.output); m != nil {
-		run.tps, _ = strconv.ParseFloat(m[1], 64)
-	}
-	return run, nil
-}
-
-// splitURL splits a postgres:// URL into pgbench's connection options.
-func splitURL(dbURL string) (host, port, user, db string, err error) {
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		return "", "", "", "", fmt.Errorf("database URL: %w", err)
-	}
-	return u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"), nil
+	o.Program, o.URL, o.Script, o.Clients = tools.pgbench, dbURL, script, clients
+	return pgbenchrun.Run(ctx, o)
 }
 
 // backlogResult is the backlog as built.
@@ -147,8 +90,7 @@ func buildBacklog(ctx context.Context, env *benchEnv, tools pgTools, o options, 
 	log.Info("building the backlog with pgbench", "transactions", o.events, "clients", o.clients)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	perClient := strconv.Itoa(o.events / o.clients)
-	run, err := pgbench(ctx, tools, env.url, tmp, o.clients, "-t", perClient)
+	run, err := pgbench(ctx, tools, env.url, tmp, o.clients, pgbenchrun.Options{Transactions: o.events / o.clients})
 	if err != nil {
 		return backlogResult{}, fmt.Errorf("build backlog: %w", err)
 	}
@@ -156,16 +98,16 @@ func buildBacklog(ctx context.Context, env *benchEnv, tools pgTools, o options, 
 	if err != nil {
 		return backlogResult{}, err
 	}
-	if rows != o.events || run.processed != o.events {
+	if rows != o.events || run.Processed != o.events {
 		return backlogResult{}, fmt.Errorf("build backlog: pgbench processed %d transactions and the outbox holds %d rows, want %d",
-			run.processed, rows, o.events)
+			run.Processed, rows, o.events)
 	}
 	end, err := env.currentLSN(ctx)
 	if err != nil {
 		return backlogResult{}, err
 	}
-	log.Info("backlog built", "rows", rows, "took", run.elapsed.Round(time.Millisecond), "end_lsn", end.String())
-	return backlogResult{events: rows, elapsed: run.elapsed, tps: run.tps, endLSN: end}, nil
+	log.Info("backlog built", "rows", rows, "took", run.Elapsed.Round(time.Millisecond), "end_lsn", end.String())
+	return backlogResult{events: rows, elapsed: run.Elapsed, tps: run.TPS, endLSN: end}, nil
 }
 
 // tail returns the last n lines of s.

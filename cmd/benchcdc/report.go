@@ -128,7 +128,7 @@ func printSteady(w io.Writer, r *results) {
 	fmt.Fprintf(w, "Steady load: %s events/s for %s (pgbench -R %d -T %d -c %d): %s transactions, %s tps; "+
 		"Kafka had acknowledged all of them %s after pgbench ended\n",
 		thousands(o.rate), o.duration, o.rate, int(o.duration.Seconds()), o.clients,
-		thousands(s.pgbench.processed), strconv.FormatFloat(s.pgbench.tps, 'f', 1, 64), s.drain.Round(time.Millisecond))
+		thousands(s.pgbench.Processed), strconv.FormatFloat(s.pgbench.TPS, 'f', 1, 64), s.drain.Round(time.Millisecond))
 	lo, hi := s.ack.maxBucket()
 	lo99, hi99 := s.ack.bucketOf(0.99)
 	fmt.Fprintf(w, "  commit-to-Kafka-ack (engine's %s, %s records; quantiles interpolated within buckets):\n",

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/pgbenchrun"
 )
 
 // newKafkaConsumer returns a consumer that joins no group (it is assigned
@@ -161,7 +161,7 @@ func (l *latencyConsumer) windows(start time.Time, width time.Duration) [][]time
 
 // steadyResult is the steady load's outcome.
 type steadyResult struct {
-	pgbench  pgbenchRun
+	pgbench  pgbenchrun.Result
 	drain    time.Duration     // after pgbench ended, until Kafka had acknowledged every row
 	ack      histogram         // the engine's commit-to-ack observations during the load
 	consumed []time.Duration   // commit-to-consume, sorted
@@ -195,16 +195,16 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	defer stopPerf()
 	win := env.sampler.begin()
 	began := time.Now()
-	secs := strconv.Itoa(int(o.duration.Round(time.Second).Seconds()))
-	res.pgbench, err = pgbench(ctx, tools, env.url, tmp, o.clients, "-R", strconv.Itoa(o.rate), "-T", secs)
+	res.pgbench, err = pgbench(ctx, tools, env.url, tmp, o.clients,
+		pgbenchrun.Options{Rate: o.rate, Duration: max(time.Second, o.duration.Round(time.Second))})
 	if err != nil {
 		win.end()
 		return res, err
 	}
 	ended := time.Now()
 	log.Info("steady load written; waiting for Kafka to acknowledge it",
-		"transactions", res.pgbench.processed, "tps", res.pgbench.tps)
-	target := int(before.counter(metricProduced)) + res.pgbench.processed
+		"transactions", res.pgbench.Processed, "tps", res.pgbench.TPS)
+	target := int(before.counter(metricProduced)) + res.pgbench.Processed
 	read := func(ctx context.Context) (float64, error) {
 		mfs, err := eng.metrics(ctx)
 		if err != nil {
@@ -225,7 +225,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 		return res, err
 	}
 	res.ack = after.histogram(metricCommitToAck).minus(before.histogram(metricCommitToAck))
-	if err := waitConsumed(ctx, cons, res.pgbench.processed); err != nil {
+	if err := waitConsumed(ctx, cons, res.pgbench.Processed); err != nil {
 		return res, err
 	}
 	res.windows = cons.windows(began, windowWidth)

@@ -46,8 +46,9 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	defer stop()
 	res := rateResult{offered: rate, duration: o.duration, codes: map[int]int{}}
 	var lat []time.Duration
-	cpu0 := s.cpuTimes()
-	began := time.Now()
+	sampler, stopSampler := s.startCPUSampler(ctx, log)
+	defer stopSampler()
+	cpu0 := sampler.snapshot(ctx)
 	var last time.Time
 	for r := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, o.duration, fmt.Sprint(rate)) {
 		res.sent++
@@ -63,10 +64,7 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	elapsed := time.Since(began)
-	cpu1 := s.cpuTimes()
-	res.devCPU = cpu1.dev.Sub(cpu0.dev, elapsed)
-	res.postgresCPU = cpu1.postgresCPU(cpu0, elapsed)
+	res.cpu = window(cpu0, sampler.snapshot(ctx))
 	res.devRSS = s.devRSS()
 	res.load = loadAverage()
 	res.sentRate = float64(res.sent) / o.duration.Seconds()
@@ -80,6 +78,8 @@ func (s *system) payAt(ctx context.Context, rate int, o options, rg orderRange, 
 	if !last.IsZero() {
 		res.drain = max(0, time.Since(last))
 	}
+	res.perPayment(window(cpu0, sampler.snapshot(ctx)))
+	stopSampler()
 	if err := s.commitToComplete(ctx, rg, &res); err != nil {
 		return res, err
 	}

@@ -9,7 +9,11 @@
 // POST /orders/{id}/payment (one order, user token and Idempotency-Key per
 // request) at rising open-loop rates with vegeta. After each rate it waits
 // until every outbox row of the rate's orders is COMPLETE and reads
-// commit-to-COMPLETE from the rows' created_at and completed_at. Then it
+// commit-to-COMPLETE from the rows' created_at and completed_at. During
+// each rate it follows where the machine's CPU goes (cpu.go): this process,
+// dev, each Postgres process by what pg_stat_activity says it is, and the
+// rest; over the rates it reads pg_stat_statements (the private cluster
+// preloads it; the extension lives in the postgres database). Then it
 // runs pgbench with the statements shop.Pay runs, on fresh ORDERED orders,
 // while dev still runs, and prints the table and the API/SQL ratio. It
 // exits non-zero only on errors: a rate not kept up with is reported.
@@ -161,6 +165,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 		log.Info("warm-up done", "ok", r.ok, "sent", r.sent, "complete", r.complete, "events", r.events,
 			"complete_p99", r.c2cP99, "api_p99", r.apiP99)
 	}
+	if err := sys.resetStatements(ctx); err != nil {
+		return rep, err
+	}
 	for i, rate := range o.rates {
 		log.Info("offering payments", "rate", rate, "duration", o.duration)
 		r, err := sys.payAt(ctx, rate, o, plan.rates[i], log)
@@ -173,6 +180,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 			break
 		}
 	}
+	stmts, err := sys.statements(ctx, topStatements)
+	if err != nil {
+		return rep, err
+	}
+	for _, r := range rep.rates {
+		stmts.payments += r.ok
+	}
+	rep.stmts = &stmts
 	log.Info("pgbench: the payment transaction's SQL", "clients", o.sqlClients, "duration", o.sqlFor)
 	sql, err := sys.pgbench(ctx, o, plan.sqlFirst, plan.sqlPerClient, tmp)
 	if err != nil {
@@ -181,6 +196,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 	rep.sql = &sql
 	return rep, nil
 }
+
+// topStatements is how many statements of pg_stat_statements the report shows.
+const topStatements = 10
 
 // orderRange is a range of order ids [first, first+n); order i belongs to user i.
 type orderRange struct{ first, n int64 }

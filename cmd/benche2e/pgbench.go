@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/pgbenchrun"
 )
 
 // paymentScript is the payment transaction as shop.Pay runs it with an
@@ -38,23 +34,6 @@ END;
 `, first, perClient)
 }
 
-var (
-	processedRe = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-	tpsRe       = regexp.MustCompile(`tps = ([0-9.]+)`)
-)
-
-// parsePgbench reads the transactions processed and tps from pgbench's output.
-func parsePgbench(out string) (processed int, tps float64, err error) {
-	m := processedRe.FindStringSubmatch(out)
-	t := tpsRe.FindStringSubmatch(out)
-	if m == nil || t == nil {
-		return 0, 0, fmt.Errorf("pgbench: no transaction count or tps in its output:\n%s", out)
-	}
-	processed, _ = strconv.Atoi(m[1])
-	tps, _ = strconv.ParseFloat(t[1], 64)
-	return processed, tps, nil
-}
-
 // pgbench runs the payment script for o.sqlFor with o.sqlClients clients
 // (extended protocol, as lib/pq) as the superuser, and checks that every
 // transaction it counts paid an order.
@@ -63,31 +42,17 @@ func (s *system) pgbench(ctx context.Context, o options, first, perClient int64,
 	if err := os.WriteFile(script, []byte(paymentScript(first, perClient)), 0o644); err != nil {
 		return sqlResult{}, fmt.Errorf("write pgbench script: %w", err)
 	}
-	u, err := url.Parse(s.url)
-	if err != nil {
-		return sqlResult{}, fmt.Errorf("database URL: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, o.sqlFor+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.pgbenchPath(), "-n", "-M", "extended",
-		"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username(),
-		"-c", strconv.Itoa(o.sqlClients), "-j", strconv.Itoa(max(1, o.sqlClients/2)),
-		"-T", strconv.Itoa(int(o.sqlFor.Seconds())), "-D", "k=0",
-		"-f", script, strings.TrimPrefix(u.Path, "/"))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") { // nothing may steer pgbench elsewhere
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if pw, ok := u.User.Password(); ok {
-		cmd.Env = append(cmd.Env, "PGPASSWORD="+pw)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return sqlResult{}, fmt.Errorf("pgbench: %w\n%s", err, out.String())
-	}
-	processed, tps, err := parsePgbench(out.String())
+	run, err := pgbenchrun.Run(ctx, pgbenchrun.Options{
+		Program:  s.pgbenchPath(),
+		URL:      s.url,
+		Script:   script,
+		Clients:  o.sqlClients,
+		Duration: o.sqlFor.Round(time.Second),
+		Protocol: "extended",
+		Vars:     map[string]string{"k": "0"},
+	})
 	if err != nil {
 		return sqlResult{}, err
 	}
@@ -96,8 +61,8 @@ func (s *system) pgbench(ctx context.Context, o options, first, perClient int64,
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id BETWEEN $1 AND $2 AND status = 'PAID'`, first, last).Scan(&paid); err != nil {
 		return sqlResult{}, fmt.Errorf("count pgbench's payments: %w", err)
 	}
-	if paid != processed {
-		return sqlResult{}, fmt.Errorf("pgbench counted %d transactions but %d of its orders are PAID:\n%s", processed, paid, out.String())
+	if paid != run.Processed {
+		return sqlResult{}, fmt.Errorf("pgbench counted %d transactions but %d of its orders are PAID:\n%s", run.Processed, paid, run.Output)
 	}
-	return sqlResult{clients: o.sqlClients, duration: o.sqlFor, tps: tps, payments: paid}, nil
+	return sqlResult{clients: o.sqlClients, duration: o.sqlFor, tps: run.TPS, payments: paid, latency: run.Latency}, nil
 }

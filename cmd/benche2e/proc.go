@@ -13,72 +13,6 @@ import (
 // every Linux architecture Go supports).
 const clockTick = 10 * time.Millisecond
 
-// cpuTime is CPU time used so far; ok is false where /proc could not tell
-// (not Linux, or the process is gone).
-type cpuTime struct {
-	used time.Duration
-	ok   bool
-}
-
-// Sub is the CPU-seconds per second between earlier and t over elapsed;
-// -1 when unknown.
-func (t cpuTime) Sub(earlier cpuTime, elapsed time.Duration) float64 {
-	if !t.ok || !earlier.ok || elapsed <= 0 {
-		return -1
-	}
-	return (t.used - earlier.used).Seconds() / elapsed.Seconds()
-}
-
-// cpuSample is the CPU time of dev and of each process of the Postgres
-// server (the postmaster and its children), by pid.
-type cpuSample struct {
-	dev      cpuTime
-	postgres map[int]time.Duration // nil: unknown
-}
-
-// postgresCPU is the Postgres server's CPU-seconds per second from earlier
-// to s over elapsed: for a process in both samples its growth, for one
-// started since all of its time; the time of backends that exited between
-// the samples after earlier is lost, so it is a lower bound. -1 if unknown.
-func (s cpuSample) postgresCPU(earlier cpuSample, elapsed time.Duration) float64 {
-	if s.postgres == nil || earlier.postgres == nil || elapsed <= 0 {
-		return -1
-	}
-	var used time.Duration
-	for pid, t := range s.postgres {
-		used += t - earlier.postgres[pid] // 0 for a process started since
-	}
-	return used.Seconds() / elapsed.Seconds()
-}
-
-func (s *system) cpuTimes() cpuSample {
-	var sample cpuSample
-	if s.dev != nil {
-		if st, ok := readStat(s.dev.Pid()); ok {
-			sample.dev = cpuTime{used: st.cpu, ok: true}
-		}
-	}
-	pm := s.postmasterPID()
-	if pm == 0 {
-		return sample
-	}
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		return sample
-	}
-	sample.postgres = map[int]time.Duration{}
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(pid); ok && (pid == pm || st.ppid == pm) {
-			sample.postgres[pid] = st.cpu
-		}
-	}
-	return sample
-}
-
 // postmasterPID is the first line of postmaster.pid; 0 if unknown.
 func (s *system) postmasterPID() int {
 	b, err := os.ReadFile(filepath.Join(s.pgDir, "postmaster.pid"))
@@ -91,8 +25,9 @@ func (s *system) postmasterPID() int {
 }
 
 type procStat struct {
-	ppid int
-	cpu  time.Duration // user + system
+	ppid  int
+	cpu   time.Duration // user + system
+	start int64         // clock ticks after boot: with the pid, names the process
 }
 
 // readStat reads /proc/<pid>/stat.
@@ -107,17 +42,19 @@ func readStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15,
+	// starttime 22.
+	if len(f) < 20 {
 		return procStat{}, false
 	}
 	ppid, err1 := strconv.Atoi(f[1])
 	ut, err2 := strconv.ParseInt(f[11], 10, 64)
 	st, err3 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	start, err4 := strconv.ParseInt(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return procStat{}, false
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick}, true
+	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick, start: start}, true
 }
 
 // devRSS is dev's resident set in bytes; 0 if unknown.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -71,29 +72,77 @@ func TestKeptUp(t *testing.T) {
 	}
 }
 
-func TestPostgresCPU(t *testing.T) {
-	s := func(m map[int]time.Duration) cpuSample { return cpuSample{postgres: m} }
-	for _, tc := range []struct {
-		name          string
-		before, after cpuSample
-		elapsed       time.Duration
-		want          float64
-	}{
-		{"growth of the same processes", s(map[int]time.Duration{1: time.Second, 2: 2 * time.Second}),
-			s(map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second}), 2 * time.Second, 1.5},
-		{"a backend started since counts whole, one that exited is left out",
-			s(map[int]time.Duration{1: time.Second, 2: 5 * time.Second}),
-			s(map[int]time.Duration{1: 2 * time.Second, 3: time.Second}), time.Second, 2},
-		{"unknown before", cpuSample{}, s(map[int]time.Duration{1: time.Second}), time.Second, -1},
-		{"unknown after", s(map[int]time.Duration{1: time.Second}), cpuSample{}, time.Second, -1},
+func TestPgPart(t *testing.T) {
+	for _, tc := range []struct{ typ, app, want string }{
+		{"client backend", "outboxpay-api", "pg backend outboxpay-api"},
+		{"client backend", "", "pg backend (no application_name)"},
+		{"walsender", "outboxpay-cdc", "pg walsender"},
+		{"autovacuum worker", "", "pg autovacuum"},
+		{"autovacuum launcher", "", "pg autovacuum"},
+		{"checkpointer", "", "pg checkpointer"},
+		{"walwriter", "", "pg walwriter"},
+		{"", "", "pg unidentified"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.after.postgresCPU(tc.before, tc.elapsed); got != tc.want {
-				t.Errorf("postgresCPU = %v, want %v", got, tc.want)
-			}
-		})
+		if got := pgPart(tc.typ, tc.app); got != tc.want {
+			t.Errorf("pgPart(%q, %q) = %q, want %q", tc.typ, tc.app, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		title      string
+		postmaster bool
+		want       string
+	}{
+		{"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/tmp/d\x00", true, "pg postmaster"},
+		{"postgres: walwriter \x00", false, "pg walwriter"},
+		{"postgres: checkpointer ", false, "pg checkpointer"},
+		{"postgres: walsender outboxpay_cdc 127.0.0.1(5432) START_REPLICATION", false, "pg walsender"},
+		{"postgres: autovacuum worker outboxpay", false, "pg autovacuum"},
+		{"postgres: outboxpay_api outboxpay 127.0.0.1(40000) idle", false, "pg backend of role outboxpay_api (gone before a sample)"},
+		{"something else", false, "pg unidentified"},
+	} {
+		if got := pgPartOfTitle([]byte(tc.title), tc.postmaster); got != tc.want {
+			t.Errorf("pgPartOfTitle(%q) = %q, want %q", tc.title, got, tc.want)
+		}
 	}
 }
+
+func TestWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a := cpuSnapshot{at: t0, busy: time.Second, bench: 100 * time.Millisecond, dev: time.Second,
+		pg: map[string]time.Duration{"pg walsender": 0}}
+	b := cpuSnapshot{at: t0.Add(2 * time.Second), busy: 4 * time.Second, bench: 300 * time.Millisecond, dev: 2 * time.Second,
+		pg: map[string]time.Duration{"pg walsender": 400 * time.Millisecond, "pg backend outboxpay-api": time.Second, "pg backend benche2e": 200 * time.Millisecond}}
+	w := window(a, b)
+	want := map[string]float64{partBench: 0.1, partDev: 0.5, "pg walsender": 0.2, "pg backend outboxpay-api": 0.5, "pg backend benche2e": 0.1}
+	for p, v := range want {
+		if !near(w.parts[p], v) {
+			t.Errorf("%s = %v, want %v", p, w.parts[p], v)
+		}
+	}
+	if !near(w.pg, 0.8) || !near(w.busy, 1.5) || !near(w.other(), 0.1) || w.elapsed != 2*time.Second {
+		t.Errorf("pg %v, busy %v, other %v over %v; want 0.8, 1.5, 0.1 over 2s", w.pg, w.busy, w.other(), w.elapsed)
+	}
+	if got := sortedParts([]cpuWindow{w}); strings.Join(got, "|") != partBench+"|"+partDev+"|pg backend benche2e|pg backend outboxpay-api|pg walsender" {
+		t.Errorf("sortedParts = %q", got)
+	}
+
+	r := rateResult{ok: 400}
+	r.perPayment(w)
+	// Postgres without the bench's sessions: 0.7 CPU-s/s over 2 s for 400 payments.
+	if !near(r.pgPer1k, 3.5) || !near(r.devPer1k, 2.5) {
+		t.Errorf("per 1,000 payments: pg %v, dev %v; want 3.5, 2.5", r.pgPer1k, r.devPer1k)
+	}
+	r = rateResult{}
+	r.perPayment(w)
+	if r.pgPer1k != -1 || r.devPer1k != -1 {
+		t.Errorf("per 1,000 of no payments: pg %v, dev %v; want -1 (unknown)", r.pgPer1k, r.devPer1k)
+	}
+	if u := window(cpuSnapshot{unknown: true}, b); !u.unknown {
+		t.Error("a window from an unknown snapshot is known")
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestReport(t *testing.T) {
 	rep := report{pgVersion: "15.8", cpus: 2, rates: []rateResult{
@@ -104,7 +153,13 @@ func TestReport(t *testing.T) {
 		{offered: 200, duration: 20 * time.Second, sent: 4000, ok: 3990, codes: map[int]int{201: 3990, 0: 4, 503: 6},
 			sentRate: 200, okRate: 199.5, apiP50: 5 * time.Millisecond, apiP99: 300 * time.Millisecond,
 			events: 7980, complete: 7980, c2cP50: 94 * time.Millisecond, c2cP99: 1850 * time.Millisecond},
-	}, sql: &sqlResult{clients: 8, duration: 20 * time.Second, tps: 1000, payments: 20000}}
+	}, sql: &sqlResult{clients: 8, duration: 20 * time.Second, tps: 1000, payments: 20000},
+		stmts: &statementStats{payments: 2000, product: 3 * time.Second, bench: time.Second, others: 12, top: []statement{
+			{role: "outboxpay_api", query: "UPDATE users SET balance = balance - $1 WHERE id = $2 " + strings.Repeat("x", 100), calls: 2000, total: 1500 * time.Millisecond, mean: 750 * time.Microsecond},
+		}}}
+	rep.rates[0].cpu = cpuWindow{elapsed: 20 * time.Second, parts: map[string]float64{partBench: 0.1, partDev: 0.5, "pg walsender": 0.05}, pg: 0.05, busy: 1}
+	rep.rates[0].pgPer1k, rep.rates[0].devPer1k = 0.5, 5
+	rep.rates[1].cpu = cpuWindow{unknown: true}
 	var b bytes.Buffer
 	rep.print(&b)
 	out := b.String()
@@ -120,6 +175,10 @@ func TestReport(t *testing.T) {
 		"8 clients for 20s: 1000 tps (20000 payments)",
 		"API / SQL = 100 / 1000 = 0.10 (the highest clean API rate)",
 		"    100/s: data-platform 101/s (2000), stock 100/s (2000)",
+		"latency average 0.0 ms",
+		"top 1 statements by total execution time over the rates (pg_stat_statements, reset after the warm-up; 2000 payments): the product's statements took 3.0 s,",
+		"12 more not shown; the bench's own queries (role postgres), left out, 1.0 s",
+		"outboxpay_api  2000   1.00           1.50     0.750    0.750       UPDATE users SET balance = balance - $1 WHERE id = $2 xxx",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -131,9 +190,27 @@ func TestReport(t *testing.T) {
 			row = f
 		}
 	}
-	want := []string{"100", "100.0", "100.0", "100.00", "4.0", "12.0", "4000", "4000", "15.0", "67.0", "0.0", "0.00", "0.00", "150", "1.50", "yes", "201:2000"}
+	want := []string{"100", "100.0", "100.0", "100.00", "4.0", "12.0", "4000", "4000", "15.0", "67.0", "0.0", "0.50", "0.05", "5.00", "0.50", "150", "1.50", "yes", "201:2000"}
 	if strings.Join(row, " ") != strings.Join(want, " ") {
 		t.Errorf("row of 100/s = %q, want %q", row, want)
+	}
+	// The CPU table: one column per rate, n/a where unknown.
+	for name, want := range map[string]string{
+		"pg walsender": "0.05 n/a",
+		"pg total":     "0.05 n/a",
+		"other":        "0.35 n/a",
+		"machine busy": "1.00 n/a",
+		"machine idle": "1.00 n/a",
+	} {
+		var got string
+		for _, line := range strings.Split(out, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+"  "); ok {
+				got = strings.Join(strings.Fields(rest), " ")
+			}
+		}
+		if got != want {
+			t.Errorf("CPU row %q = %q, want %q:\n%s", name, got, want, out)
+		}
 	}
 	if strings.Contains(out, "stopped rising") {
 		t.Errorf("report says the rates stopped early:\n%s", out)

@@ -39,10 +39,14 @@ const (
 
 // system is the private Postgres and `outboxpay dev` running on it.
 type system struct {
-	pg      *pgcluster.Cluster
-	pgDir   string
-	url     string // the database, as the postgres superuser
-	db      *sql.DB
+	pg    *pgcluster.Cluster
+	pgDir string
+	url   string // the database, as the postgres superuser
+	db    *sql.DB
+	// stats is the postgres database, as the superuser: pg_stat_activity,
+	// pg_stat_statements (whose extension lives there, out of the
+	// product's database).
+	stats   *sql.DB
 	dev     *pgcluster.Process
 	devOut  *os.File
 	apiURL  string
@@ -74,7 +78,8 @@ func startSystem(ctx context.Context, bin, tmp string, log *slog.Logger) (s *sys
 	if s.tools, err = pgcluster.BinDir(); err != nil {
 		return s, err
 	}
-	s.pg, err = pgcluster.Start(ctx, pgcluster.Options{DataDir: s.pgDir, Logger: log.With("component", "postgres")})
+	s.pg, err = pgcluster.Start(ctx, pgcluster.Options{DataDir: s.pgDir, Logger: log.With("component", "postgres"),
+		Settings: map[string]string{"shared_preload_libraries": "pg_stat_statements"}})
 	if err != nil {
 		return s, err
 	}
@@ -82,8 +87,15 @@ func startSystem(ctx context.Context, bin, tmp string, log *slog.Logger) (s *sys
 		return s, err
 	}
 	s.url = s.pg.URL(dbName)
-	if s.db, err = sql.Open("postgres", s.url); err != nil {
+	// The bench's own sessions are named, to tell them from dev's.
+	if s.db, err = sql.Open("postgres", s.url+"&application_name="+benchAppName); err != nil {
 		return s, fmt.Errorf("open database: %w", err)
+	}
+	if s.stats, err = sql.Open("postgres", s.pg.URL("postgres")+"&application_name="+benchAppName); err != nil {
+		return s, fmt.Errorf("open database postgres: %w", err)
+	}
+	if _, err := s.stats.ExecContext(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return s, fmt.Errorf("create extension pg_stat_statements: %w", err)
 	}
 	if err := s.startDev(ctx, bin, filepath.Join(tmp, "dev"), log); err != nil {
 		return s, err
@@ -193,8 +205,10 @@ func (s *system) close() error {
 	if s.devOut != nil {
 		errs = append(errs, s.devOut.Close())
 	}
-	if s.db != nil {
-		errs = append(errs, s.db.Close())
+	for _, db := range []*sql.DB{s.db, s.stats} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
 	}
 	if s.pg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

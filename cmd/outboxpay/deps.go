@@ -16,8 +16,11 @@ import (
 // databases by the subcommand that opens them, and handed down whole
 // instead of one parameter each.
 type deps struct {
-	cfg    config
-	logger *slog.Logger
+	cfg config
+	// command is the subcommand being run ("api", "consumers", ...): the
+	// application_name of the pool withDB opens is appName(command).
+	command string
+	logger  *slog.Logger
 	// reg is the process's metrics registry, served on /metrics.
 	reg *prometheus.Registry
 	// dbs are the connection pools, one per component's role; a subcommand
@@ -33,7 +36,8 @@ type deps struct {
 }
 
 // newDeps returns the deps of cfg: its logger, a new registry, no
-// databases, the process's Kafka settings and the environment.
+// databases, the process's Kafka settings and the environment; main sets
+// command.
 func newDeps(cfg config) deps {
 	return deps{
 		cfg:     cfg,

@@ -288,7 +288,7 @@ func (s devListeners) close() error {
 // devRoles), and opens a pool as each role. It returns the pools and the
 // URL as the connector's role.
 func openDevDatabases(ctx context.Context, d deps, adminURL string) (databases, string, error) {
-	admin, err := openDB(ctx, d, adminURL)
+	admin, err := openDB(ctx, d, adminURL, appName("dev-setup"))
 	if err != nil {
 		return databases{}, "", err
 	}
@@ -305,9 +305,13 @@ func openDevDatabases(ctx context.Context, d deps, adminURL string) (databases, 
 	if err != nil {
 		return databases{}, "", err
 	}
+	// The workers (consumer groups, reconciler, lag exporter) share a pool.
 	var dbs databases
-	for dst, u := range map[**sql.DB]string{&dbs.api: urls.API, &dbs.worker: urls.Worker, &dbs.cdc: urls.CDC} {
-		if *dst, err = openDB(ctx, d, u); err != nil {
+	for _, p := range []struct {
+		dst       **sql.DB
+		url, name string
+	}{{&dbs.api, urls.API, "api"}, {&dbs.worker, urls.Worker, "worker"}, {&dbs.cdc, urls.CDC, "cdc"}} {
+		if *p.dst, err = openDB(ctx, d, p.url, appName(p.name)); err != nil {
 			return databases{}, "", errors.Join(err, dbs.close())
 		}
 	}

@@ -81,6 +81,7 @@ func main() {
 		os.Exit(2)
 	}
 	d := newDeps(cfg)
+	d.command = os.Args[1]
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

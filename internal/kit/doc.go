@@ -1,7 +1,8 @@
 // Package kit is the development and test kit of outboxpay, not the
 // product: a private Postgres (pgcluster) and an embedded Kafka
-// (kafkacluster) for `outboxpay dev` and the tests, the mock external data
-// platform (platformmock), the development token issuer (devtoken), test
+// (kafkacluster) for `outboxpay dev` and the tests, the benchmarks' pgbench
+// runner (pgbenchrun), the mock external data platform (platformmock), the
+// development token issuer (devtoken), test
 // harnesses and fixtures (pgtest, kafkatest, kafkaclustertest, connecttest,
 // eventually, logtest, promtest, runtest) and the chaos harness (chaos).
 //

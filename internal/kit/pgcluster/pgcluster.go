@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,11 @@ type Options struct {
 	// wal_writer_delay. These settings apply per start, so one data dir can
 	// be started either way.
 	Durable bool
+	// Settings are further server settings (name: value, as postgres -c
+	// name=value), applied per start after the ones above, which they may
+	// override: shared_preload_libraries=pg_stat_statements for a
+	// benchmark, say. A setting the server rejects fails Start.
+	Settings map[string]string
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -87,9 +93,11 @@ type Cluster struct {
 	logPath string
 	port    int // fixed once Start returns
 	durable bool
-	bins    binaries
-	runAs   *account // nil: the current user
-	logger  *slog.Logger
+	// settings are Options.Settings as postgres arguments.
+	settings []string
+	bins     binaries
+	runAs    *account // nil: the current user
+	logger   *slog.Logger
 	// password is the superuser's, kept in the data dir.
 	password string
 	// trusting is true while pg_hba.conf has trust rules (a data dir of an
@@ -136,12 +144,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	c := &Cluster{
-		dataDir: dataDir,
-		logPath: filepath.Join(dataDir, "log", "postgres.log"),
-		durable: opts.Durable,
-		bins:    bins,
-		runAs:   runAs,
-		logger:  logger.With("data_dir", dataDir),
+		dataDir:  dataDir,
+		logPath:  filepath.Join(dataDir, "log", "postgres.log"),
+		durable:  opts.Durable,
+		settings: settingArgs(opts.Settings),
+		bins:     bins,
+		runAs:    runAs,
+		logger:   logger.With("data_dir", dataDir),
 	}
 	if err := c.setup(ctx); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
@@ -169,6 +178,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.logger.Warn("port was taken before postgres could bind it; trying another", "port", c.port)
 	}
+}
+
+// settingArgs are settings as postgres's -c arguments, by name.
+func settingArgs(settings map[string]string) []string {
+	names := make([]string, 0, len(settings))
+	for name := range settings {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var args []string
+	for _, name := range names {
+		args = append(args, "-c", name+"="+settings[name])
+	}
+	return args
 }
 
 // Port returns the TCP port the cluster listens on at 127.0.0.1.
@@ -315,13 +338,14 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.durable {
 		onOff = "on"
 	}
-	cmd := exec.Command(c.bins.postgres,
+	args := []string{
 		"-D", c.dataDir,
 		"-p", strconv.Itoa(c.port),
-		"-c", "fsync="+onOff,
-		"-c", "full_page_writes="+onOff,
+		"-c", "fsync=" + onOff,
+		"-c", "full_page_writes=" + onOff,
 		"-c", "synchronous_commit=on",
-	)
+	}
+	cmd := exec.Command(c.bins.postgres, append(args, c.settings...)...)
 	cmd.Dir = c.dataDir
 	cmd.Env = c.env()
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -327,6 +327,53 @@ func TestRestartKeepsDataAndPort(t *testing.T) {
 	}
 }
 
+// Options.Settings reach the server, override the defaults and survive a
+// restart; one the server rejects fails Start.
+func TestStartExtraSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Start(t.Context(), Options{
+		DataDir: filepath.Join(testDir(t), "data"),
+		Settings: map[string]string{
+			"shared_preload_libraries": "pg_stat_statements",
+			"max_connections":          "120",
+		},
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	check := func(when string) {
+		t.Helper()
+		db := open(t, c, "postgres")
+		mustExec(t, db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "SELECT 42")
+		if got := queryString(t, db, "SHOW max_connections"); got != "120" {
+			t.Errorf("%s: max_connections = %q, want 120", when, got)
+		}
+		// pg_stat_statements answers only when preloaded.
+		if n := queryString(t, db, "SELECT count(*) FROM pg_stat_statements WHERE query = 'SELECT $1'"); n == "0" {
+			t.Errorf("%s: pg_stat_statements did not record SELECT 42", when)
+		}
+	}
+	check("after start")
+	if err := c.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check("after restart")
+
+	dir := filepath.Join(testDir(t), "bad")
+	if bad, err := Start(t.Context(), Options{DataDir: dir, Settings: map[string]string{"no_such_setting": "1"}}); err == nil {
+		bad.Stop(context.Background())
+		t.Error("Start with an unknown setting succeeded")
+	} else if !strings.Contains(err.Error(), "no_such_setting") {
+		t.Errorf("Start with an unknown setting: %v, want an error naming it", err)
+	}
+}
+
 func TestStopThenStartDurable(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(testDir(t), "data")
