@@ -5,6 +5,7 @@
 #   make lint   gofmt, go vet, staticcheck
 #   make bench-e2e  payments end to end at rising rates, against pgbench (~5 min; not in make test)
 #   make chaos  kill and restart every part under load, then check the invariants (~12 min)
+#   make chaos-replicas  the same with two processes of each consumer group and of the API
 #   make up     the production-shaped stack in Docker (Debezium; ENGINE=embedded for the
 #               embedded engine); make down, make logs, make connector-status
 
@@ -21,7 +22,7 @@ ENGINE         ?= debezium
 COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
 CONNECT_PORT   ?= 8083
 
-.PHONY: run build test lint migrate bench-cdc bench-e2e chaos clean up down logs connector-status
+.PHONY: run build test lint migrate bench-cdc bench-e2e chaos chaos-replicas clean up down logs connector-status
 
 run: build
 	./$(BIN) dev
@@ -106,9 +107,16 @@ connector-status:
 # The whole system as separate processes under load, every part killed and restarted on a
 # seeded schedule, then the invariants checked; prints a report, fails if one broke.
 # Settings: CHAOS_DURATION (10m), CHAOS_SEED (1), CHAOS_RATE (5/s), CHAOS_FAULTS
-# (kind=count,...), ... (cmd/chaos). About 12 minutes with the defaults.
+# (kind=count,...), CHAOS_REPLICAS (1), ... (cmd/chaos). About 12 minutes with the defaults.
 chaos:
 	$(GO) run ./cmd/chaos
+
+# The replicas profile (= CHAOS_REPLICAS=2 make chaos): two processes of each consumer group and
+# two API instances behind the same database; also kills a consumer replica while its group
+# rebalances, checks that each group's records were shared by both replicas, and reports the
+# drain rate of a backlog with 1 and 2 replicas (CHAOS_DRAIN_PAYMENTS, 2000). About 15 minutes.
+chaos-replicas:
+	CHAOS_REPLICAS=2 $(GO) run ./cmd/chaos
 
 clean:
 	rm -rf bin

@@ -8,7 +8,12 @@
 //	CHAOS_DURATION          load and faults, default 10m
 //	CHAOS_SEED              seed of the load and the fault schedule, default 1
 //	CHAOS_RATE              orders (each then paid) per second, default 5
-//	CHAOS_FAULTS            kind=count,... (default: the full profile; see internal/kit/chaos)
+//	CHAOS_FAULTS            kind=count,... (default: the full profile, or the replicas
+//	                        profile with CHAOS_REPLICAS >= 2; see internal/kit/chaos)
+//	CHAOS_REPLICAS          processes of each consumer group and of the API, default 1;
+//	                        2 or more: the replicas profile (records shared, kills
+//	                        mid-rebalance, throughput with 1 and N replicas)
+//	CHAOS_DRAIN_PAYMENTS    the replicas profile's throughput backlog, default 2000; 0 skips it
 //	CHAOS_STUCK_AFTER       the reconciler's stuck-after, default 10s
 //	CHAOS_PAUSE             how long the connector stays paused, default 45s
 //	CHAOS_DEGRADE           how long the platform misbehaves each time, default 20s
@@ -42,6 +47,8 @@ type settings struct {
 	Degrade         time.Duration `env:"CHAOS_DEGRADE" envDefault:"20s"`
 	ConvergeTimeout time.Duration `env:"CHAOS_CONVERGE_TIMEOUT" envDefault:"5m"`
 	Dir             string        `env:"CHAOS_DIR"`
+	Replicas        int           `env:"CHAOS_REPLICAS" envDefault:"1"`
+	DrainPayments   int64         `env:"CHAOS_DRAIN_PAYMENTS" envDefault:"2000"`
 }
 
 func main() {
@@ -55,7 +62,14 @@ func run() int {
 		logger.Error("read settings", "err", err)
 		return 2
 	}
+	if s.Replicas < 1 || s.Replicas > 8 || s.DrainPayments < 0 {
+		logger.Error("read settings", "err", "CHAOS_REPLICAS must be 1..8 and CHAOS_DRAIN_PAYMENTS not negative")
+		return 2
+	}
 	faults := chaos.DefaultFaults()
+	if s.Replicas >= 2 {
+		faults = chaos.ReplicaFaults()
+	}
 	if s.Faults != "" {
 		if faults, err = chaos.ParseSchedule(s.Faults); err != nil {
 			logger.Error("read settings", "err", err)
@@ -81,7 +95,7 @@ func run() int {
 	report, err := chaos.Run(ctx, chaos.Config{
 		Binary: bin, Dir: dir, Duration: s.Duration, Seed: s.Seed, Rate: s.Rate, Faults: faults,
 		StuckAfter: s.StuckAfter, Pause: s.Pause, Degrade: s.Degrade, ConvergeTimeout: s.ConvergeTimeout,
-		Logger: logger,
+		Replicas: s.Replicas, DrainPayments: s.DrainPayments, Logger: logger,
 	})
 	if err != nil {
 		logger.Error("chaos run", "err", err, "logs", filepath.Join(dir, "logs"))

@@ -128,6 +128,13 @@ func (g *Group) Run(ctx context.Context) error {
 		"topic.metadata.refresh.interval.ms": 5000, // finds new topics matching a pattern
 		"enable.metrics.push":                false,
 		"log.connection.close":               false,
+		// A replica that crashes gives its partitions up after 15 s without
+		// heartbeats. The rebalance timeout (max.poll.interval.ms; the poll
+		// loop never blocks longer than ShutdownTimeout) bounds how long a
+		// replica killed mid-rebalance can hold its group: a broker may
+		// drop it only then (the embedded one does).
+		"session.timeout.ms":   15000,
+		"max.poll.interval.ms": 30000,
 	}) {
 		cm[k] = v
 	}

@@ -90,7 +90,9 @@ func TestShortProfile(t *testing.T) {
 	}
 	faults := map[Kind]int{}
 	for _, k := range Kinds {
-		faults[k] = 1
+		if k != KillMidRebalance { // needs replicas: TestShortReplicasProfile
+			faults[k] = 1
+		}
 	}
 	var logs bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -114,6 +116,75 @@ func TestShortProfile(t *testing.T) {
 	if report.Payments == 0 || report.Refunds == 0 || report.DuplicatesApplied != 0 {
 		t.Errorf("payments %d, refunds %d, duplicates applied %d: want payments, refunds and no duplicate applied",
 			report.Payments, report.Refunds, report.DuplicatesApplied)
+	}
+}
+
+// The short replicas profile: two processes of each consumer group and two
+// API instances on one database, a replica of each kind killed, one killed
+// while its group rebalances, then a small throughput phase; every
+// invariant must hold and every replica must have handled records.
+func TestShortReplicasProfile(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin", "outboxpay")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxpay/outboxpay/cmd/outboxpay").CombinedOutput(); err != nil {
+		t.Fatalf("build outboxpay: %v\n%s", err, out)
+	}
+	faults := map[Kind]int{KillStock: 1, KillDataPlatform: 1, KillTracker: 1, KillAPI: 1, KillMidRebalance: 1}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	report, err := Run(ctx, Config{
+		Binary: bin, Dir: filepath.Join(dir, "run"), Duration: 60 * time.Second, Seed: 42, Rate: 4,
+		Faults: faults, StuckAfter: 8 * time.Second, Pause: 30 * time.Second, Degrade: 10 * time.Second,
+		ConvergeTimeout: 3 * time.Minute, Replicas: 2, DrainPayments: 100,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	var out bytes.Buffer
+	report.Print(&out)
+	t.Log("\n" + out.String())
+	if !report.OK() {
+		dumpLogs(t, filepath.Join(dir, "run", "logs"))
+		t.Fatalf("invariants broken\n%s", logs.String())
+	}
+	if report.Payments == 0 || report.DuplicatesApplied != 0 || report.Replicas != 2 {
+		t.Errorf("payments %d, duplicates applied %d, replicas %d: want payments, no duplicate applied, 2 replicas",
+			report.Payments, report.DuplicatesApplied, report.Replicas)
+	}
+	for group, reps := range report.Shares {
+		if len(reps) != 2 {
+			t.Errorf("group %s: %d replicas reported, want 2", group, len(reps))
+		}
+	}
+	if len(report.Shares) != 3 {
+		t.Errorf("shares of %d groups, want 3", len(report.Shares))
+	}
+	if len(report.Drains) != 2 || report.Drains[0].Replicas != 1 || report.Drains[1].Replicas != 2 {
+		t.Fatalf("drains %+v: want a pass with 1 replica, then one with 2", report.Drains)
+	}
+	for _, d := range report.Drains {
+		for _, g := range d.Groups {
+			if d.Payments < 100 || g.Events == 0 || g.Rate() <= 0 || len(g.PerReplica) != d.Replicas {
+				t.Errorf("drain with %d replicas, %d payments: group %s %d events at %.1f/s by %v: want 100 payments drained, a count per replica",
+					d.Replicas, d.Payments, g.Group, g.Events, g.Rate(), g.PerReplica)
+			}
+			for name, n := range g.PerReplica {
+				if n == 0 {
+					t.Errorf("drain with %d replicas: %s handled no record of the backlog, want the group to share it", d.Replicas, name)
+				}
+			}
+		}
+	}
+}
+
+// A mid-rebalance kill needs replicas to kill.
+func TestMidRebalanceNeedsReplicas(t *testing.T) {
+	_, err := Run(t.Context(), Config{Binary: "outboxpay", Dir: t.TempDir(), Duration: time.Minute, Rate: 1,
+		Faults: map[Kind]int{KillMidRebalance: 1}})
+	if err == nil || !strings.Contains(err.Error(), "needs Replicas >= 2") {
+		t.Fatalf("Run with %s and one replica: %v, want an error", KillMidRebalance, err)
 	}
 }
 

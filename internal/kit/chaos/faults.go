@@ -1,15 +1,19 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // Kind is a kind of fault.
@@ -29,13 +33,19 @@ const (
 	PlatformTimeouts Kind = "platform-timeouts"
 	PlatformSlow     Kind = "platform-slow"
 	PauseConnector   Kind = "pause-connector"
+	// KillMidRebalance restarts one replica of a consumer group (chosen by
+	// the seed) and, while the group rebalances to take it back in, kills
+	// another replica of the same group, which comes back after a pause.
+	// It needs two replicas or more (Config.Replicas).
+	KillMidRebalance Kind = "kill-consumer-mid-rebalance"
 )
 
 // Kinds lists every kind, in report order.
 var Kinds = []Kind{KillConnect, KillStock, KillDataPlatform, KillTracker, KillReconciler, KillAPI,
-	RestartPostgres, RestartKafka, Platform5xx, PlatformTimeouts, PlatformSlow, PauseConnector}
+	RestartPostgres, RestartKafka, Platform5xx, PlatformTimeouts, PlatformSlow, PauseConnector, KillMidRebalance}
 
-// killed maps the kill faults to the process they kill.
+// killed maps the kill faults to the process they kill (one of its
+// replicas, chosen by the seed, when it runs more than once).
 var killed = map[Kind]string{
 	KillConnect: procConnect, KillStock: procStock, KillDataPlatform: procDataPlat,
 	KillTracker: procTracker, KillReconciler: procReconciler, KillAPI: procAPI,
@@ -89,6 +99,9 @@ type injector struct {
 	degrade time.Duration // how long the platform stays degraded
 	done    map[Kind]int
 	lastEnd time.Time
+	// rebalancing counts the KillMidRebalance faults whose kill found the
+	// group rebalancing (as Kafka described it).
+	rebalancing int
 }
 
 // run injects the faults at their times (after the previous one is over)
@@ -122,12 +135,18 @@ func (in *injector) inject(ctx context.Context, kind Kind) error {
 	s := in.s
 	switch kind {
 	case KillConnect, KillStock, KillDataPlatform, KillTracker, KillReconciler, KillAPI:
-		p := s.procs[killed[kind]]
+		names := s.replicasOf(killed[kind])
+		p := s.procs[names[0]]
+		if len(names) > 1 { // one process: the seed's schedule as without replicas
+			p = s.procs[names[in.rng.IntN(len(names))]]
+		}
 		if err := p.kill(); err != nil {
 			return err
 		}
 		in.sleep(ctx, time.Duration(500+in.rng.IntN(3500))*time.Millisecond)
 		return p.start()
+	case KillMidRebalance:
+		return in.killMidRebalance(ctx)
 	case RestartKafka:
 		p := s.procs[procKafka]
 		if err := p.kill(); err != nil {
@@ -187,4 +206,82 @@ func (in *injector) setPlatformFaults(ctx context.Context, faults map[string]any
 		return fmt.Errorf("set platform faults %v: %d %s %v", body, status, resp, err)
 	}
 	return nil
+}
+
+// killMidRebalance kills one replica of a group and starts it again; once
+// it has subscribed, and as soon as Kafka describes the group as
+// rebalancing (or after 20 s without), it kills another replica of the
+// same group, and starts it again 0.5-4 s later.
+func (in *injector) killMidRebalance(ctx context.Context) error {
+	s := in.s
+	g := consumerProcs[in.rng.IntN(len(consumerProcs))].group
+	reps := s.consumers[g]
+	if len(reps) < 2 {
+		return fmt.Errorf("%s needs two replicas of each consumer group or more", KillMidRebalance)
+	}
+	i := in.rng.IntN(len(reps))
+	first, second := s.procs[reps[i].name], s.procs[reps[(i+1+in.rng.IntN(len(reps)-1))%len(reps)].name]
+	started := logCount(first.logPath, groupStarted)
+	if err := first.kill(); err != nil {
+		return err
+	}
+	in.sleep(ctx, time.Duration(500+in.rng.IntN(1500))*time.Millisecond)
+	if err := first.start(); err != nil {
+		return err
+	}
+	if err := poll(ctx, time.Minute, first.name+" subscribed", func() (bool, error) {
+		return logCount(first.logPath, groupStarted) > started, nil
+	}); err != nil {
+		return err
+	}
+	if in.awaitRebalance(ctx, g, 20*time.Second) {
+		in.rebalancing++
+	}
+	if err := second.kill(); err != nil {
+		return err
+	}
+	in.s.logger.Info("killed a replica mid-rebalance", "group", g, "restarted", first.name, "killed", second.name)
+	in.sleep(ctx, time.Duration(500+in.rng.IntN(3500))*time.Millisecond)
+	return second.start()
+}
+
+// groupStarted is what a consumer process logs once its group subscribed.
+const groupStarted = `"consumer group started"`
+
+// logCount counts the lines of a log that hold s.
+func logCount(path, s string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte(s))
+}
+
+// awaitRebalance reports whether Kafka describes group as rebalancing
+// (preparing or completing it) within timeout.
+func (in *injector) awaitRebalance(ctx context.Context, group string, timeout time.Duration) bool {
+	cm := in.s.kafkaAdmin().ConfigMap()
+	cm["enable.metrics.push"] = false
+	admin, err := kafka.NewAdminClient(&cm)
+	if err != nil {
+		in.s.logger.Warn("describe consumer group", "group", group, "err", err)
+		return false
+	}
+	defer admin.Close()
+	err = poll(ctx, timeout, "group "+group+" rebalancing", func() (bool, error) {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		res, err := admin.DescribeConsumerGroups(dctx, []string{group})
+		if err != nil {
+			return false, err
+		}
+		for _, d := range res.ConsumerGroupDescriptions {
+			switch d.State {
+			case kafka.ConsumerGroupStatePreparingRebalance, kafka.ConsumerGroupStateCompletingRebalance:
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return err == nil
 }

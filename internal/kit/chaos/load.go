@@ -97,9 +97,11 @@ type loadStats struct {
 }
 
 // load drives orders and payments at rate per second until ctx ends, each
-// request retried through outages until it has a definite answer.
+// request retried through outages until it has a definite answer. Its
+// requests go to the API instances in apis in turn (round robin).
 type load struct {
-	api     string
+	apis    []string
+	turn    atomic.Uint64
 	seed    seedData
 	rate    float64
 	client  *http.Client
@@ -107,6 +109,11 @@ type load struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	soldOut map[int64]bool
+}
+
+// api returns the base URL of the API instance the next request goes to.
+func (l *load) api() string {
+	return l.apis[(l.turn.Add(1)-1)%uint64(len(l.apis))]
 }
 
 func (l *load) run(ctx context.Context) {
@@ -178,7 +185,7 @@ func (l *load) raceForLastUnits(ctx context.Context) {
 	l.mu.Lock()
 	a, b := l.seed.users[l.rng.IntN(len(l.seed.users))], l.seed.users[l.rng.IntN(len(l.seed.users))]
 	l.mu.Unlock()
-	status, body, ok := l.retry(ctx, "GET", l.api+"/products", nil, bearer(l.seed.shopper[a]))
+	status, body, ok := l.retry(ctx, "GET", l.api()+"/products", nil, bearer(l.seed.shopper[a]))
 	if !ok || status != http.StatusOK {
 		return
 	}
@@ -219,7 +226,7 @@ func (l *load) raceForLastUnits(ctx context.Context) {
 // payment's does not.
 func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]any) {
 	auth := bearer(l.seed.shopper[user])
-	status, body, ok := l.retry(ctx, "POST", l.api+"/orders", map[string]any{"userId": user, "items": items}, auth)
+	status, body, ok := l.retry(ctx, "POST", l.api()+"/orders", map[string]any{"userId": user, "items": items}, auth)
 	if !ok {
 		l.stats.unknown.Add(1)
 		return
@@ -243,7 +250,7 @@ func (l *load) orderAndPay(ctx context.Context, user int64, items []map[string]a
 	}
 	headers := map[string]string{"Idempotency-Key": uuid.NewString()}
 	maps.Copy(headers, auth)
-	status, _, ok = l.retry(ctx, "POST", fmt.Sprintf("%s/orders/%d/payment", l.api, order.OrderID),
+	status, _, ok = l.retry(ctx, "POST", fmt.Sprintf("%s/orders/%d/payment", l.api(), order.OrderID),
 		map[string]any{}, headers)
 	switch {
 	case !ok:

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,7 +191,7 @@ func TestOrderAndPayActAsTheUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &load{api: srv.URL, client: srv.Client(), seed: seedData{shopper: map[int64]string{user: token}}}
+	l := &load{apis: []string{srv.URL}, client: srv.Client(), seed: seedData{shopper: map[int64]string{user: token}}}
 	l.orderAndPay(t.Context(), user, []map[string]any{{"productDetailId": int64(1), "quantity": 1}})
 	mu.Lock()
 	defer mu.Unlock()
@@ -200,5 +201,26 @@ func TestOrderAndPayActAsTheUser(t *testing.T) {
 	if l.stats.orders.Load() != 1 || l.stats.paymentsRefused.Load() != 1 || l.stats.authRefused.Load() != 1 {
 		t.Errorf("orders %d, payments refused %d, auth refused %d; want 1, 1, 1",
 			l.stats.orders.Load(), l.stats.paymentsRefused.Load(), l.stats.authRefused.Load())
+	}
+}
+
+// The load sends its requests to the API instances in turn.
+func TestLoadSpreadsOverAPIs(t *testing.T) {
+	var hits [2]atomic.Int64
+	apis := make([]string, len(hits))
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			w.WriteHeader(http.StatusConflict) // the order is refused: one request per order
+		}))
+		defer srv.Close()
+		apis[i] = srv.URL
+	}
+	l := &load{apis: apis, client: http.DefaultClient, seed: seedData{shopper: map[int64]string{1: "token"}}, soldOut: map[int64]bool{}}
+	for range 6 {
+		l.orderAndPay(t.Context(), 1, []map[string]any{{"productDetailId": int64(1), "quantity": 1}})
+	}
+	if a, b := hits[0].Load(), hits[1].Load(); a != 3 || b != 3 {
+		t.Errorf("requests per API instance: %d and %d, want 3 and 3", a, b)
 	}
 }

@@ -28,6 +28,7 @@ type proc struct {
 	deliberate bool          // the current process is being stopped by the run
 	closed     bool          // stopped for good: no more restarts
 	crashes    int           // exits the run did not cause
+	gen        int           // how many times it was started
 	restarts   chan struct{}
 }
 
@@ -62,6 +63,7 @@ func (p *proc) start() error {
 	}
 	done := make(chan struct{})
 	p.cmd, p.done, p.deliberate = cmd, done, false
+	p.gen++
 	go func() {
 		err := cmd.Wait()
 		logFile.Close()
@@ -128,3 +130,15 @@ func (p *proc) crashCount() int {
 	defer p.mu.Unlock()
 	return p.crashes
 }
+
+// generation counts the starts of the process: it changes when the
+// process is started again.
+func (p *proc) generation() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
+}
+
+// stop stops the process (SIGTERM, then SIGKILL after timeout) without
+// counting it as a crash; start starts it again.
+func (p *proc) stop(timeout time.Duration) error { return p.signal(syscall.SIGTERM, timeout) }

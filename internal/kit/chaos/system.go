@@ -40,6 +40,41 @@ const (
 	procTracker    = "consumer-outbox-tracker"
 )
 
+// consumerProcs are the consumer groups, each with the name of its process
+// (of its replicas: name-1, name-2, ...).
+var consumerProcs = []struct{ group, proc string }{
+	{event.GroupStock, procStock}, {event.GroupDataPlatform, procDataPlat}, {event.GroupOutboxTracker, procTracker},
+}
+
+// replica is one process of a consumer group, and where it serves /metrics.
+type replica struct {
+	name, metrics string
+}
+
+// replicaName is the name of replica i (from 1) of n of a process: the
+// process's name alone when it runs once.
+func replicaName(proc string, i, n int) string {
+	if n <= 1 {
+		return proc
+	}
+	return fmt.Sprintf("%s-%d", proc, i)
+}
+
+// replicasOf returns the names of the replicas of a process, in order: the
+// process alone when it is not replicated (Kafka, the engine, the
+// reconciler, the platform mock).
+func (s *system) replicasOf(proc string) []string {
+	if _, ok := s.procs[proc]; ok {
+		return []string{proc}
+	}
+	n := s.cfg.replicas()
+	names := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		names = append(names, replicaName(proc, i, n))
+	}
+	return names
+}
+
 // system is the whole product as separate OS processes of one binary, plus
 // a private Postgres: what the run drives and breaks.
 type system struct {
@@ -52,9 +87,11 @@ type system struct {
 	// kafkaUsers are the passwords of the Kafka principals (the kafka
 	// process reads them from kafkaUsersFile).
 	kafkaUsers map[string]string
-	apiURL     string
-	// apiMetrics is where the API process serves /metrics (METRICS_ADDR).
-	apiMetrics string
+	// apiURLs are the API replicas' base URLs; apiMetrics, in the same
+	// order, where each serves /metrics (METRICS_ADDR).
+	apiURLs, apiMetrics []string
+	// consumers are each consumer group's replicas (processes).
+	consumers map[string][]replica
 	// issuer signs the load's bearer tokens; the API verifies them with its
 	// public key (AUTH_PUBLIC_KEY_FILE).
 	issuer   *devtoken.Issuer
@@ -121,14 +158,17 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *syste
 		return nil, err
 	}
 
-	ports, err := freePorts(8)
+	replicas := cfg.replicas()
+	ports, err := freePorts(5 + replicas)
 	if err != nil {
 		return nil, err
 	}
 	kafkaPorts := ports[:3]
-	api, connectPort, platform := ports[3], ports[4], ports[5]
+	connectPort, platform, apiPorts := ports[3], ports[4], ports[5:]
 	s.bootstrap = fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", kafkaPorts[0], kafkaPorts[1], kafkaPorts[2])
-	s.apiURL = fmt.Sprintf("http://127.0.0.1:%d", api)
+	for _, p := range apiPorts {
+		s.apiURLs = append(s.apiURLs, fmt.Sprintf("http://127.0.0.1:%d", p))
+	}
 	s.connect = fmt.Sprintf("http://127.0.0.1:%d", connectPort)
 	s.platform = fmt.Sprintf("http://127.0.0.1:%d", platform)
 
@@ -178,7 +218,9 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *syste
 	if err != nil {
 		return nil, err
 	}
-	metrics, err := freePorts(5)
+	// Metrics ports: the reconciler's, then each replica's consumer
+	// processes' and API's.
+	metrics, err := freePorts(1 + 4*replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -191,25 +233,39 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *syste
 		"PLATFORM_MOCK_CREDENTIALS_FILE="+s.credentials), "platform-mock")
 	add(procConnect, with(append(as(kafkaclient.PrincipalConnector), roles.env(migrations.RoleCDC),
 		fmt.Sprintf("CONNECT_ADDR=127.0.0.1:%d", connectPort), "CONNECT_REST_CREDENTIALS_FILE="+s.credentials)...), "connect")
-	add(procStock, with(append(as(event.GroupStock), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=stock",
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0]))...), "consumers")
-	add(procDataPlat, with(append(as(event.GroupDataPlatform), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=data-platform",
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[1]))...), "consumers")
-	add(procTracker, with(append(as(event.GroupOutboxTracker), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS=outbox-tracker",
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[2]))...), "consumers")
+	// Each replica of a group is its own process, in the same group (its
+	// group id is the group's name): Kafka's group protocol shares the
+	// partitions among them.
+	s.consumers = map[string][]replica{}
+	next := 1
+	for i := 1; i <= replicas; i++ {
+		for _, g := range consumerProcs {
+			name := replicaName(g.proc, i, replicas)
+			s.consumers[g.group] = append(s.consumers[g.group], replica{name: name,
+				metrics: fmt.Sprintf("http://127.0.0.1:%d", metrics[next])})
+			add(name, with(append(as(g.group), roles.env(migrations.RoleWorker), "CONSUMER_GROUPS="+g.group,
+				fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[next]))...), "consumers")
+			next++
+		}
+	}
 	add(procReconciler, with(append(as(kafkaclient.PrincipalReconciler), roles.env(migrations.RoleWorker),
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[3]),
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[0]),
 		"RECONCILE_INTERVAL=2s",
 		"RECONCILE_STUCK_AFTER="+cfg.StuckAfter.String(),
 		"RECONCILE_REPUBLISH_AFTER="+(2*cfg.StuckAfter).String(),
 		"RECONCILE_PUBLISHED_STUCK_AFTER="+(3*cfg.StuckAfter).String(),
 		"RECONCILE_MAX_ATTEMPTS=1000")...), "reconcile")
 	// The API keeps its default rate limit (per token user): the load stays
-	// far below it per user (see load.retry).
-	s.apiMetrics = fmt.Sprintf("http://127.0.0.1:%d", metrics[4])
-	add(procAPI, with(roles.env(migrations.RoleAPI), fmt.Sprintf("API_ADDR=127.0.0.1:%d", api),
-		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metrics[4]),
-		"AUTH_PUBLIC_KEY_FILE="+publicKey, "AUTH_ISSUER="+s.issuer.Name, "AUTH_AUDIENCE="+s.issuer.Audience), "api")
+	// far below it per user (see load.retry). Its replicas share the
+	// database.
+	for i := 1; i <= replicas; i++ {
+		m := fmt.Sprintf("http://127.0.0.1:%d", metrics[next])
+		next++
+		s.apiMetrics = append(s.apiMetrics, m)
+		add(replicaName(procAPI, i, replicas), with(roles.env(migrations.RoleAPI), "API_ADDR="+strings.TrimPrefix(s.apiURLs[i-1], "http://"),
+			"METRICS_ADDR="+strings.TrimPrefix(m, "http://"),
+			"AUTH_PUBLIC_KEY_FILE="+publicKey, "AUTH_ISSUER="+s.issuer.Name, "AUTH_AUDIENCE="+s.issuer.Audience), "api")
+	}
 
 	migrateEnv := with("DATABASE_URL="+s.dbURL,
 		"DB_API_PASSWORD="+roles.passwords[migrations.RoleAPI],
@@ -236,11 +292,13 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *syste
 		s.wg.Add(1)
 		go s.superviseRestarts(p)
 	}
-	if err := s.waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
-		return nil, err
-	}
-	if err := s.waitHTTP(ctx, s.apiMetrics+"/healthz"); err != nil {
-		return nil, err
+	for i := range s.apiURLs {
+		if err := s.waitHTTP(ctx, s.apiURLs[i]+"/readyz"); err != nil {
+			return nil, err
+		}
+		if err := s.waitHTTP(ctx, s.apiMetrics[i]+"/healthz"); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.waitHTTP(ctx, s.platform+"/healthz"); err != nil {
 		return nil, err
