@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,6 +166,8 @@ type steadyResult struct {
 	pgbench  pgbenchRun
 	drain    time.Duration     // after pgbench ended, until Kafka had acknowledged every row
 	ack      histogram         // the engine's commit-to-ack observations during the load
+	floor    histogram         // the reader alone's commit-to-decoded observations (floorReader)
+	load     [2]string         // the machine's load averages (/proc/loadavg) before and after
 	consumed []time.Duration   // commit-to-consume, sorted
 	windows  [][]time.Duration // commit-to-consume per windowWidth of the load, each sorted
 	cpu      cpuUsage
@@ -184,6 +188,19 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	if err != nil {
 		return steadyResult{}, err
 	}
+	floor, err := startFloorReader(ctx, env, log)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	defer func() {
+		if err := floor.close(); err != nil {
+			log.Warn("stop the floor reader", "err", err)
+		}
+	}()
+	floorBefore, err := floor.metrics()
+	if err != nil {
+		return steadyResult{}, err
+	}
 	cons, err := startLatencyConsumer(env.kafka.Bootstrap(), event.Topic(event.AggregateOrder))
 	if err != nil {
 		return steadyResult{}, err
@@ -191,6 +208,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	defer cons.close()
 
 	var res steadyResult
+	res.load[0] = loadAverage()
 	stopPerf := prof.startPerf(eng.c.p.Pid(), "engine-steady")
 	defer stopPerf()
 	win := env.sampler.begin()
@@ -214,11 +232,28 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	}
 	p, err := waitCount(ctx, ended, 20*time.Millisecond, target, read, log, "steady load events acknowledged by Kafka")
 	res.cpu = win.end()
+	res.load[1] = loadAverage()
 	stopPerf()
 	if err != nil {
 		return res, fmt.Errorf("%w (%s)", err, eng.status(context.WithoutCancel(ctx)))
 	}
 	res.drain = p.done
+	floorTarget := int(floorBefore.counter(metricCaptured)) + res.pgbench.processed
+	readFloor := func(context.Context) (float64, error) {
+		mfs, err := floor.metrics()
+		if err != nil {
+			return 0, err
+		}
+		return mfs.counter(metricCaptured), nil
+	}
+	if _, err := waitCount(ctx, ended, 20*time.Millisecond, floorTarget, readFloor, log, "steady load events decoded by the floor reader"); err != nil {
+		return res, err
+	}
+	floorAfter, err := floor.metrics()
+	if err != nil {
+		return res, err
+	}
+	res.floor = floorAfter.histogram(metricCommitToAck).minus(floorBefore.histogram(metricCommitToAck))
 
 	after, err := eng.metrics(ctx)
 	if err != nil {
@@ -232,6 +267,20 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	res.consumed = slices.Clone(cons.close())
 	slices.Sort(res.consumed)
 	return res, nil
+}
+
+// loadAverage is the machine's load averages as /proc/loadavg puts them
+// (1, 5, 15 minutes); "n/a" where it is unreadable.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // waitConsumed waits, up to 30s, until the consumer has read n records.
