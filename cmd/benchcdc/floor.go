@@ -19,9 +19,10 @@ const metricState = "outboxpay_cdc_state"
 // in this process, on slot A once (a) has drained it: during the steady
 // load it decodes the same transactions as the engine process, without
 // Kafka. Its commit-to-ack histogram is then commit-to-decoded: what
-// Postgres (WAL flush, walsender, decoding) and the scheduling of this
-// machine cost before the engine can hand a record to Kafka; the engine
-// process's commit-to-ack minus it is the Kafka side's share.
+// Postgres (WAL flush, walsender, decoding), the reader and the scheduling
+// of this machine cost before the engine can hand a record to Kafka; the
+// engine process's commit-to-ack minus it is the Kafka side's share. Its
+// walsender is one more process on the machine during the steady load.
 type floorReader struct {
 	reg  *prometheus.Registry
 	stop context.CancelFunc

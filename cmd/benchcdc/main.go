@@ -19,8 +19,8 @@
 // It prints events/s for each, (c)/(a), (c)/(a2), (c)/(b) and the engine's peak RSS,
 // then runs a steady load (pgbench -R) while the engine streams and prints
 // the commit-to-Kafka-ack latency, beside the commit-to-decoded latency of
-// the engine's reader alone on slot A (what Postgres and the machine cost
-// before the engine can produce anything) and the machine's load average.
+// the engine's reader alone on slot A (what Postgres, the reader and the
+// machine cost before the engine can produce anything) and the machine's load average.
 // It exits non-zero only on errors: a missed target is reported, not failed.
 //
 // Environment (optional):

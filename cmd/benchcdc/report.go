@@ -138,12 +138,13 @@ func printSteady(w io.Writer, r *results) {
 		ms(s.ack.sum/float64(max(s.ack.count, 1))))
 	f := s.floor
 	flo, fhi := f.maxBucket()
-	fmt.Fprintf(w, "  commit-to-decoded (the engine's reader alone, discarding, in this process on slot A: what Postgres and\n"+
-		"  this machine's scheduling cost before any record reaches the producer; %s records):\n", thousands(int(f.count)))
+	fmt.Fprintf(w, "  commit-to-decoded (the engine's reader alone, discarding, in this process on slot A, a second walsender:\n"+
+		"  what Postgres, the reader and this machine's scheduling cost before a record reaches a producer; %s records):\n",
+		thousands(int(f.count)))
 	fmt.Fprintf(w, "      p50 %s   p99 %s   max in (%s, %s]   mean %s\n",
 		ms(f.quantile(0.5)), ms(f.quantile(0.99)), ms(flo), ms(fhi), ms(f.sum/float64(max(f.count, 1))))
-	fmt.Fprintf(w, "  the engine process's share (each quantile of commit-to-ack minus that of commit-to-decoded: its reader,\n"+
-		"  the producer, Kafka): p50 %s   p99 %s\n", ms(s.ack.quantile(0.5)-f.quantile(0.5)), ms(s.ack.quantile(0.99)-f.quantile(0.99)))
+	fmt.Fprintf(w, "  the engine process's share (each quantile of commit-to-ack minus that of commit-to-decoded:\n"+
+		"  the producer and Kafka, and its own scheduling): p50 %s   p99 %s\n", ms(s.ack.quantile(0.5)-f.quantile(0.5)), ms(s.ack.quantile(0.99)-f.quantile(0.99)))
 	fmt.Fprintf(w, "  load average (1, 5, 15 min) %s before, %s after\n", s.load[0], s.load[1])
 	fmt.Fprintf(w, "  commit-to-consume (a consumer in the bench; record timestamps are ms; roughly an upper bound of commit-to-ack), %s records:\n",
 		thousands(len(s.consumed)))
