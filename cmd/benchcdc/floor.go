@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxpay/outboxpay/connect/engine"
@@ -29,7 +30,9 @@ type floorReader struct {
 	ran  chan error
 }
 
-// startFloorReader starts the reader and waits until it streams.
+// startFloorReader starts the reader and waits until it has caught up with
+// the WAL: a new session decodes again from the slot's restart position,
+// which may lie well before its confirmed one (the end of the backlog).
 func startFloorReader(ctx context.Context, env *benchEnv, log *slog.Logger) (*floorReader, error) {
 	_, cfg, err := env.connectorConfig(slotDecode)
 	if err != nil {
@@ -45,7 +48,7 @@ func startFloorReader(ctx context.Context, env *benchEnv, log *slog.Logger) (*fl
 	runCtx, f.stop = context.WithCancel(context.WithoutCancel(ctx))
 	go func() { f.ran <- eng.Run(runCtx) }()
 
-	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	for {
 		mfs, err := f.metrics()
@@ -53,7 +56,7 @@ func startFloorReader(ctx context.Context, env *benchEnv, log *slog.Logger) (*fl
 			return nil, errors.Join(err, f.close())
 		}
 		if streaming(mfs) {
-			return f, nil
+			break
 		}
 		select {
 		case err := <-f.ran:
@@ -64,6 +67,24 @@ func startFloorReader(ctx context.Context, env *benchEnv, log *slog.Logger) (*fl
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	end, err := env.currentLSN(waitCtx)
+	if err != nil {
+		return nil, errors.Join(err, f.close())
+	}
+	_, err = backoff.Retry(waitCtx, func() (struct{}, error) {
+		st, err := env.slotStats(waitCtx, slotDecode)
+		switch {
+		case err != nil:
+			return struct{}{}, backoff.Permanent(err)
+		case st.confirmed < end:
+			return struct{}{}, fmt.Errorf("slot %s confirmed to %s, the WAL ends at %s", slotDecode, st.confirmed, end)
+		}
+		return struct{}{}, nil
+	}, every(50*time.Millisecond)...)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("the floor reader has not caught up: %w", err), f.close())
+	}
+	return f, nil
 }
 
 // streaming reports whether the engine's state gauge says streaming.
