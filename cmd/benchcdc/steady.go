@@ -168,6 +168,8 @@ type steadyResult struct {
 	ack      histogram         // the engine's commit-to-ack observations during the load
 	floor    histogram         // the reader alone's commit-to-decoded observations (floorReader)
 	load     [2]string         // the machine's load averages (/proc/loadavg) before and after
+	gcCycles uint64            // the engine process's GC cycles during the load
+	gcMax    float64           // the longest of its recent GC pauses (stop the world), seconds
 	consumed []time.Duration   // commit-to-consume, sorted
 	windows  [][]time.Duration // commit-to-consume per windowWidth of the load, each sorted
 	cpu      cpuUsage
@@ -260,6 +262,8 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 		return res, err
 	}
 	res.ack = after.histogram(metricCommitToAck).minus(before.histogram(metricCommitToAck))
+	res.gcCycles = after.summaryCount(metricGCDuration) - before.summaryCount(metricGCDuration)
+	res.gcMax = after.summaryMax(metricGCDuration)
 	if err := waitConsumed(ctx, cons, res.pgbench.processed); err != nil {
 		return res, err
 	}
