@@ -29,6 +29,9 @@
 //	                      and this process (kfake) during (c) as pprof files,
 //	                      and the engine process during (c) with perf record
 //	BENCHCDC_PPROF_ADDR   serve net/http/pprof of this process on that address
+//
+// BENCHCDC_FLOOR_* are set by the benchmark itself, for the child process
+// that runs the steady load's floor reader (floor.go).
 package main
 
 import (
@@ -90,6 +93,13 @@ func parseFlags() (options, error) {
 }
 
 func main() {
+	if os.Getenv(envFloorChild) == "1" { // the steady load's floor reader (floor.go)
+		if err := runFloorChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "benchcdc floor reader:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts, err := parseFlags()
 	if err != nil {

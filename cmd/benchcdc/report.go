@@ -138,8 +138,8 @@ func printSteady(w io.Writer, r *results) {
 		ms(s.ack.sum/float64(max(s.ack.count, 1))))
 	f := s.floor
 	flo, fhi := f.maxBucket()
-	fmt.Fprintf(w, "  commit-to-decoded (the engine's reader alone, discarding, in this process on slot A, a second walsender:\n"+
-		"  what Postgres, the reader and this machine's scheduling cost before a record reaches a producer; %s records):\n",
+	fmt.Fprintf(w, "  commit-to-decoded (the engine's reader alone, discarding, in a process of its own on slot A, with a second\n"+
+		"  walsender: what Postgres, the reader and this machine's scheduling cost before a producer; %s records):\n",
 		thousands(int(f.count)))
 	fmt.Fprintf(w, "      p50 %s   p99 %s   max in (%s, %s]   mean %s\n",
 		ms(f.quantile(0.5)), ms(f.quantile(0.99)), ms(flo), ms(fhi), ms(f.sum/float64(max(f.count, 1))))

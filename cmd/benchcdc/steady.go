@@ -190,7 +190,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	if err != nil {
 		return steadyResult{}, err
 	}
-	floor, err := startFloorReader(ctx, env, log)
+	floor, err := startFloorReader(ctx, env, tmp)
 	if err != nil {
 		return steadyResult{}, err
 	}
@@ -199,7 +199,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 			log.Warn("stop the floor reader", "err", err)
 		}
 	}()
-	floorBefore, err := floor.metrics()
+	floorBefore, err := floor.metrics(ctx)
 	if err != nil {
 		return steadyResult{}, err
 	}
@@ -241,8 +241,8 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	}
 	res.drain = p.done
 	floorTarget := int(floorBefore.counter(metricCaptured)) + res.pgbench.processed
-	readFloor := func(context.Context) (float64, error) {
-		mfs, err := floor.metrics()
+	readFloor := func(ctx context.Context) (float64, error) {
+		mfs, err := floor.metrics(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -251,7 +251,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	if _, err := waitCount(ctx, ended, 20*time.Millisecond, floorTarget, readFloor, log, "steady load events decoded by the floor reader"); err != nil {
 		return res, err
 	}
-	floorAfter, err := floor.metrics()
+	floorAfter, err := floor.metrics(ctx)
 	if err != nil {
 		return res, err
 	}
