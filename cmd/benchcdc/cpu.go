@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ const sampleEvery = 100 * time.Millisecond
 const (
 	catBench      = "benchcdc process (kfake; (a)'s reader)"
 	catEngine     = "engine process (outboxpay connect)"
+	catFloor      = "floor reader process (steady load)"
 	catWalsender  = "postgres walsender"
 	catPostgres   = "postgres other (backends, wal writer, ...)"
 	catRecv       = "pg_recvlogical"
@@ -172,6 +174,8 @@ func (s *cpuSampler) category(pid, ppid int, comm string) string {
 		return catBench
 	case int64(pid) == s.engine.Load():
 		return catEngine
+	case ppid == s.self && comm == filepath.Base(os.Args[0]):
+		return catFloor
 	case comm == "postgres" && s.postmaster != 0 && (pid == s.postmaster || ppid == s.postmaster):
 		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 		if bytes.Contains(cmdline, []byte("walsender")) {

@@ -18,8 +18,10 @@
 //
 // It prints events/s for each, (c)/(a), (c)/(a2), (c)/(b) and the engine's peak RSS,
 // then runs a steady load (pgbench -R) while the engine streams and prints
-// the commit-to-Kafka-ack latency. It exits non-zero only on errors: a missed
-// target is reported, not failed.
+// the commit-to-Kafka-ack latency, beside the commit-to-decoded latency of
+// the engine's reader alone on slot A (what Postgres, the reader and the
+// machine cost before the engine can produce anything) and the machine's load average.
+// It exits non-zero only on errors: a missed target is reported, not failed.
 //
 // Environment (optional):
 //
@@ -27,6 +29,9 @@
 //	                      and this process (kfake) during (c) as pprof files,
 //	                      and the engine process during (c) with perf record
 //	BENCHCDC_PPROF_ADDR   serve net/http/pprof of this process on that address
+//
+// BENCHCDC_FLOOR_* are set by the benchmark itself, for the child process
+// that runs the steady load's floor reader (floor.go).
 package main
 
 import (
@@ -88,6 +93,13 @@ func parseFlags() (options, error) {
 }
 
 func main() {
+	if os.Getenv(envFloorChild) == "1" { // the steady load's floor reader (floor.go)
+		if err := runFloorChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "benchcdc floor reader:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts, err := parseFlags()
 	if err != nil {

@@ -87,6 +87,21 @@ func (f families) summaryCount(name string) uint64 {
 	return n
 }
 
+// summaryMax is the largest quantile-1 value of a summary over its label
+// sets (go_gc_duration_seconds: the longest of the recent GC pauses); NaN
+// if absent.
+func (f families) summaryMax(name string) float64 {
+	out := math.NaN()
+	for _, m := range f[name].GetMetric() {
+		for _, q := range m.GetSummary().GetQuantile() {
+			if q.GetQuantile() == 1 && (math.IsNaN(out) || q.GetValue() > out) {
+				out = q.GetValue()
+			}
+		}
+	}
+	return out
+}
+
 // histogram is a histogram's cumulative buckets, summed over label sets.
 type histogram struct {
 	bounds []float64 // upper bounds, ascending, without +Inf

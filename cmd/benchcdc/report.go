@@ -136,6 +136,17 @@ func printSteady(w io.Writer, r *results) {
 	fmt.Fprintf(w, "      p50 %s   p99 %s (bucket (%s, %s])   max in (%s, %s]   mean %s\n",
 		ms(s.ack.quantile(0.5)), ms(s.ack.quantile(0.99)), ms(lo99), ms(hi99), ms(lo), ms(hi),
 		ms(s.ack.sum/float64(max(s.ack.count, 1))))
+	f := s.floor
+	flo, fhi := f.maxBucket()
+	fmt.Fprintf(w, "  commit-to-decoded (the engine's reader alone, discarding, in a process of its own on slot A, with a second\n"+
+		"  walsender: what Postgres, the reader and this machine's scheduling cost before a producer; %s records):\n",
+		thousands(int(f.count)))
+	fmt.Fprintf(w, "      p50 %s   p99 %s   max in (%s, %s]   mean %s\n",
+		ms(f.quantile(0.5)), ms(f.quantile(0.99)), ms(flo), ms(fhi), ms(f.sum/float64(max(f.count, 1))))
+	fmt.Fprintf(w, "  the engine process's share (each quantile of commit-to-ack minus that of commit-to-decoded:\n"+
+		"  the producer and Kafka, and its own scheduling): p50 %s   p99 %s\n", ms(s.ack.quantile(0.5)-f.quantile(0.5)), ms(s.ack.quantile(0.99)-f.quantile(0.99)))
+	fmt.Fprintf(w, "  engine process Go GC: %d cycles during the load; longest of its recent pauses %s\n", s.gcCycles, ms(s.gcMax))
+	fmt.Fprintf(w, "  load average (1, 5, 15 min) %s before, %s after\n", s.load[0], s.load[1])
 	fmt.Fprintf(w, "  commit-to-consume (a consumer in the bench; record timestamps are ms; roughly an upper bound of commit-to-ack), %s records:\n",
 		thousands(len(s.consumed)))
 	fmt.Fprintf(w, "      p50 %s   p99 %s   max %s\n",

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,6 +166,10 @@ type steadyResult struct {
 	pgbench  pgbenchrun.Result
 	drain    time.Duration     // after pgbench ended, until Kafka had acknowledged every row
 	ack      histogram         // the engine's commit-to-ack observations during the load
+	floor    histogram         // the reader alone's commit-to-decoded observations (floorReader)
+	load     [2]string         // the machine's load averages (/proc/loadavg) before and after
+	gcCycles uint64            // the engine process's GC cycles during the load
+	gcMax    float64           // the longest of its recent GC pauses (stop the world), seconds
 	consumed []time.Duration   // commit-to-consume, sorted
 	windows  [][]time.Duration // commit-to-consume per windowWidth of the load, each sorted
 	cpu      cpuUsage
@@ -184,6 +190,19 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	if err != nil {
 		return steadyResult{}, err
 	}
+	floor, err := startFloorReader(ctx, env, tmp)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	defer func() {
+		if err := floor.close(); err != nil {
+			log.Warn("stop the floor reader", "err", err)
+		}
+	}()
+	floorBefore, err := floor.metrics(ctx)
+	if err != nil {
+		return steadyResult{}, err
+	}
 	cons, err := startLatencyConsumer(env.kafka.Bootstrap(), event.Topic(event.AggregateOrder))
 	if err != nil {
 		return steadyResult{}, err
@@ -191,6 +210,7 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	defer cons.close()
 
 	var res steadyResult
+	res.load[0] = loadAverage()
 	stopPerf := prof.startPerf(eng.c.p.Pid(), "engine-steady")
 	defer stopPerf()
 	win := env.sampler.begin()
@@ -214,17 +234,36 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	}
 	p, err := waitCount(ctx, ended, 20*time.Millisecond, target, read, log, "steady load events acknowledged by Kafka")
 	res.cpu = win.end()
+	res.load[1] = loadAverage()
 	stopPerf()
 	if err != nil {
 		return res, fmt.Errorf("%w (%s)", err, eng.status(context.WithoutCancel(ctx)))
 	}
 	res.drain = p.done
+	floorTarget := int(floorBefore.counter(metricCaptured)) + res.pgbench.Processed
+	readFloor := func(ctx context.Context) (float64, error) {
+		mfs, err := floor.metrics(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return mfs.counter(metricCaptured), nil
+	}
+	if _, err := waitCount(ctx, ended, 20*time.Millisecond, floorTarget, readFloor, log, "steady load events decoded by the floor reader"); err != nil {
+		return res, err
+	}
+	floorAfter, err := floor.metrics(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.floor = floorAfter.histogram(metricCommitToAck).minus(floorBefore.histogram(metricCommitToAck))
 
 	after, err := eng.metrics(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.ack = after.histogram(metricCommitToAck).minus(before.histogram(metricCommitToAck))
+	res.gcCycles = after.summaryCount(metricGCDuration) - before.summaryCount(metricGCDuration)
+	res.gcMax = after.summaryMax(metricGCDuration)
 	if err := waitConsumed(ctx, cons, res.pgbench.Processed); err != nil {
 		return res, err
 	}
@@ -232,6 +271,20 @@ func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgToo
 	res.consumed = slices.Clone(cons.close())
 	slices.Sort(res.consumed)
 	return res, nil
+}
+
+// loadAverage is the machine's load averages as /proc/loadavg puts them
+// (1, 5, 15 minutes); "n/a" where it is unreadable.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // waitConsumed waits, up to 30s, until the consumer has read n records.

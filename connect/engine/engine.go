@@ -34,8 +34,9 @@ type Options struct {
 	// ProducerConfig overrides librdkafka producer properties (tests, tuning).
 	ProducerConfig map[string]any
 	// Discard builds every record and drops it instead of producing it, as
-	// if Kafka had acknowledged it at once: the reader alone, for measuring
-	// how fast the slot can be decoded (make bench-cdc).
+	// if Kafka had acknowledged it at once (the metrics count it produced):
+	// the reader alone, for measuring how fast and how soon the slot can be
+	// decoded (make bench-cdc).
 	Discard bool
 	Metrics *Metrics
 	Logger  *slog.Logger

@@ -29,6 +29,7 @@ func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error
 	s.track.produced(x)
 	if s.producer == nil { // Options.Discard
 		s.track.ack(x)
+		s.e.metrics.producedOne(x.commitTime)
 		return nil
 	}
 	err := s.producer.Produce(msg, nil)

@@ -11,7 +11,9 @@ import (
 	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/connect/engine"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/promtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 )
 
 // TestRunRetriesUntilPermanentOrLimit checks Run's retry policy: a
@@ -54,5 +56,30 @@ func TestRunRetriesUntilPermanentOrLimit(t *testing.T) {
 				t.Errorf("state gauges sum to %v, want 1 (failed)", got)
 			}
 		})
+	}
+}
+
+// TestDiscardCountsRecordsProduced checks that Options.Discard, which drops
+// every record as if Kafka had acknowledged it at once, reports them as
+// produced, with their commit-to-ack latency (make bench-cdc's floor reader
+// measures with it).
+func TestDiscardCountsRecordsProduced(t *testing.T) {
+	r := newRig(t, nil)
+	cfg, err := connect.ParseConfig(r.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e := engine.New("outbox", cfg, engine.Options{Discard: true, Metrics: engine.NewMetrics(reg), Logger: testLogger(t)})
+	runtest.Background(t, e.Run)
+	r.waitStreaming()
+	r.insert("order", "o-1", 3)
+	eventually.True(t, 30*time.Second, "3 records produced", func() (bool, error) {
+		return promtest.Value(t, reg, "outboxpay_cdc_events_produced_total") == 3, nil
+	})
+	for _, name := range []string{"outboxpay_cdc_events_captured_total", "outboxpay_cdc_commit_to_ack_seconds"} {
+		if got := promtest.Value(t, reg, name); got != 3 {
+			t.Errorf("%s = %v, want 3", name, got)
+		}
 	}
 }
