@@ -54,28 +54,77 @@ func waitForLockWaiters(t *testing.T, db *sql.DB, n int) {
 	})
 }
 
-// With the bound at N and N requests in flight, one more request is refused
-// at once with 503 /problems/overloaded and Retry-After, and changes
-// nothing; the probes still answer; once the N finish, requests succeed.
-func TestAdmissionBound(t *testing.T) {
-	const bound = 3
-	db, dbURL := pgtest.NewDB(t)
-	apiDB, apiURL := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
-	seen.addSecretsOf(dbURL)
-	seen.addSecretsOf(apiURL)
-	s := startServer(t, db, apiDB, nil, func(c *api.Config) { c.MaxInFlight = bound })
-	user := s.newUser(0)
-	as := s.as(user)
+// gauge is the value of the API's gauge name in s's registry.
+func (s *server) gauge(name string) float64 {
+	s.t.Helper()
+	families, err := s.reg.Gather()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	s.t.Fatalf("no gauge %s", name)
+	return 0
+}
 
-	// The charges wait for the user's row: bound requests in flight.
-	release := lockRow(t, db, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, user)
-	statuses := make(chan int, bound)
-	for range bound {
+// chargeHeld starts n charges of user in the background while release (a
+// lock on the user's row) is held; it returns their statuses.
+func chargeHeld(as *server, user int64, n int) <-chan int {
+	statuses := make(chan int, n)
+	for range n {
 		go func() {
 			statuses <- as.do("POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": 1}).status
 		}()
 	}
-	waitForLockWaiters(t, db, bound)
+	return statuses
+}
+
+// refused checks that r is the admission's refusal.
+func refused(t *testing.T, what string, r response) {
+	t.Helper()
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("%s: status %d, want 503: %s", what, r.status, r.body)
+	}
+	if p := r.problem(t); p.Type != "/problems/overloaded" {
+		t.Errorf("%s: problem type %q, want /problems/overloaded", what, p.Type)
+	}
+	if got := r.header.Get("Retry-After"); got != "1" {
+		t.Errorf("%s: Retry-After %q, want 1", what, got)
+	}
+}
+
+// With N requests worked on (MaxWorking) and M more waiting (MaxInFlight
+// N+M, a long QueueWait), one more request is refused at once with 503
+// /problems/overloaded and Retry-After, and changes nothing; the probes
+// still answer; once the N finish, the waiting ones are served, and
+// requests succeed again.
+func TestAdmissionBound(t *testing.T) {
+	const working, waiting = 3, 2
+	db, dbURL := pgtest.NewDB(t)
+	apiDB, apiURL := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
+	seen.addSecretsOf(dbURL)
+	seen.addSecretsOf(apiURL)
+	s := startServer(t, db, apiDB, nil, func(c *api.Config) {
+		c.MaxInFlight, c.MaxWorking, c.QueueWait = working+waiting, working, time.Minute
+	})
+	user := s.newUser(0)
+	as := s.as(user)
+
+	// The charges wait for the user's row: working requests worked on,
+	// then waiting more wait for them.
+	release := lockRow(t, db, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, user)
+	statuses := chargeHeld(as, user, working)
+	waitForLockWaiters(t, db, working)
+	waited := chargeHeld(as, user, waiting)
+	eventually.True(t, 10*time.Second, fmt.Sprintf("%d requests waiting", waiting), func() (bool, error) {
+		return s.gauge("http_requests_waiting") == waiting, nil
+	})
+	if got := s.gauge("http_requests_in_flight"); got != working+waiting {
+		t.Errorf("http_requests_in_flight %v, want %d", got, working+waiting)
+	}
 
 	for _, path := range []string{fmt.Sprintf("/users/%d/balance/charge", user), "/products"} {
 		method, body := "GET", any(nil)
@@ -85,17 +134,9 @@ func TestAdmissionBound(t *testing.T) {
 		start := time.Now()
 		r := as.do(method, path, body)
 		took := time.Since(start)
-		if r.status != http.StatusServiceUnavailable {
-			t.Fatalf("%s %s past the bound: status %d, want 503: %s", method, path, r.status, r.body)
-		}
+		refused(t, method+" "+path+" past the bound", r)
 		if took > 50*time.Millisecond {
 			t.Errorf("%s %s past the bound: refused after %v, want at once (< 50 ms)", method, path, took)
-		}
-		if p := r.problem(t); p.Type != "/problems/overloaded" {
-			t.Errorf("problem type %q, want /problems/overloaded", p.Type)
-		}
-		if got := r.header.Get("Retry-After"); got != "1" {
-			t.Errorf("Retry-After %q, want 1", got)
 		}
 	}
 	for _, probe := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
@@ -103,17 +144,77 @@ func TestAdmissionBound(t *testing.T) {
 	}
 
 	release()
-	for range bound {
+	for range working {
 		if st := <-statuses; st != http.StatusOK {
-			t.Errorf("a charge in flight got %d, want 200", st)
+			t.Errorf("a charge worked on got %d, want 200", st)
+		}
+	}
+	for range waiting {
+		if st := <-waited; st != http.StatusOK {
+			t.Errorf("a charge that waited got %d, want 200", st)
 		}
 	}
 	// The refused charge changed nothing.
-	if b := s.count(`SELECT balance FROM users WHERE id = $1`, user); b != bound {
-		t.Errorf("balance %d, want %d", b, bound)
+	if b := s.count(`SELECT balance FROM users WHERE id = $1`, user); b != working+waiting {
+		t.Errorf("balance %d, want %d", b, working+waiting)
 	}
-	for range 2 * bound {
+	for range 2 * (working + waiting) {
 		as.mustDo(http.StatusOK, "GET", "/products", nil)
+	}
+}
+
+// A request admitted while MaxWorking requests are worked on waits
+// QueueWait for one of them to finish, then is refused with 503
+// /problems/overloaded, changing nothing; MaxWorking unset (or QueueWait
+// zero) refuses it at once.
+func TestAdmissionQueueWait(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxWorking int
+		queueWait  time.Duration
+		// the refusal comes after at least min and at most max
+		min, max time.Duration
+	}{
+		{name: "waits QueueWait", maxWorking: 1, queueWait: 300 * time.Millisecond, min: 300 * time.Millisecond, max: 3 * time.Second},
+		{name: "no queue wait", maxWorking: 1, max: 50 * time.Millisecond},
+		{name: "MaxWorking unset", queueWait: time.Minute, max: 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, dbURL := pgtest.NewDB(t)
+			apiDB, apiURL := pgtest.AsRole(t, dbURL, migrations.RoleAPI)
+			seen.addSecretsOf(dbURL)
+			seen.addSecretsOf(apiURL)
+			s := startServer(t, db, apiDB, nil, func(c *api.Config) {
+				c.MaxWorking, c.QueueWait = tc.maxWorking, tc.queueWait
+				c.MaxInFlight = 1
+				if tc.maxWorking > 0 {
+					c.MaxInFlight = 2
+				}
+			})
+			user := s.newUser(0)
+			as := s.as(user)
+			release := lockRow(t, db, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, user)
+			statuses := chargeHeld(as, user, 1)
+			waitForLockWaiters(t, db, 1)
+
+			start := time.Now()
+			r := as.do("POST", fmt.Sprintf("/users/%d/balance/charge", user), map[string]any{"amount": 1})
+			took := time.Since(start)
+			refused(t, "a charge past MaxWorking", r)
+			if took < tc.min || took > tc.max {
+				t.Errorf("refused after %v, want between %v and %v", took, tc.min, tc.max)
+			}
+			if got := s.gauge("http_requests_waiting"); got != 0 {
+				t.Errorf("http_requests_waiting %v after the refusal, want 0", got)
+			}
+			release()
+			if st := <-statuses; st != http.StatusOK {
+				t.Errorf("the charge worked on got %d, want 200", st)
+			}
+			if b := s.count(`SELECT balance FROM users WHERE id = $1`, user); b != 1 {
+				t.Errorf("balance %d, want 1: the refused charge changed it", b)
+			}
+		})
 	}
 }
 

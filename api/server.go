@@ -44,12 +44,17 @@ type Config struct {
 	// RateLimit bounds each client's requests (zero: unlimited): a client
 	// is the token's user, or the IP of a request without a valid token.
 	RateLimit RateLimit
-	// MaxInFlight bounds the requests this instance works on at once
-	// (zero: unbounded); past it a request gets 503 /problems/overloaded
-	// with Retry-After at once. The probes and /openapi.yaml are not
-	// counted. Match it to the database pool: requests past the pool's
-	// size would only queue for a connection.
+	// MaxInFlight bounds the requests this instance has admitted, worked
+	// on or waiting (zero: unbounded); past it a request gets 503
+	// /problems/overloaded with Retry-After at once. The probes and
+	// /openapi.yaml are not counted.
 	MaxInFlight int
+	// MaxWorking bounds the admitted requests worked on at once (zero:
+	// MaxInFlight); match it to the database pool, since a request holds at
+	// most one connection at a time. The others wait for one of them to
+	// finish, at most QueueWait (zero: not at all), then get the same 503.
+	MaxWorking int
+	QueueWait  time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names the client;
 	// empty: the client is the peer.
 	TrustedProxies []*net.IPNet
@@ -70,13 +75,17 @@ func New(svc *shop.Service, cfg Config) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
+	admit, err := admission(cfg.Registerer, cfg.MaxInFlight, cfg.MaxWorking, cfg.QueueWait)
+	if err != nil {
+		return nil, err
+	}
 	e.Use(
 		middleware.Recover(),
 		middleware.RequestID(),
 		requestLogger(cfg.Logger),
 		metrics,
 		// Before authentication: a refusal costs no signature check.
-		admission(cfg.MaxInFlight),
+		admit,
 		authenticate(cfg.Auth),
 		rateLimiter(cfg.RateLimit),
 		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),

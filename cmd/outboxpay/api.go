@@ -71,6 +71,8 @@ func apiHandler(ctx context.Context, d deps) (http.Handler, error) {
 		Auth:           auth,
 		RateLimit:      api.RateLimit{Rate: cfg.APIRateLimit, Burst: cfg.APIRateBurst},
 		MaxInFlight:    cfg.APIMaxInFlight,
+		MaxWorking:     cfg.DBMaxConns,
+		QueueWait:      cfg.APIQueueWait,
 		TrustedProxies: cfg.apiTrustedProxies,
 	})
 }

@@ -49,12 +49,13 @@ type config struct {
 	// /openapi.yaml are not limited.
 	APIRateLimit float64 `env:"API_RATE_LIMIT" envDefault:"50"`
 	APIRateBurst int     `env:"API_RATE_BURST" envDefault:"100"`
-	// APIMaxInFlight bounds the requests the API works on at once; past it
-	// a request gets 503 with Retry-After at once instead of queueing.
-	// Unset or 0: DB_MAX_CONNS, since a request holds at most one database
-	// connection at a time, and one past the pool would only wait for a
-	// connection until API_REQUEST_TIMEOUT.
-	APIMaxInFlight int `env:"API_MAX_IN_FLIGHT"`
+	// APIMaxInFlight bounds the requests the API has admitted; past it a
+	// request gets 503 with Retry-After at once. At most DB_MAX_CONNS of
+	// them are worked on at once (a request holds at most one database
+	// connection at a time); the others wait for one to finish, at most
+	// APIQueueWait, then get the same 503. Unset or 0: 4 * DB_MAX_CONNS.
+	APIMaxInFlight int           `env:"API_MAX_IN_FLIGHT"`
+	APIQueueWait   time.Duration `env:"API_QUEUE_WAIT" envDefault:"40ms"`
 	// APITrustedProxies are the CIDRs whose X-Forwarded-For the API believes
 	// when it tells clients apart (for the rate limit); empty: the client is
 	// the connection's peer address.
@@ -256,9 +257,12 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: API_RATE_LIMIT and API_RATE_BURST must not be negative")
 	case cfg.APIMaxInFlight < 0:
 		return config{}, fmt.Errorf("read configuration: API_MAX_IN_FLIGHT must not be negative")
+	case cfg.APIQueueWait < 0 || cfg.APIQueueWait >= cfg.APIRequestTimeout:
+		return config{}, fmt.Errorf("read configuration: API_QUEUE_WAIT (%v) must be at least 0 and below API_REQUEST_TIMEOUT (%v)",
+			cfg.APIQueueWait, cfg.APIRequestTimeout)
 	}
 	if cfg.APIMaxInFlight == 0 {
-		cfg.APIMaxInFlight = cfg.DBMaxConns
+		cfg.APIMaxInFlight = 4 * cfg.DBMaxConns
 	}
 	for _, p := range cfg.APITrustedProxies {
 		_, n, err := net.ParseCIDR(p)

@@ -11,6 +11,7 @@ import (
 	"github.com/outboxpay/outboxpay/consumers/stock"
 	"github.com/outboxpay/outboxpay/consumers/tracker"
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 // consumerGroups builds the workers of CONSUMER_GROUPS, on the workers'
@@ -42,6 +43,7 @@ func consumerGroups(d deps) ([]*consume.Group, error) {
 			Topics:           topics,
 			ShutdownTimeout:  cfg.ShutdownTimeout,
 			VisibilityWindow: cfg.ConsumerVisibilityWindow,
+			ConsumerConfig:   kafkaclient.ConsumerFetchBounds(),
 		}, h, m, logger))
 	}
 	return groups, nil

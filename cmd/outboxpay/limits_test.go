@@ -18,8 +18,9 @@ func TestLimitsConfig(t *testing.T) {
 		t.Errorf("defaults: rate %v, burst %d, trusted proxies %v, order expiry %v",
 			cfg.APIRateLimit, cfg.APIRateBurst, cfg.apiTrustedProxies, cfg.OrderExpiry)
 	}
-	if cfg.APIMaxInFlight != cfg.DBMaxConns {
-		t.Errorf("default API_MAX_IN_FLIGHT %d, want DB_MAX_CONNS (%d)", cfg.APIMaxInFlight, cfg.DBMaxConns)
+	if cfg.APIMaxInFlight != 4*cfg.DBMaxConns || cfg.APIQueueWait != 40*time.Millisecond {
+		t.Errorf("defaults: API_MAX_IN_FLIGHT %d, want 4 * DB_MAX_CONNS (%d); API_QUEUE_WAIT %v, want 40ms",
+			cfg.APIMaxInFlight, 4*cfg.DBMaxConns, cfg.APIQueueWait)
 	}
 	cases := []struct {
 		env   map[string]string
@@ -27,6 +28,9 @@ func TestLimitsConfig(t *testing.T) {
 	}{
 		{map[string]string{"API_MAX_IN_FLIGHT": "64"}, ""},
 		{map[string]string{"API_MAX_IN_FLIGHT": "-1"}, "API_MAX_IN_FLIGHT"},
+		{map[string]string{"API_QUEUE_WAIT": "0s"}, ""},
+		{map[string]string{"API_QUEUE_WAIT": "-1ms"}, "API_QUEUE_WAIT"},
+		{map[string]string{"API_QUEUE_WAIT": "10s"}, "API_QUEUE_WAIT"},
 		{map[string]string{"API_RATE_LIMIT": "0"}, ""},
 		{map[string]string{"API_RATE_LIMIT": "2.5", "API_RATE_BURST": "5"}, ""},
 		{map[string]string{"API_RATE_LIMIT": "-1"}, "API_RATE_LIMIT"},

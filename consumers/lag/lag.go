@@ -138,6 +138,9 @@ func New(opts Options) (*Collector, error) {
 	}) {
 		cm[k] = v
 	}
+	for k, v := range kafkaclient.GoChannelSizes() {
+		cm[k] = v
+	}
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("lag: create kafka client for %s: %w", opts.Kafka.Bootstrap, err)

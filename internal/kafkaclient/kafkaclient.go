@@ -142,3 +142,18 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(attrs...)
 }
+
+// ConsumerFetchBounds are the librdkafka settings that bound what a
+// consumer of the product prefetches: at most 1,000 records per partition
+// (queued.min.messages) and 8 MiB in all (queued.max.messages.kbytes,
+// which also caps fetch.max.bytes). librdkafka's defaults, 100,000 records
+// per partition and 64 MiB per consumer, let every consumer of a group
+// that lags behind hold 64 MiB of records in C memory; the product's
+// consumer groups already queue up to 1,000 records per partition in Go
+// ahead of their handlers, so a deeper C queue buys nothing.
+func ConsumerFetchBounds() map[string]any {
+	return map[string]any{
+		"queued.min.messages":        1000,
+		"queued.max.messages.kbytes": 8192,
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 const secret = "s3cret-Pa55"
@@ -136,5 +138,23 @@ func TestACLsNameKnownPrincipals(t *testing.T) {
 				t.Errorf("group %s may write %+v", g, a)
 			}
 		}
+	}
+}
+
+// A consumer takes ConsumerFetchBounds: librdkafka accepts them (the
+// fetch size it derives from them included).
+func TestConsumerFetchBounds(t *testing.T) {
+	cm := Config{Bootstrap: "127.0.0.1:1"}.ConfigMap()
+	for k, v := range ConsumerFetchBounds() {
+		cm[k] = v
+	}
+	cm["group.id"] = "bounds"
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		t.Fatalf("a consumer with the fetch bounds: %v", err)
+	}
+	defer c.Close()
+	if got, want := ConsumerFetchBounds()["queued.max.messages.kbytes"], 8192; got != want {
+		t.Errorf("queued.max.messages.kbytes %v, want %v", got, want)
 	}
 }

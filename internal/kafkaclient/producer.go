@@ -11,8 +11,9 @@ import (
 // connection settings, idempotence with acks=all, keys placed with murmur2
 // as Kafka's Java producer places them (so every producer puts a key on the
 // same partition), Kafka's default max.request.size, a short linger, no
-// metrics pushed to the brokers and no log line per closed idle connection;
-// then extra over them. Each call returns a new map.
+// metrics pushed to the brokers, no log line per closed idle connection and
+// Go channels of bounded size (see GoChannelSizes); then extra over them.
+// Each call returns a new map.
 func (c Config) ProducerConfigMap(extra kafka.ConfigMap) kafka.ConfigMap {
 	cm := c.ConfigMap()
 	for k, v := range (kafka.ConfigMap{
@@ -26,10 +27,28 @@ func (c Config) ProducerConfigMap(extra kafka.ConfigMap) kafka.ConfigMap {
 	}) {
 		cm[k] = v
 	}
+	for k, v := range GoChannelSizes() {
+		cm[k] = v
+	}
 	for k, v := range extra {
 		cm[k] = v
 	}
 	return cm
+}
+
+// GoChannelSizes are the sizes of a confluent-kafka-go producer's Go
+// channels that every client of the product uses: Events() holds 100,000
+// events, ProduceChannel() (which the product does not use) 1,000.
+// confluent-kafka-go's defaults are a million entries each, allocated when
+// the producer is made: 24 MiB of heap per producer, idle or not, that the
+// garbage collector scans. Events() carries errors and, for producers that
+// pass no delivery channel to Produce, delivery reports: a producer that
+// never reads it blocks its delivery reports once 100,000 events wait there.
+func GoChannelSizes() kafka.ConfigMap {
+	return kafka.ConfigMap{
+		"go.events.channel.size":  100000,
+		"go.produce.channel.size": 1000,
+	}
 }
 
 // Message returns the producer message of rec, to any partition (the

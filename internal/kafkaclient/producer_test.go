@@ -1,6 +1,7 @@
 package kafkaclient
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -13,17 +14,19 @@ func TestProducerConfigMap(t *testing.T) {
 	c := Config{Bootstrap: "127.0.0.1:9092"}.WithUser(ScramSHA512, "u", "p")
 	cm := c.ProducerConfigMap(kafka.ConfigMap{"linger.ms": 0, "client.id": "x"})
 	for k, want := range map[string]any{
-		"bootstrap.servers":    "127.0.0.1:9092",
-		"security.protocol":    "sasl_plaintext",
-		"sasl.username":        "u",
-		"enable.idempotence":   true,
-		"acks":                 "all",
-		"partitioner":          "murmur2_random",
-		"message.max.bytes":    1048576,
-		"enable.metrics.push":  false,
-		"log.connection.close": false,
-		"linger.ms":            0,   // extra wins
-		"client.id":            "x", // extra added
+		"bootstrap.servers":       "127.0.0.1:9092",
+		"security.protocol":       "sasl_plaintext",
+		"sasl.username":           "u",
+		"enable.idempotence":      true,
+		"acks":                    "all",
+		"partitioner":             "murmur2_random",
+		"message.max.bytes":       1048576,
+		"enable.metrics.push":     false,
+		"log.connection.close":    false,
+		"go.events.channel.size":  100000,
+		"go.produce.channel.size": 1000,
+		"linger.ms":               0,   // extra wins
+		"client.id":               "x", // extra added
 	} {
 		if got := cm[k]; got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)
@@ -31,6 +34,23 @@ func TestProducerConfigMap(t *testing.T) {
 	}
 	if again := c.ProducerConfigMap(nil); again["linger.ms"] != 5 {
 		t.Errorf("extra leaked into the next map: linger.ms = %v", again["linger.ms"])
+	}
+}
+
+// A producer made from ProducerConfigMap allocates a few MiB at most, not
+// the 24 MiB of confluent-kafka-go's default Go channels.
+func TestProducerHeap(t *testing.T) {
+	cm := Config{Bootstrap: "127.0.0.1:1"}.ProducerConfigMap(nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	p.Close()
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Errorf("making a producer allocated %d MiB of Go heap, want at most 4", grew>>20)
 	}
 }
 
