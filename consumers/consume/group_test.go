@@ -167,14 +167,6 @@ func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// batchFunc is a BatchHandler as a function.
-type batchFunc func(ctx context.Context, recs []Record) error
-
-func (f batchFunc) Handle(ctx context.Context, rec Record) error { return f(ctx, []Record{rec}) }
-func (f batchFunc) HandleBatch(ctx context.Context, recs []Record) error {
-	return f(ctx, recs)
-}
-
 // Each partition's records are handled in offset order, also across
 // retries, by a Handler and a BatchHandler alike; the outcomes are counted.
 func TestOrderPerPartition(t *testing.T) {
@@ -201,7 +193,7 @@ func TestOrderPerPartition(t *testing.T) {
 				got.add(recs...)
 				return nil
 			}
-			var h Handler = batchFunc(handle)
+			var h Handler = BatchFunc(handle)
 			if !batch {
 				h = HandlerFunc(func(ctx context.Context, rec Record) error { return handle(ctx, []Record{rec}) })
 			}
@@ -390,7 +382,7 @@ func TestDeadLetter(t *testing.T) {
 				got.add(recs...)
 				return nil
 			}
-			var h Handler = batchFunc(handle)
+			var h Handler = BatchFunc(handle)
 			if !tc.batch {
 				h = HandlerFunc(func(ctx context.Context, rec Record) error { return handle(ctx, []Record{rec}) })
 			}

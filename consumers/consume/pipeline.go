@@ -54,22 +54,52 @@ func (g *Group) invoke(ctx context.Context, d *delivery) error {
 	return g.handler.Handle(ctx, d.recs[0])
 }
 
-// countOutcome counts what the handler reports; ErrSkipped and ErrDuplicate
-// count as handled.
+// countOutcome counts what the handler reports, per record: those a batch
+// handler set aside (countAside) by their outcome, the rest by the batch's.
+// ErrSkipped and ErrDuplicate count as handled.
 func (g *Group) countOutcome(next step) step {
 	return func(ctx context.Context, d *delivery) error {
-		err := next(ctx, d)
+		t := &tally{}
+		err := next(context.WithValue(ctx, tallyKey{}, t), d)
+		if err != nil && !errors.Is(err, ErrSkipped) && !errors.Is(err, ErrDuplicate) {
+			return err
+		}
+		rest := len(d.recs) - t.skipped - t.duplicate
 		switch {
 		case err == nil:
-			g.metrics.handled("ok", len(d.recs))
+			g.metrics.handled("ok", rest)
 		case errors.Is(err, ErrSkipped):
-			g.metrics.handled("skipped", len(d.recs))
-			return nil
-		case errors.Is(err, ErrDuplicate):
-			g.metrics.handled("duplicate", len(d.recs))
-			return nil
+			t.skipped += rest
+		default:
+			t.duplicate += rest
 		}
-		return err
+		if t.skipped > 0 {
+			g.metrics.handled("skipped", t.skipped)
+		}
+		if t.duplicate > 0 {
+			g.metrics.handled("duplicate", t.duplicate)
+		}
+		return nil
+	}
+}
+
+// tally is what one attempt of a batch set aside: records skipped, or
+// duplicates, while the others went on.
+type tally struct{ skipped, duplicate int }
+
+type tallyKey struct{}
+
+// countAside records, for the group's metrics, that n records of the batch
+// being handled in ctx had outcome (ErrSkipped or ErrDuplicate) while the
+// handler went on with the others; the batch's own outcome counts the rest.
+func countAside(ctx context.Context, outcome error, n int) {
+	t, _ := ctx.Value(tallyKey{}).(*tally)
+	switch {
+	case t == nil || n <= 0:
+	case errors.Is(outcome, ErrSkipped):
+		t.skipped += n
+	case errors.Is(outcome, ErrDuplicate):
+		t.duplicate += n
 	}
 }
 
