@@ -222,6 +222,54 @@ func TestOrderPerPartition(t *testing.T) {
 	}
 }
 
+// A batch that keeps failing (one record in it keeps failing, a flaky
+// remote service) is tried batchAttempts times, then record by record: the
+// records are all handled, in offset order.
+func TestFailingBatchIsSplit(t *testing.T) {
+	r := newGroupRig(t)
+	const n = 30
+	topic := "split"
+	r.produce(topic, 0, 0, n) // queued before the group starts: it gets batches
+	var (
+		mu      sync.Mutex
+		got     seen
+		batches int
+		first   = true
+	)
+	h := BatchFunc(func(_ context.Context, recs []Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(recs) > 1 {
+			batches++
+			return errors.New("one of them fails")
+		}
+		if first { // the backoff lets the rest of the records queue up behind a first record alone
+			first = false
+			return errors.New("not yet")
+		}
+		got.add(recs...)
+		return nil
+	})
+	m := NewMetrics(prometheus.NewRegistry())
+	r.run(r.config(topic, topic), h, m, nil)
+	eventually.True(t, time.Minute, "every record handled", func() (bool, error) {
+		return len(got.all()) >= n, nil
+	})
+	for i, rec := range got.all() {
+		if rec.Offset != int64(i) {
+			t.Fatalf("offset %d handled as record %d", rec.Offset, i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches == 0 || batches%batchAttempts != 0 {
+		t.Errorf("%d calls with a batch, want a multiple of %d (each batch tried %d times)", batches, batchAttempts, batchAttempts)
+	}
+	if ok := testutil.ToFloat64(m.handled.WithLabelValues(topic, "ok")); ok != n {
+		t.Errorf("ok counted %v, want %d", ok, n)
+	}
+}
+
 // Shutting down lets the record in progress finish and commits its
 // offset; one that does not finish within ShutdownTimeout is abandoned
 // (its context is canceled) and its offset is not stored, so it is

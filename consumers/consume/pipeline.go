@@ -146,10 +146,18 @@ func (g *Group) deadLetterPermanent(next step) step {
 	}
 }
 
+// batchAttempts is how many times a batch of several records is tried as a
+// whole before splitBatch handles its records one by one: a batch fails or
+// succeeds whole, so one record failing again and again (a flaky remote
+// service) must not hold back the others, nor make a long batch retry on
+// the odds of every record succeeding at once.
+const batchAttempts = 3
+
 // retry handles a delivery until it is done or fails permanently, waiting
-// with exponential backoff between attempts. A delivery failing with
-// RetryWhileRecent gets one last attempt as its window closes. It gives up
-// with errStopped when the partition stops.
+// with exponential backoff between attempts; a batch of several records,
+// at most batchAttempts times (then splitBatch takes over). A delivery
+// failing with RetryWhileRecent gets one last attempt as its window
+// closes. It gives up with errStopped when the partition stops.
 func (g *Group) retry(next step) step {
 	return func(ctx context.Context, d *delivery) error {
 		// The records are recent until the window has passed since the group
@@ -167,6 +175,11 @@ func (g *Group) retry(next step) step {
 			case ctx.Err() != nil:
 				return errStopped
 			case IsPermanent(err):
+				return err
+			case len(d.recs) > 1 && d.attempt >= batchAttempts:
+				g.metrics.retry()
+				g.logger.Warn("batch failing; handling its records one by one", "record", d.recs[0].String(),
+					"records", len(d.recs), "attempt", d.attempt, "err", err)
 				return err
 			case errors.Is(err, errDeadLetter):
 			default:
@@ -189,13 +202,14 @@ func (g *Group) retry(next step) step {
 	}
 }
 
-// splitBatch handles a batch that failed permanently record by record, so
-// that only the poison one goes to the DLQ; each keeps the time the group
-// first saw it.
+// splitBatch handles a batch that failed permanently, or kept failing for
+// batchAttempts attempts, record by record, so that only the poison one
+// goes to the DLQ and a failing one holds back only the records after it;
+// each keeps the time the group first saw it.
 func (g *Group) splitBatch(next step) step {
 	return func(ctx context.Context, d *delivery) error {
 		err := next(ctx, d)
-		if !IsPermanent(err) || len(d.recs) == 1 {
+		if err == nil || len(d.recs) == 1 || errors.Is(err, errStopped) || ctx.Err() != nil {
 			return err
 		}
 		for i := range d.recs {

@@ -42,11 +42,12 @@ type Config struct {
 // partition's records at a time. Within a batch the events of one
 // aggregate (one payment) are POSTed one after the other in offset order,
 // those of different aggregates concurrently, at most InFlight at once.
-// Timeouts, connection errors and 5xx fail the batch, which is retried up
-// to MaxTries times; a 4xx fails it permanently, and the group then handles
-// its records one by one, so only the refused one goes to the DLQ (or
-// running out of tries does). The platform de-duplicates by the key what a
-// retried batch POSTs again.
+// Timeouts, connection errors and 5xx fail the batch (consume.RetryUpTo
+// MaxTries), which the group tries again a few times and then handles
+// record by record, each retried up to MaxTries POSTs; a 4xx fails it
+// permanently, and the group handles its records one by one at once, so
+// only the refused record goes to the DLQ (or one that runs out of tries).
+// The platform de-duplicates by the key what a retried batch POSTs again.
 //
 // The POSTs happen inside the group's inbox transaction (consume.Inbox),
 // between the claim of the batch's events and the commit that records them
