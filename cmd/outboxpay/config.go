@@ -106,6 +106,12 @@ type config struct {
 	// KafkaPorts are the embedded cluster's broker ports in `dev`, one per
 	// broker; 0s pick free ports.
 	KafkaPorts []int `env:"KAFKA_PORTS" envDefault:"9092,9093,9094"`
+	// KafkaTopicPartitions is the partition count of the event topics the
+	// embedded cluster creates (and of docker-compose.yml's topic job): a
+	// group handles at most one partition per worker goroutine at once, so
+	// it is the ceiling of a group's parallelism. A topic keeps the count
+	// it was created with.
+	KafkaTopicPartitions int `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6"`
 	// ConnectAddr is where the Kafka Connect REST API of the embedded engine listens.
 	// A non-loopback address needs ConnectRESTCredentialsFile.
 	ConnectAddr string `env:"CONNECT_ADDR" envDefault:"127.0.0.1:8083"`
@@ -146,6 +152,9 @@ type config struct {
 	// one event before it goes to the DLQ.
 	PlatformTimeout  time.Duration `env:"PLATFORM_TIMEOUT" envDefault:"5s"`
 	PlatformMaxTries uint          `env:"PLATFORM_MAX_TRIES" envDefault:"8"`
+	// PlatformInFlight bounds the POSTs one partition of the data-platform
+	// group has in flight at once (one aggregate's events stay in order).
+	PlatformInFlight int `env:"PLATFORM_IN_FLIGHT" envDefault:"16"`
 	// ConsumerGroups are the groups `consumers` runs.
 	ConsumerGroups []string `env:"CONSUMER_GROUPS" envDefault:"stock,data-platform,outbox-tracker"`
 	// ConsumerVisibilityWindow is how long, from when a group first sees a
@@ -230,6 +239,10 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("read configuration: DB_MAX_CONNS must be at least 1")
 	case cfg.ConsumerVisibilityWindow <= 0:
 		return config{}, fmt.Errorf("read configuration: CONSUMER_VISIBILITY_WINDOW must be positive")
+	case cfg.PlatformInFlight < 1:
+		return config{}, fmt.Errorf("read configuration: PLATFORM_IN_FLIGHT must be at least 1")
+	case cfg.KafkaTopicPartitions < 1:
+		return config{}, fmt.Errorf("read configuration: KAFKA_TOPIC_PARTITIONS must be at least 1")
 	case len(cfg.ConsumerGroups) == 0:
 		return config{}, fmt.Errorf("read configuration: CONSUMER_GROUPS must name at least one group")
 	case len(cfg.KafkaPorts) == 0:

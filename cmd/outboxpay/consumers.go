@@ -30,7 +30,8 @@ func consumerGroups(d deps) ([]*consume.Group, error) {
 		case event.GroupStock:
 			h, topics = stock.New(db, m, logger), []string{event.Topic(event.AggregateOrder)}
 		case event.GroupDataPlatform:
-			h = platform.New(db, platform.Config{URL: cfg.PlatformURL, Timeout: cfg.PlatformTimeout, MaxTries: cfg.PlatformMaxTries}, m, logger)
+			h = platform.New(db, platform.Config{URL: cfg.PlatformURL, Timeout: cfg.PlatformTimeout,
+				MaxTries: cfg.PlatformMaxTries, InFlight: cfg.PlatformInFlight}, m, logger)
 			topics = []string{event.Topic(event.AggregatePayment)}
 		case event.GroupOutboxTracker:
 			h, topics = tracker.New(db, logger), []string{event.TopicPattern}

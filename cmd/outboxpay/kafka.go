@@ -48,11 +48,12 @@ func runKafka(ctx context.Context, d deps) (err error) {
 func startKafka(ctx context.Context, d deps, ports []int, sasl *kafkacluster.SASL) (*kafkacluster.Cluster, error) {
 	dir := filepath.Join(d.cfg.DataDir, "kafka")
 	kc, err := kafkacluster.Start(ctx, kafkacluster.Options{
-		Brokers: len(d.cfg.KafkaPorts),
-		Ports:   ports,
-		DataDir: dir,
-		Logger:  d.logger,
-		SASL:    sasl,
+		Brokers:    len(d.cfg.KafkaPorts),
+		Partitions: d.cfg.KafkaTopicPartitions,
+		Ports:      ports,
+		DataDir:    dir,
+		Logger:     d.logger,
+		SASL:       sasl,
 	})
 	if err != nil {
 		return nil, err

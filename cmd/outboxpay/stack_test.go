@@ -197,7 +197,7 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
-	t.Run("kafka: 3 KRaft brokers, topics with 3 partitions, RF 3, min.insync.replicas 2", func(t *testing.T) {
+	t.Run("kafka: 3 KRaft brokers, topics with KAFKA_TOPIC_PARTITIONS partitions, RF 3, min.insync.replicas 2", func(t *testing.T) {
 		var brokers []composeService
 		for name, s := range cf.Services {
 			if strings.HasPrefix(name, "kafka-") && s.Environment["KAFKA_NODE_ID"] != "" {
@@ -226,7 +226,11 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("broker node ids %v are not distinct", ids)
 		}
 		initCmd := svc("kafka-init").command()
-		for _, want := range []string{"--partitions 3", "--replication-factor 3", "--config min.insync.replicas=2", "--if-not-exists"} {
+		// .env.example leaves KAFKA_TOPIC_PARTITIONS unset: the compose
+		// default, which must be the embedded cluster's (one fact).
+		f, _ := reflect.TypeOf(config{}).FieldByName("KafkaTopicPartitions")
+		partitions := fmt.Sprintf(`--partitions "%s"`, f.Tag.Get("envDefault"))
+		for _, want := range []string{partitions, "--replication-factor 3", "--config min.insync.replicas=2", "--if-not-exists"} {
 			if !strings.Contains(initCmd, want) {
 				t.Errorf("kafka-init lacks %q", want)
 			}

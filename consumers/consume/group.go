@@ -25,7 +25,8 @@ import (
 // wrapped with RetryUpTo so many times, then sent to the DLQ; any other
 // error (a database outage, say) is retried with backoff, holding the
 // partition. The group wraps every handler in the same middleware
-// (pipeline.go); HandlerFunc, Middleware, OnlyTypes and Inbox build one.
+// (pipeline.go); HandlerFunc, BatchFunc, Middleware, OnlyTypes and Inbox
+// build one.
 type Handler interface {
 	Handle(ctx context.Context, rec Record) error
 }

@@ -167,14 +167,6 @@ func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// batchFunc is a BatchHandler as a function.
-type batchFunc func(ctx context.Context, recs []Record) error
-
-func (f batchFunc) Handle(ctx context.Context, rec Record) error { return f(ctx, []Record{rec}) }
-func (f batchFunc) HandleBatch(ctx context.Context, recs []Record) error {
-	return f(ctx, recs)
-}
-
 // Each partition's records are handled in offset order, also across
 // retries, by a Handler and a BatchHandler alike; the outcomes are counted.
 func TestOrderPerPartition(t *testing.T) {
@@ -201,7 +193,7 @@ func TestOrderPerPartition(t *testing.T) {
 				got.add(recs...)
 				return nil
 			}
-			var h Handler = batchFunc(handle)
+			var h Handler = BatchFunc(handle)
 			if !batch {
 				h = HandlerFunc(func(ctx context.Context, rec Record) error { return handle(ctx, []Record{rec}) })
 			}
@@ -227,6 +219,54 @@ func TestOrderPerPartition(t *testing.T) {
 				t.Errorf("retries counted %v, want at least 12", retries)
 			}
 		})
+	}
+}
+
+// A batch that keeps failing (one record in it keeps failing, a flaky
+// remote service) is tried batchAttempts times, then record by record: the
+// records are all handled, in offset order.
+func TestFailingBatchIsSplit(t *testing.T) {
+	r := newGroupRig(t)
+	const n = 30
+	topic := "split"
+	r.produce(topic, 0, 0, n) // queued before the group starts: it gets batches
+	var (
+		mu      sync.Mutex
+		got     seen
+		batches int
+		first   = true
+	)
+	h := BatchFunc(func(_ context.Context, recs []Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(recs) > 1 {
+			batches++
+			return errors.New("one of them fails")
+		}
+		if first { // the backoff lets the rest of the records queue up behind a first record alone
+			first = false
+			return errors.New("not yet")
+		}
+		got.add(recs...)
+		return nil
+	})
+	m := NewMetrics(prometheus.NewRegistry())
+	r.run(r.config(topic, topic), h, m, nil)
+	eventually.True(t, time.Minute, "every record handled", func() (bool, error) {
+		return len(got.all()) >= n, nil
+	})
+	for i, rec := range got.all() {
+		if rec.Offset != int64(i) {
+			t.Fatalf("offset %d handled as record %d", rec.Offset, i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches == 0 || batches%batchAttempts != 0 {
+		t.Errorf("%d calls with a batch, want a multiple of %d (each batch tried %d times)", batches, batchAttempts, batchAttempts)
+	}
+	if ok := testutil.ToFloat64(m.handled.WithLabelValues(topic, "ok")); ok != n {
+		t.Errorf("ok counted %v, want %d", ok, n)
 	}
 }
 
@@ -390,7 +430,7 @@ func TestDeadLetter(t *testing.T) {
 				got.add(recs...)
 				return nil
 			}
-			var h Handler = batchFunc(handle)
+			var h Handler = BatchFunc(handle)
 			if !tc.batch {
 				h = HandlerFunc(func(ctx context.Context, rec Record) error { return handle(ctx, []Record{rec}) })
 			}

@@ -54,22 +54,52 @@ func (g *Group) invoke(ctx context.Context, d *delivery) error {
 	return g.handler.Handle(ctx, d.recs[0])
 }
 
-// countOutcome counts what the handler reports; ErrSkipped and ErrDuplicate
-// count as handled.
+// countOutcome counts what the handler reports, per record: those a batch
+// handler set aside (countAside) by their outcome, the rest by the batch's.
+// ErrSkipped and ErrDuplicate count as handled.
 func (g *Group) countOutcome(next step) step {
 	return func(ctx context.Context, d *delivery) error {
-		err := next(ctx, d)
+		t := &tally{}
+		err := next(context.WithValue(ctx, tallyKey{}, t), d)
+		if err != nil && !errors.Is(err, ErrSkipped) && !errors.Is(err, ErrDuplicate) {
+			return err
+		}
+		rest := len(d.recs) - t.skipped - t.duplicate
 		switch {
 		case err == nil:
-			g.metrics.handled("ok", len(d.recs))
+			g.metrics.handled("ok", rest)
 		case errors.Is(err, ErrSkipped):
-			g.metrics.handled("skipped", len(d.recs))
-			return nil
-		case errors.Is(err, ErrDuplicate):
-			g.metrics.handled("duplicate", len(d.recs))
-			return nil
+			t.skipped += rest
+		default:
+			t.duplicate += rest
 		}
-		return err
+		if t.skipped > 0 {
+			g.metrics.handled("skipped", t.skipped)
+		}
+		if t.duplicate > 0 {
+			g.metrics.handled("duplicate", t.duplicate)
+		}
+		return nil
+	}
+}
+
+// tally is what one attempt of a batch set aside: records skipped, or
+// duplicates, while the others went on.
+type tally struct{ skipped, duplicate int }
+
+type tallyKey struct{}
+
+// countAside records, for the group's metrics, that n records of the batch
+// being handled in ctx had outcome (ErrSkipped or ErrDuplicate) while the
+// handler went on with the others; the batch's own outcome counts the rest.
+func countAside(ctx context.Context, outcome error, n int) {
+	t, _ := ctx.Value(tallyKey{}).(*tally)
+	switch {
+	case t == nil || n <= 0:
+	case errors.Is(outcome, ErrSkipped):
+		t.skipped += n
+	case errors.Is(outcome, ErrDuplicate):
+		t.duplicate += n
 	}
 }
 
@@ -116,10 +146,18 @@ func (g *Group) deadLetterPermanent(next step) step {
 	}
 }
 
+// batchAttempts is how many times a batch of several records is tried as a
+// whole before splitBatch handles its records one by one: a batch fails or
+// succeeds whole, so one record failing again and again (a flaky remote
+// service) must not hold back the others, nor make a long batch retry on
+// the odds of every record succeeding at once.
+const batchAttempts = 3
+
 // retry handles a delivery until it is done or fails permanently, waiting
-// with exponential backoff between attempts. A delivery failing with
-// RetryWhileRecent gets one last attempt as its window closes. It gives up
-// with errStopped when the partition stops.
+// with exponential backoff between attempts; a batch of several records,
+// at most batchAttempts times (then splitBatch takes over). A delivery
+// failing with RetryWhileRecent gets one last attempt as its window
+// closes. It gives up with errStopped when the partition stops.
 func (g *Group) retry(next step) step {
 	return func(ctx context.Context, d *delivery) error {
 		// The records are recent until the window has passed since the group
@@ -137,6 +175,11 @@ func (g *Group) retry(next step) step {
 			case ctx.Err() != nil:
 				return errStopped
 			case IsPermanent(err):
+				return err
+			case len(d.recs) > 1 && d.attempt >= batchAttempts:
+				g.metrics.retry()
+				g.logger.Warn("batch failing; handling its records one by one", "record", d.recs[0].String(),
+					"records", len(d.recs), "attempt", d.attempt, "err", err)
 				return err
 			case errors.Is(err, errDeadLetter):
 			default:
@@ -159,13 +202,14 @@ func (g *Group) retry(next step) step {
 	}
 }
 
-// splitBatch handles a batch that failed permanently record by record, so
-// that only the poison one goes to the DLQ; each keeps the time the group
-// first saw it.
+// splitBatch handles a batch that failed permanently, or kept failing for
+// batchAttempts attempts, record by record, so that only the poison one
+// goes to the DLQ and a failing one holds back only the records after it;
+// each keeps the time the group first saw it.
 func (g *Group) splitBatch(next step) step {
 	return func(ctx context.Context, d *delivery) error {
 		err := next(ctx, d)
-		if !IsPermanent(err) || len(d.recs) == 1 {
+		if err == nil || len(d.recs) == 1 || errors.Is(err, errStopped) || ctx.Err() != nil {
 			return err
 		}
 		for i := range d.recs {

@@ -236,3 +236,104 @@ func loadPayload(t *testing.T, db *sql.DB, row event.Message) []byte {
 	}
 	return m.Payload
 }
+
+// A batch's POSTs: one aggregate's events one after the other in offset
+// order, different aggregates concurrently, never more than InFlight at
+// once; each event POSTed once and recorded handled. A 5xx fails the whole
+// batch (retried) and a 4xx fails it permanently (split by the group),
+// recording nothing.
+func TestDeliverBatch(t *testing.T) {
+	db, _ := pgtest.NewDB(t)
+	ctx := context.Background()
+	const keys, perKey, inFlight = 8, 3, 4
+	var (
+		mu       sync.Mutex
+		posted   = map[string][]string{} // X-Key -> Idempotency-Keys in arrival order
+		inflight int
+		most     int
+		answer   = http.StatusCreated
+	)
+	full := make(chan struct{}) // closed once inFlight POSTs were in flight together
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct{ UserID int64 }
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &p)
+		mu.Lock()
+		inflight++
+		most = max(most, inflight)
+		if inflight >= inFlight {
+			once.Do(func() { close(full) })
+		}
+		status := answer
+		mu.Unlock()
+		// The first POSTs wait until inFlight of them are in flight: the
+		// handler must have them in flight together to get past this.
+		select {
+		case <-full:
+		case <-r.Context().Done():
+		}
+		mu.Lock()
+		inflight--
+		posted[fmt.Sprint(p.UserID)] = append(posted[fmt.Sprint(p.UserID)], r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	h := platform.New(db, platform.Config{URL: srv.URL, Timeout: 30 * time.Second, MaxTries: 3, InFlight: inFlight},
+		consume.NewMetrics(prometheus.NewRegistry()), nil)
+	newBatch := func(firstPayment int64) ([]consume.Record, map[string][]string) {
+		want := map[string][]string{}
+		var recs []consume.Record
+		for i := range perKey { // round robin: the keys' events interleave
+			for k := range int64(keys) {
+				m, err := event.NewPaymentCompleted(event.PaymentCompleted{PaymentID: firstPayment + int64(i)*keys + k, OrderID: 1, UserID: 1000 + k, Amount: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				consumetest.Insert(t, db, m)
+				recs = append(recs, consumetest.Record(m))
+				want[m.AggregateID] = append(want[m.AggregateID], m.ID.String())
+			}
+		}
+		return recs, want
+	}
+	recs, want := newBatch(1)
+	if err := h.HandleBatch(ctx, recs); err != nil {
+		t.Fatalf("HandleBatch: %v", err)
+	}
+	mu.Lock()
+	if most != inFlight {
+		t.Errorf("at most %d POSTs in flight, want %d", most, inFlight)
+	}
+	if fmt.Sprint(posted) != fmt.Sprint(want) {
+		t.Errorf("POSTed per key %v, want %v (each key's events once, in offset order)", posted, want)
+	}
+	mu.Unlock()
+	for _, r := range recs {
+		id, _ := r.EventID()
+		if st := consumetest.Status(t, db, id); st != outbox.StatusComplete {
+			t.Fatalf("row %s %s, want COMPLETE", id, st)
+		}
+	}
+
+	for _, tc := range []struct {
+		answer    int
+		permanent bool
+	}{{http.StatusServiceUnavailable, false}, {http.StatusBadRequest, true}} {
+		mu.Lock()
+		answer = tc.answer
+		mu.Unlock()
+		recs, _ := newBatch(int64(100 * tc.answer))
+		err := h.HandleBatch(ctx, recs)
+		if err == nil || consume.IsPermanent(err) != tc.permanent {
+			t.Fatalf("answer %d: %v, want permanent %v", tc.answer, err, tc.permanent)
+		}
+		for _, r := range recs {
+			id, _ := r.EventID()
+			if consumetest.Claimed(t, db, event.GroupDataPlatform, id) {
+				t.Fatalf("answer %d: event %s recorded as handled", tc.answer, id)
+			}
+		}
+	}
+}

@@ -18,21 +18,34 @@ import (
 )
 
 // New returns the handler of OrderPaid events from outbox.event.order: it
-// takes the order's stock once, or refunds the order when stock is short
-// (shop.FulfilPaidOrder), acting on the payload of the event's outbox row
-// in the group's inbox transaction (consume.Inbox).
-func New(db *sql.DB, m *consume.Metrics, logger *slog.Logger) consume.HandlerFunc {
+// takes each order's stock once, or refunds the order when stock is short,
+// acting on the payloads of the events' outbox rows in the group's inbox
+// transaction (consume.Inbox), a batch of a partition's records at a time:
+// shop.FulfilPaidOrders decides the batch's orders in offset order, each
+// against the stock the earlier ones took. A payload that is not a valid
+// OrderPaid fails the batch permanently; the group then handles its
+// records one by one and dead-letters that one.
+func New(db *sql.DB, m *consume.Metrics, logger *slog.Logger) consume.BatchFunc {
 	logger = logging.OrDiscard(logger)
-	fulfil := func(ctx context.Context, tx *sql.Tx, row event.Message) error {
-		e, err := parseOrderPaid(row.Payload)
+	fulfil := func(ctx context.Context, tx *sql.Tx, rows []event.Message) error {
+		es := make([]event.OrderPaid, len(rows))
+		for i, row := range rows {
+			e, err := parseOrderPaid(row.Payload)
+			if err != nil {
+				return backoff.Permanent(fmt.Errorf("outbox row %s: %w", row.ID, err))
+			}
+			es[i] = e
+		}
+		refunded, err := shop.FulfilPaidOrders(ctx, tx, es)
 		if err != nil {
-			return backoff.Permanent(fmt.Errorf("outbox row %s: %w", row.ID, err))
+			return err
 		}
-		refunded, err := shop.FulfilPaidOrder(ctx, tx, e)
-		if refunded {
-			logger.Info("order refunded: stock short", "order", e.OrderID, "event", row.ID)
+		for i, r := range refunded {
+			if r {
+				logger.Info("order refunded: stock short", "order", es[i].OrderID, "event", rows[i].ID)
+			}
 		}
-		return err
+		return nil
 	}
 	return consume.Chain(consume.Inbox(db, event.GroupStock, fulfil, m), consume.OnlyTypes(event.TypeOrderPaid))
 }

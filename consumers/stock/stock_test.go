@@ -379,3 +379,52 @@ outboxpay_consumer_records_total{group="stock",result="skipped"} %d
 		})
 	}
 }
+
+// Records queued on a partition are handled in batches: a forged record
+// among them fails its batch, which the group then handles record by
+// record, so only the forged one goes to the DLQ and every order is
+// fulfilled once; the whole stream delivered again applies nothing twice.
+func TestBatchWithAForgedRecord(t *testing.T) {
+	r := newRig(t)
+	type paid struct {
+		user, detail int64
+		o            shop.OrderView
+	}
+	orders := make([]paid, 6)
+	var stream []*kafka.Message
+	for i := range orders {
+		user, detail, o := r.paidOrder(1)
+		orders[i] = paid{user, detail, o}
+		stream = append(stream, r.engineRecord(r.eventID(o, event.TypeOrderPaid)))
+	}
+	first := orders[0]
+	forgedID := r.eventID(first.o, event.TypePaymentCompleted)
+	forged := record(forgedID, event.TypeOrderPaid, fmt.Sprint(first.o.OrderID),
+		event.OrderPaid{OrderID: first.o.OrderID, UserID: first.user, Items: []event.Item{{ProductDetailID: first.detail, Quantity: 5}}},
+		time.Now())
+	// One produce call after another: a partition's records queue up while
+	// its first batch is handled.
+	r.produce(append(append(append([]*kafka.Message{}, stream[:3]...), forged), stream[3:]...)...)
+	r.produce(stream...) // delivered again
+	want := `
+# HELP outboxpay_consumer_records_total Records handled, by outcome: ok, skipped, duplicate, dlq.
+# TYPE outboxpay_consumer_records_total counter
+outboxpay_consumer_records_total{group="stock",result="dlq"} 1
+outboxpay_consumer_records_total{group="stock",result="duplicate"} 6
+outboxpay_consumer_records_total{group="stock",result="ok"} 6
+outboxpay_consumer_records_total{group="stock",result="skipped"} 0
+`
+	eventually.True(t, time.Minute, "every record handled", func() (bool, error) {
+		err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "outboxpay_consumer_records_total")
+		return err == nil, err
+	})
+	dead := r.dlq(1, 10*time.Second)
+	if len(dead) != 1 || kafkatest.Header(dead[0], event.HeaderID) != forgedID.String() {
+		t.Fatalf("DLQ holds %d records, want only the forged one", len(dead))
+	}
+	for i, p := range orders {
+		if got, want := r.state(p.user, p.detail, p.o.OrderID), (state{Order: shop.OrderPaid, Payment: shop.PaymentPaid, Stock: 9, Balance: 10000 - 100}); got != want {
+			t.Errorf("order %d: %+v, want %+v (fulfilled once)", i, got, want)
+		}
+	}
+}

@@ -101,3 +101,45 @@ func TestClaim(t *testing.T) {
 		t.Fatal("the second claim succeeded after the first committed")
 	}
 }
+
+// ClaimAll claims a batch in one statement: the ids claimed before (by this
+// group) and an id repeated in the batch are not claimed again, another
+// group's claims do not count, and a batch rolled back claims nothing.
+func TestClaimAll(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	db, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
+	ctx := context.Background()
+	before, other, fresh1, fresh2 := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	claimAll := func(group string, commit bool, ids ...uuid.UUID) map[uuid.UUID]bool {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		claimed, err := inbox.ClaimAll(ctx, tx, group, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return claimed
+	}
+	claimAll(event.GroupStock, true, before)
+	claimAll(event.GroupDataPlatform, true, other)
+	claimAll(event.GroupStock, false, fresh1) // rolled back
+	got := claimAll(event.GroupStock, true, fresh2, before, other, fresh1, fresh2)
+	want := map[uuid.UUID]bool{fresh1: true, fresh2: true, other: true}
+	if len(got) != len(want) || !got[fresh1] || !got[fresh2] || !got[other] {
+		t.Fatalf("claimed %v, want %v", got, want)
+	}
+	if again := claimAll(event.GroupStock, true, fresh1, fresh2, before, other); len(again) != 0 {
+		t.Fatalf("redelivered batch claimed %v, want none", again)
+	}
+	if none := claimAll(event.GroupStock, true); len(none) != 0 {
+		t.Fatalf("empty batch claimed %v", none)
+	}
+}

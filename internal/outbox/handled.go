@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,39 +38,91 @@ type Completion struct {
 	Latency   time.Duration // commit to COMPLETE, when Completed
 }
 
+// Queryer is what the outbox's batch reads and updates need of *sql.DB or
+// *sql.Tx.
+type Queryer interface {
+	Execer
+	Querier
+}
+
 // MarkHandled records that a consumer group has handled an event, in the
 // transaction of the group's effects, and makes the row COMPLETE when every
 // group that handles its type (event.Handlers) has. It returns ErrNotFound
 // when the row is not visible: the caller must roll back its effects (and
 // its inbox claim) and try again later, or the event would count as handled
-// while its row never completes.
-func MarkHandled(ctx context.Context, q Execer, eventID uuid.UUID, eventType, group string) (Completion, error) {
-	required := event.Handlers(eventType)
-	var status string
-	var createdAt time.Time
-	var completedAt sql.NullTime
-	var wasComplete bool
-	err := q.QueryRowContext(ctx, `
-		WITH old AS (SELECT status FROM outbox WHERE id = $1 FOR UPDATE)
-		UPDATE outbox o SET
-			handled_by   = CASE WHEN $2 = ANY(o.handled_by) THEN o.handled_by ELSE array_append(o.handled_by, $2) END,
-			status       = CASE WHEN $3::text[] <@ array_append(o.handled_by, $2) THEN 'COMPLETE' ELSE o.status END,
-			completed_at = CASE WHEN $3::text[] <@ array_append(o.handled_by, $2) THEN COALESCE(o.completed_at, now()) ELSE o.completed_at END,
-			updated_at   = now()
-		FROM old WHERE o.id = $1
-		RETURNING o.status, o.created_at, o.completed_at, old.status = 'COMPLETE'`,
-		eventID, group, pq.Array(required)).Scan(&status, &createdAt, &completedAt, &wasComplete)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Completion{}, fmt.Errorf("mark event %s handled by %s: %w", eventID, group, ErrNotFound)
-	}
+// while its row never completes. It is MarkHandledAll of one row.
+func MarkHandled(ctx context.Context, q Queryer, eventID uuid.UUID, eventType, group string) (Completion, error) {
+	cs, err := MarkHandledAll(ctx, q, []event.Message{{ID: eventID, Type: eventType}}, group)
 	if err != nil {
-		return Completion{}, fmt.Errorf("mark event %s handled by %s: %w", eventID, group, err)
+		return Completion{}, err
 	}
-	c := Completion{Completed: status == string(StatusComplete) && !wasComplete}
-	if c.Completed && completedAt.Valid {
-		c.Latency = completedAt.Time.Sub(createdAt)
+	return cs[0], nil
+}
+
+// MarkHandledAll is MarkHandled of several events in one statement: rows
+// names each event by its ID and Type (its row's), and the result holds
+// what the call did to each, in the order of rows. It locks the rows in id
+// order, so concurrent calls cannot deadlock. If any row is not visible it
+// returns ErrNotFound, and the caller must roll back as for MarkHandled.
+// This is the one place an outbox row becomes COMPLETE.
+func MarkHandledAll(ctx context.Context, q Queryer, rows []event.Message, group string) ([]Completion, error) {
+	if len(rows) == 0 {
+		return nil, nil
 	}
-	return c, nil
+	ids := make([]string, len(rows))
+	required := make([]string, len(rows)) // comma-separated: group names have no commas
+	at := make(map[uuid.UUID]int, len(rows))
+	for i, r := range rows {
+		ids[i], required[i] = r.ID.String(), strings.Join(event.Handlers(r.Type), ",")
+		at[r.ID] = i
+	}
+	what := fmt.Sprintf("mark %d events handled by %s", len(at), group)
+	if len(rows) == 1 {
+		what = fmt.Sprintf("mark event %s handled by %s", rows[0].ID, group)
+	}
+	res, err := q.QueryContext(ctx, `
+		WITH r AS (SELECT DISTINCT ON (id) id, string_to_array(req, ',') AS required
+		           FROM unnest($1::uuid[], $2::text[]) AS r(id, req)),
+		     old AS (SELECT o.id, o.status FROM outbox o JOIN r ON r.id = o.id ORDER BY o.id FOR UPDATE OF o)
+		UPDATE outbox o SET
+			handled_by   = CASE WHEN $3 = ANY(o.handled_by) THEN o.handled_by ELSE array_append(o.handled_by, $3) END,
+			status       = CASE WHEN r.required <@ array_append(o.handled_by, $3) THEN 'COMPLETE' ELSE o.status END,
+			completed_at = CASE WHEN r.required <@ array_append(o.handled_by, $3) THEN COALESCE(o.completed_at, now()) ELSE o.completed_at END,
+			updated_at   = now()
+		FROM old JOIN r ON r.id = old.id WHERE o.id = old.id
+		RETURNING o.id, o.status, o.created_at, o.completed_at, old.status = 'COMPLETE'`,
+		pq.Array(ids), pq.Array(required), group)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer res.Close()
+	out := make([]Completion, len(rows))
+	seen := 0
+	for res.Next() {
+		var (
+			id          uuid.UUID
+			status      string
+			createdAt   time.Time
+			completedAt sql.NullTime
+			wasComplete bool
+		)
+		if err := res.Scan(&id, &status, &createdAt, &completedAt, &wasComplete); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		c := Completion{Completed: status == string(StatusComplete) && !wasComplete}
+		if c.Completed && completedAt.Valid {
+			c.Latency = completedAt.Time.Sub(createdAt)
+		}
+		out[at[id]] = c
+		seen++
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if seen < len(at) {
+		return nil, fmt.Errorf("%s: %d of them: %w", what, len(at)-seen, ErrNotFound)
+	}
+	return out, nil
 }
 
 // MarkPublished records that events were seen on Kafka: rows still INIT
@@ -117,6 +170,38 @@ func Load(ctx context.Context, q Execer, id uuid.UUID) (event.Message, error) {
 	}
 	m.Payload = payload
 	return m, nil
+}
+
+// LoadAll reads the outbox rows of events, as Load does, in one query:
+// ids with no visible row are absent from the result.
+func LoadAll(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event.Message, error) {
+	out := make(map[uuid.UUID]event.Message, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := q.QueryContext(ctx,
+		`SELECT id, aggregatetype, aggregateid, type, payload FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
+	if err != nil {
+		return nil, fmt.Errorf("load %d events: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m event.Message
+		var payload []byte
+		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type, &payload); err != nil {
+			return nil, fmt.Errorf("load %d events: %w", len(ids), err)
+		}
+		m.Payload = payload
+		out[m.ID] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load %d events: %w", len(ids), err)
+	}
+	return out, nil
 }
 
 // Heads reads the outbox rows of events, without their payloads, by id:

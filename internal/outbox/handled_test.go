@@ -92,3 +92,75 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("Load: %+v (payload %+v), want the row of %+v", got, p, msg)
 	}
 }
+
+// MarkHandledAll marks a batch in one statement and says, in the batch's
+// order, which rows it made COMPLETE: a row its group completes, not one
+// COMPLETE before, nor one that still waits for another group; a batch
+// naming a row that is not there is ErrNotFound. LoadAll reads the visible
+// rows of a batch.
+func TestMarkHandledAll(t *testing.T) {
+	db, dbURL := pgtest.NewDB(t)
+	ctx := context.Background()
+	payment := func() event.Message {
+		return event.Message{ID: uuid.New(), AggregateType: event.AggregatePayment, AggregateID: "1",
+			Type: event.TypePaymentCompleted, Payload: []byte(`{"paymentId": 1}`)}
+	}
+	fresh, done := payment(), payment()
+	order, err := event.NewOrderPaid(event.OrderPaid{OrderID: 7, UserID: 3, Items: []event.Item{{ProductDetailID: 2, Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(ctx, tx, fresh, done, order); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	worker, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
+	if _, err := outbox.MarkHandled(ctx, worker, done.ID, done.Type, event.GroupDataPlatform); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, err := outbox.LoadAll(ctx, worker, []uuid.UUID{fresh.ID, uuid.New(), order.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[fresh.ID].Type != fresh.Type || string(rows[fresh.ID].Payload) != string(fresh.Payload) ||
+		rows[order.ID].AggregateID != "7" {
+		t.Fatalf("LoadAll: %+v, want the two rows there", rows)
+	}
+
+	// The caller rolls back a batch with a row missing, as the inbox does.
+	rollback, err := worker.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := outbox.MarkHandledAll(ctx, rollback, []event.Message{fresh, {ID: uuid.New(), Type: fresh.Type}},
+		event.GroupDataPlatform); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("a batch with a missing row: %v, want ErrNotFound", err)
+	}
+	if err := rollback.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// order waits for the stock group: the data-platform group's mark does not complete it.
+	cs, err := outbox.MarkHandledAll(ctx, worker, []event.Message{done, order, fresh}, event.GroupDataPlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 3 || cs[0].Completed || cs[1].Completed || !cs[2].Completed || cs[2].Latency <= 0 {
+		t.Fatalf("completions %+v, want only the third", cs)
+	}
+	for _, want := range []struct {
+		id     uuid.UUID
+		status outbox.Status
+	}{{fresh.ID, outbox.StatusComplete}, {done.ID, outbox.StatusComplete}, {order.ID, outbox.StatusInit}} {
+		var status string
+		if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, want.id).Scan(&status); err != nil || outbox.Status(status) != want.status {
+			t.Fatalf("row %s: %q, %v; want %s", want.id, status, err, want.status)
+		}
+	}
+}

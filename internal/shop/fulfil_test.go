@@ -139,3 +139,99 @@ func TestFulfilPaidOrder(t *testing.T) {
 		})
 	}
 }
+
+// FulfilPaidOrders decides a batch's orders one after the other against
+// the stock the earlier ones took: a short order in the middle is refunded
+// and takes nothing, the orders after it still take what is left, and
+// stock never goes negative.
+func TestFulfilPaidOrders(t *testing.T) {
+	db, dbURL := pgtest.NewDB(t)
+	ctx := context.Background()
+	svc := shop.New(db)
+	var details [2]int64 // A and B, stock 5 each
+	for i := range details {
+		if err := db.QueryRow(`WITH p AS (INSERT INTO products (name) VALUES ('p') RETURNING id)
+			INSERT INTO product_details (product_id, option, price, stock) SELECT id, 'o', 100, 5 FROM p RETURNING id`).
+			Scan(&details[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type order struct {
+		qty      [2]int // of A and B
+		refunded bool
+	}
+	orders := []order{
+		{[2]int{3, 0}, false}, // A 5 -> 2
+		{[2]int{3, 1}, true},  // A has 2: short, B untouched
+		{[2]int{2, 4}, false}, // A 2 -> 0, B 5 -> 1
+		{[2]int{0, 1}, false}, // B 1 -> 0
+		{[2]int{0, 1}, true},  // B has 0
+	}
+	es := make([]event.OrderPaid, len(orders))
+	ids := make([]int64, len(orders))
+	for i, o := range orders {
+		var user int64
+		if err := db.QueryRow(`INSERT INTO users (name, balance) VALUES ('u', 1000) RETURNING id`).Scan(&user); err != nil {
+			t.Fatal(err)
+		}
+		var lines []shop.OrderLine
+		for j, q := range o.qty {
+			if q > 0 {
+				lines = append(lines, shop.OrderLine{ProductDetailID: details[j], Quantity: q})
+			}
+		}
+		placed, err := svc.PlaceOrder(ctx, user, lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := svc.Pay(ctx, shop.PayRequest{OrderID: placed.OrderID, UserID: user}); err != nil {
+			t.Fatal(err)
+		}
+		var payload []byte
+		if err := db.QueryRow(`SELECT payload FROM outbox WHERE type = $1 AND payload ->> 'orderId' = $2::text`,
+			event.TypeOrderPaid, placed.OrderID).Scan(&payload); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(payload, &es[i]); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = placed.OrderID
+	}
+	worker, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
+	tx, err := worker.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	refunded, err := shop.FulfilPaidOrders(ctx, tx, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range orders {
+		if refunded[i] != o.refunded {
+			t.Errorf("order %d: refunded %v, want %v", i, refunded[i], o.refunded)
+		}
+		var status, payment string
+		var refunds int
+		if err := db.QueryRow(`SELECT (SELECT status FROM orders WHERE id = $1), (SELECT status FROM payments WHERE order_id = $1),
+				(SELECT count(*) FROM outbox WHERE type = $2 AND payload ->> 'orderId' = $1::text)`, ids[i], event.TypePaymentRefunded).
+			Scan(&status, &payment, &refunds); err != nil {
+			t.Fatal(err)
+		}
+		want := [3]any{shop.OrderPaid, shop.PaymentPaid, 0}
+		if o.refunded {
+			want = [3]any{shop.OrderCancelled, shop.PaymentRefunded, 1}
+		}
+		if got := [3]any{status, payment, refunds}; got != want {
+			t.Errorf("order %d: %v, want %v", i, got, want)
+		}
+	}
+	var a, b int
+	if err := db.QueryRow(`SELECT (SELECT stock FROM product_details WHERE id = $1), (SELECT stock FROM product_details WHERE id = $2)`,
+		details[0], details[1]).Scan(&a, &b); err != nil || a != 0 || b != 0 {
+		t.Fatalf("stock A %d, B %d (%v); want 0, 0", a, b, err)
+	}
+}
