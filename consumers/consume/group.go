@@ -153,7 +153,18 @@ func (g *Group) Run(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("dlq producer of %s: %w", g.cfg.Group, err)
 	}
-	defer g.dlq.Close()
+	// The DLQ producer's events other than delivery reports (client errors)
+	// are drained until Close closes its channel, so they never fill it.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for ev := range g.dlq.Events() {
+			if kerr, ok := ev.(kafka.Error); ok {
+				g.logger.Debug("dead-letter producer", "err", kerr)
+			}
+		}
+	}()
+	defer func() { g.dlq.Close(); <-drained }()
 	g.parts = make(map[partitionKey]*partition)
 	g.resume = make(chan partitionKey, 64)
 
