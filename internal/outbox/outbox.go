@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -26,17 +27,44 @@ const (
 )
 
 // Insert writes messages as outbox rows within tx, so they commit or roll back
-// with the change they announce.
+// with the change they announce, in one statement.
 func Insert(ctx context.Context, tx *sql.Tx, msgs ...event.Message) error {
-	for _, m := range msgs {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, $2, $3, $4, $5)`,
-			m.ID, m.AggregateType, m.AggregateID, m.Type, []byte(m.Payload))
-		if err != nil {
-			return fmt.Errorf("insert outbox %s %s: %w", m.Type, m.ID, err)
-		}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, InsertSQL(len(msgs)), InsertArgs(msgs...)...); err != nil {
+		return fmt.Errorf("insert %d outbox rows (%s %s first): %w", len(msgs), msgs[0].Type, msgs[0].ID, err)
 	}
 	return nil
+}
+
+// insertColumns are the columns InsertSQL sets, in the order of InsertArgs.
+const insertColumns = 5
+
+// InsertSQL is the statement that inserts n outbox rows (n >= 1) from the
+// parameters $1 to $5n, which InsertArgs gives: for a caller that runs it
+// as part of a larger statement (a data-modifying WITH), whose own
+// parameters then start at $5n+1.
+func InsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		p := i*insertColumns + 1
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d)", p, p+1, p+2, p+3, p+4)
+	}
+	return b.String()
+}
+
+// InsertArgs are the parameters of InsertSQL(len(msgs)).
+func InsertArgs(msgs ...event.Message) []any {
+	args := make([]any, 0, insertColumns*len(msgs))
+	for _, m := range msgs {
+		args = append(args, m.ID, m.AggregateType, m.AggregateID, m.Type, []byte(m.Payload))
+	}
+	return args
 }
 
 // Entry is an outbox row as an API client sees it.

@@ -58,13 +58,14 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 	if maxAttempts <= 0 {
 		maxAttempts = math.MaxInt32
 	}
-	// The status is a literal, not a parameter, so the partial index on
-	// unfinished rows applies whatever the plan.
+	// completed_at IS NULL (true of every row not COMPLETE) lets the
+	// partial index on unfinished rows (outbox_unfinished_idx, by
+	// created_at) serve the scan and the order.
 	query := `SELECT id, created_at, attempts,
 			EXTRACT(EPOCH FROM now() - CASE WHEN status = 'PUBLISHED' THEN COALESCE(published_at, created_at) ELSE created_at END),
 			` + strings.Join(cols, ", ") + `
 		FROM outbox
-		WHERE status = '` + string(q.Status) + `'
+		WHERE completed_at IS NULL AND status = '` + string(q.Status) + `'
 			AND updated_at < now() - $1::bigint * interval '1 microsecond' AND attempts < $2
 		ORDER BY created_at
 		LIMIT $3
@@ -151,7 +152,7 @@ func FailExhausted(ctx context.Context, q Querier, maxAttempts int, reason strin
 	rows, err := q.QueryContext(ctx, `
 		WITH due AS (
 			SELECT id, status FROM outbox
-			WHERE status IN ('INIT', 'PUBLISHED') AND attempts >= $1
+			WHERE completed_at IS NULL AND status IN ('INIT', 'PUBLISHED') AND attempts >= $1
 			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE outbox o SET
@@ -179,10 +180,20 @@ func FailExhausted(ctx context.Context, q Querier, maxAttempts int, reason strin
 	return out, nil
 }
 
+// unfinished is what a query of rows in status s adds to its WHERE so
+// that the partial index on unfinished rows (outbox_unfinished_idx) serves
+// it: completed_at IS NULL, true of every row but a COMPLETE one.
+func unfinished(s Status) string {
+	if s == StatusComplete {
+		return ""
+	}
+	return "completed_at IS NULL AND "
+}
+
 // CountStatus returns how many rows are in status s.
 func CountStatus(ctx context.Context, q Execer, s Status) (int64, error) {
 	var n int64
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE status = $1`, string(s)).Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE `+unfinished(s)+`status = $1`, string(s)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s outbox rows: %w", s, err)
 	}
 	return n, nil
@@ -195,7 +206,7 @@ func Stuck(ctx context.Context, q Execer, s Status, olderThan time.Duration) (n 
 	err = q.QueryRowContext(ctx, `
 		SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))
 		FROM outbox
-		WHERE status = $1 AND created_at < now() - $2::bigint * interval '1 microsecond'`,
+		WHERE `+unfinished(s)+`status = $1 AND created_at < now() - $2::bigint * interval '1 microsecond'`,
 		string(s), olderThan.Microseconds()).Scan(&n, &secs)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count stuck %s outbox rows: %w", s, err)

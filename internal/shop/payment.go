@@ -4,9 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/lib/pq"
 
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/outbox"
@@ -65,6 +66,10 @@ type Payment struct {
 // returns that response (replayed is true) and charges nothing, also when
 // both run at once. Keys are forgotten once the reconciler's retention
 // deletes them (DeleteExpiredIdempotencyKeys).
+//
+// The transaction is two statements, each prepared once per pool
+// connection (payStatements): one claims the key and does the payment, one
+// writes the outbox rows and stores the response.
 func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed bool, err error) {
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
 		return Payment{}, false, invalid("an idempotency key may be at most %d characters", MaxIdempotencyKeyLen)
@@ -72,25 +77,21 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed 
 	if len(req.Fingerprint) > MaxFingerprintLen {
 		return Payment{}, false, invalid("a request fingerprint may be at most %d bytes", MaxFingerprintLen)
 	}
+	stmts, err := s.payStatements(ctx)
+	if err != nil {
+		return Payment{}, false, cancelled(ctx, err)
+	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if req.IdempotencyKey != "" {
-			claimed, err := claimKey(ctx, tx, req)
-			if err != nil {
-				return err
-			}
-			if !claimed {
-				replayed = true
-				p, err = storedPayment(ctx, tx, req)
-				return err
-			}
-		}
-		if p, err = pay(ctx, tx, req); err != nil {
+		var claimed bool
+		claimed, p, err = pay(ctx, tx, stmts, req)
+		if err != nil {
 			return err
 		}
-		if req.IdempotencyKey != "" {
-			return storeResponse(ctx, tx, req, p)
+		if !claimed {
+			replayed = true
+			p, err = storedPayment(ctx, tx, req)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Payment{}, false, err
@@ -98,90 +99,161 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (p Payment, replayed 
 	return p, replayed, nil
 }
 
-func pay(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, error) {
-	p := Payment{OrderID: req.OrderID, UserID: req.UserID, Status: PaymentPaid}
-	var owner int64
-	var status string
-	err := tx.QueryRowContext(ctx,
-		`SELECT user_id, status, total_price FROM orders WHERE id = $1 FOR UPDATE`, req.OrderID).
-		Scan(&owner, &status, &p.Amount)
+// The payment statement. It claims the user's idempotency key when there is
+// one (an insert of a key another request holds and has not committed yet
+// waits for that request, so concurrent duplicates see its outcome) and, if
+// it claimed it or there is none, locks the order and, if it is the user's
+// and ORDERED, debits the balance if it covers the total, inserts the
+// payment and marks the order PAID: each step happens only if the one
+// before did. Its one row tells which steps happened, so the caller can
+// name what stopped it, and carries the order's lines once it is paid.
+// Parameters: $1 order, $2 user, and with a key $3 key, $4 fingerprint.
+const (
+	payClaimKey = `claim AS (
+		INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, response)
+		VALUES ($3, $2, $1, $4, '{}') ON CONFLICT (user_id, key) DO NOTHING
+		RETURNING 1),
+	`
+	payBody = `o AS (
+		SELECT user_id, status, total_price FROM orders
+		WHERE id = $1 %s
+		FOR UPDATE),
+	u AS (
+		UPDATE users SET balance = users.balance - o.total_price, updated_at = now()
+		FROM o
+		WHERE users.id = $2 AND o.user_id = $2 AND o.status = '` + OrderOrdered + `'
+			AND users.balance >= o.total_price
+		RETURNING users.balance),
+	p AS (
+		INSERT INTO payments (order_id, user_id, amount, status)
+		SELECT $1, $2, o.total_price, '` + PaymentPaid + `' FROM o, u
+		RETURNING id, paid_at),
+	paid AS (
+		UPDATE orders SET status = '` + OrderPaid + `', updated_at = now()
+		FROM p WHERE orders.id = $1
+		RETURNING 1)
+	SELECT %s, o.user_id, o.status, o.total_price, u.balance, p.id, p.paid_at,
+		(SELECT array_agg(product_detail_id ORDER BY product_detail_id) FROM order_items WHERE order_id = $1 AND p.id IS NOT NULL),
+		(SELECT array_agg(quantity ORDER BY product_detail_id) FROM order_items WHERE order_id = $1 AND p.id IS NOT NULL)
+	FROM (VALUES (1)) AS one
+	LEFT JOIN o ON true LEFT JOIN u ON true LEFT JOIN p ON true`
+)
+
+// The outbox rows of a payment, and with a key also the stored response:
+// parameters from $11 on are user, key and response.
+var payEventsAndKeySQL = "WITH events AS (" + outbox.InsertSQL(2) + ")\n" +
+	`UPDATE idempotency_keys SET response = $13 WHERE user_id = $11 AND key = $12`
+
+// payStmts are Pay's statements, prepared on the pool.
+type payStmts struct {
+	withKey, withoutKey  *sql.Stmt // the payment statement
+	events, eventsAndKey *sql.Stmt // the outbox rows (and the response)
+}
+
+// payStatements prepares Pay's statements the first time it succeeds and
+// returns them. A *sql.Stmt of the pool is prepared again on each
+// connection the first time a transaction there uses it (tx.StmtContext)
+// and kept for the connection's life: after that a statement is one round
+// trip (Bind, Execute, Sync) and no parse, where an ad-hoc query with
+// arguments is two (lib/pq sends Parse, Describe, Sync first) and a parse
+// and plan every time. It runs before Pay's transaction begins, so it never
+// waits for a second connection while holding one.
+func (s *Service) payStatements(ctx context.Context) (*payStmts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pay != nil {
+		return s.pay, nil
+	}
+	var st payStmts
+	for _, q := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&st.withKey, "WITH " + payClaimKey + fmt.Sprintf(payBody, "AND EXISTS (SELECT FROM claim)", "EXISTS (SELECT FROM claim)")},
+		{&st.withoutKey, "WITH " + fmt.Sprintf(payBody, "", "true")},
+		{&st.events, outbox.InsertSQL(2)},
+		{&st.eventsAndKey, payEventsAndKeySQL},
+	} {
+		stmt, err := s.db.PrepareContext(ctx, q.query)
+		if err != nil {
+			for _, done := range []*sql.Stmt{st.withKey, st.withoutKey, st.events} {
+				if done != nil {
+					_ = done.Close()
+				}
+			}
+			return nil, fmt.Errorf("prepare the payment statements: %w", err)
+		}
+		*q.dst = stmt
+	}
+	s.pay = &st
+	return s.pay, nil
+}
+
+// pay runs the payment statement and then writes the outbox rows (and the
+// response, with a key). claimed is false, and nothing done, when the user
+// already holds the key.
+func pay(ctx context.Context, tx *sql.Tx, stmts *payStmts, req PayRequest) (claimed bool, _ Payment, _ error) {
+	stmt, args := stmts.withoutKey, []any{req.OrderID, req.UserID}
+	if req.IdempotencyKey != "" {
+		stmt, args = stmts.withKey, append(args, req.IdempotencyKey, req.fingerprint())
+	}
+	var (
+		owner, total, balance, paymentID sql.NullInt64
+		status                           sql.NullString
+		paidAt                           sql.NullTime
+		details, quantities              []int64
+	)
+	err := tx.StmtContext(ctx, stmt).QueryRowContext(ctx, args...).Scan(&claimed, &owner, &status, &total, &balance, &paymentID, &paidAt,
+		pq.Array(&details), pq.Array(&quantities))
+	if err != nil {
+		return false, Payment{}, fmt.Errorf("pay order %d: %w", req.OrderID, err)
+	}
+	switch {
+	case !claimed:
+		return false, Payment{}, nil
 	// Another user's order is, to this user, one that does not exist.
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != req.UserID) {
-		return Payment{}, orderNotFound(req.OrderID)
-	}
-	if err != nil {
-		return Payment{}, fmt.Errorf("lock order %d: %w", req.OrderID, err)
-	}
-	if status != OrderOrdered {
-		return Payment{}, fmt.Errorf("order %d is %s: %w", req.OrderID, status, ErrOrderNotPayable)
-	}
-
-	err = tx.QueryRowContext(ctx,
-		`UPDATE users SET balance = balance - $2, updated_at = now()
-		 WHERE id = $1 AND balance >= $2 RETURNING balance`, req.UserID, p.Amount).Scan(&p.BalanceAfter)
-	if errors.Is(err, sql.ErrNoRows) {
+	case !owner.Valid || owner.Int64 != req.UserID:
+		return true, Payment{}, orderNotFound(req.OrderID)
+	case status.String != OrderOrdered:
+		return true, Payment{}, fmt.Errorf("order %d is %s: %w", req.OrderID, status.String, ErrOrderNotPayable)
+	case !balance.Valid:
 		// The message is an API answer: it names no balance and no amount.
-		return Payment{}, fmt.Errorf("the balance does not cover the order total: %w", ErrInsufficientBalance)
+		return true, Payment{}, fmt.Errorf("the balance does not cover the order total: %w", ErrInsufficientBalance)
+	case !paymentID.Valid || !paidAt.Valid || len(details) != len(quantities):
+		return true, Payment{}, fmt.Errorf("pay order %d: the payment statement debited but returned no payment", req.OrderID)
 	}
-	if err != nil {
-		return Payment{}, fmt.Errorf("debit user %d: %w", req.UserID, err)
+	p := Payment{
+		PaymentID: paymentID.Int64, OrderID: req.OrderID, UserID: req.UserID, Amount: total.Int64,
+		BalanceAfter: balance.Int64, Status: PaymentPaid, PaidAt: paidAt.Time.UTC(),
 	}
-
-	err = tx.QueryRowContext(ctx,
-		`INSERT INTO payments (order_id, user_id, amount, status) VALUES ($1, $2, $3, $4)
-		 RETURNING id, paid_at`, req.OrderID, req.UserID, p.Amount, PaymentPaid).Scan(&p.PaymentID, &p.PaidAt)
-	if err != nil {
-		return Payment{}, fmt.Errorf("insert payment of order %d: %w", req.OrderID, err)
-	}
-	p.PaidAt = p.PaidAt.UTC()
-
-	if _, err := tx.ExecContext(ctx,
-		`UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, req.OrderID, OrderPaid); err != nil {
-		return Payment{}, fmt.Errorf("mark order %d paid: %w", req.OrderID, err)
-	}
-
-	lines, err := orderLines(ctx, tx, req.OrderID)
-	if err != nil {
-		return Payment{}, err
-	}
-	items := make([]event.Item, len(lines))
-	for i, l := range lines {
-		items[i] = event.Item{ProductDetailID: l.ProductDetailID, Quantity: l.Quantity}
+	items := make([]event.Item, len(details))
+	for i := range details {
+		items[i] = event.Item{ProductDetailID: details[i], Quantity: int(quantities[i])}
 	}
 	completed, err := event.NewPaymentCompleted(event.PaymentCompleted{
 		PaymentID: p.PaymentID, OrderID: p.OrderID, UserID: p.UserID,
 		Amount: p.Amount, BalanceAfter: p.BalanceAfter, PaidAt: p.PaidAt,
 	})
 	if err != nil {
-		return Payment{}, err
+		return true, Payment{}, err
 	}
 	orderPaid, err := event.NewOrderPaid(event.OrderPaid{OrderID: p.OrderID, UserID: p.UserID, Items: items})
 	if err != nil {
-		return Payment{}, err
+		return true, Payment{}, err
 	}
-	if err := outbox.Insert(ctx, tx, completed, orderPaid); err != nil {
-		return Payment{}, err
-	}
-	return p, nil
-}
 
-// claimKey inserts the user's idempotency key for this request. It reports
-// false when the user already holds the key; if the request holding it has
-// not committed yet, the insert waits for it, so concurrent duplicates see
-// its outcome.
-func claimKey(ctx context.Context, tx *sql.Tx, req PayRequest) (bool, error) {
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO idempotency_keys (key, user_id, order_id, fingerprint, response)
-		 VALUES ($1, $2, $3, $4, '{}') ON CONFLICT (user_id, key) DO NOTHING`,
-		req.IdempotencyKey, req.UserID, req.OrderID, req.fingerprint())
-	if err != nil {
-		return false, fmt.Errorf("claim idempotency key: %w", err)
+	stmt, args = stmts.events, outbox.InsertArgs(completed, orderPaid)
+	if req.IdempotencyKey != "" {
+		response, err := json.Marshal(p)
+		if err != nil {
+			return true, Payment{}, fmt.Errorf("encode response: %w", err)
+		}
+		stmt, args = stmts.eventsAndKey, append(args, req.UserID, req.IdempotencyKey, response)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("claim idempotency key: %w", err)
+	if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+		return true, Payment{}, fmt.Errorf("insert the outbox rows of order %d's payment: %w", req.OrderID, err)
 	}
-	return n == 1, nil
+	return true, p, nil
 }
 
 // storedPayment returns the response stored under the user's key, if the key
@@ -210,19 +282,6 @@ func storedPayment(ctx context.Context, tx *sql.Tx, req PayRequest) (Payment, er
 		return Payment{}, fmt.Errorf("decode stored response: %w", err)
 	}
 	return p, nil
-}
-
-func storeResponse(ctx context.Context, tx *sql.Tx, req PayRequest, p Payment) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode response: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx,
-		`UPDATE idempotency_keys SET response = $3 WHERE user_id = $1 AND key = $2`,
-		req.UserID, req.IdempotencyKey, b); err != nil {
-		return fmt.Errorf("store response for idempotency key: %w", err)
-	}
-	return nil
 }
 
 // DeleteExpiredIdempotencyKeys deletes at most limit idempotency keys created

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/lib/pq"
 )
@@ -41,6 +42,9 @@ const (
 // Service runs the domain's use cases against Postgres.
 type Service struct {
 	db *sql.DB
+
+	mu  sync.Mutex
+	pay *payStmts // Pay's prepared statements, nil until the first Pay prepares them
 }
 
 // New returns a Service on db (a lib/pq connection pool).
