@@ -30,7 +30,7 @@ END;
 }
 
 // pgbench runs the payment script for o.sqlFor with o.sqlClients clients
-// (extended protocol, as lib/pq) as the superuser, and checks that every
+// (prepared statements, as shop.Pay runs them) as the superuser, and checks that every
 // transaction it counts paid an order.
 func (s *system) pgbench(ctx context.Context, o options, first, perClient int64, tmp string) (sqlResult, error) {
 	script := filepath.Join(tmp, "payment.sql")
@@ -45,7 +45,7 @@ func (s *system) pgbench(ctx context.Context, o options, first, perClient int64,
 		Script:   script,
 		Clients:  o.sqlClients,
 		Duration: o.sqlFor.Round(time.Second),
-		Protocol: "extended",
+		Protocol: "prepared",
 		Vars:     map[string]string{"k": "0"},
 	})
 	if err != nil {

@@ -221,7 +221,7 @@ func (rep report) print(w io.Writer) {
 		fmt.Fprintf(w, "highest clean API rate (100 %% success, API p99 < %v): %d/s\n", keepUpP99, clean)
 	}
 	if rep.sql != nil {
-		fmt.Fprintf(w, "pgbench, the payment transaction's SQL (extended protocol), %d clients for %v: %.0f tps (%d payments), latency average %s ms\n",
+		fmt.Fprintf(w, "pgbench, the payment transaction's SQL (prepared statements, as shop.Pay), %d clients for %v: %.0f tps (%d payments), latency average %s ms\n",
 			rep.sql.clients, rep.sql.duration, rep.sql.tps, rep.sql.payments, ms(rep.sql.latency))
 		switch best := bestServed(rep.rates); {
 		case rep.sql.tps <= 0:

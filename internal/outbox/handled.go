@@ -50,7 +50,10 @@ type Queryer interface {
 // group that handles its type (event.Handlers) has. It returns ErrNotFound
 // when the row is not visible: the caller must roll back its effects (and
 // its inbox claim) and try again later, or the event would count as handled
-// while its row never completes. It is MarkHandledAll of one row.
+// while its row never completes. A handled event was seen on Kafka, so a
+// row still INIT also becomes PUBLISHED (and the tracker's own mark, which
+// only touches rows without published_at, is spared). It is MarkHandledAll
+// of one row.
 func MarkHandled(ctx context.Context, q Queryer, eventID uuid.UUID, eventType, group string) (Completion, error) {
 	cs, err := MarkHandledAll(ctx, q, []event.Message{{ID: eventID, Type: eventType}}, group)
 	if err != nil {
@@ -86,8 +89,10 @@ func MarkHandledAll(ctx context.Context, q Queryer, rows []event.Message, group 
 		     old AS (SELECT o.id, o.status FROM outbox o JOIN r ON r.id = o.id ORDER BY o.id FOR UPDATE OF o)
 		UPDATE outbox o SET
 			handled_by   = CASE WHEN $3 = ANY(o.handled_by) THEN o.handled_by ELSE array_append(o.handled_by, $3) END,
-			status       = CASE WHEN r.required <@ array_append(o.handled_by, $3) THEN 'COMPLETE' ELSE o.status END,
+			status       = CASE WHEN r.required <@ array_append(o.handled_by, $3) THEN 'COMPLETE'
+			                    WHEN o.status = 'INIT' THEN 'PUBLISHED' ELSE o.status END,
 			completed_at = CASE WHEN r.required <@ array_append(o.handled_by, $3) THEN COALESCE(o.completed_at, now()) ELSE o.completed_at END,
+			published_at = COALESCE(o.published_at, now()),
 			updated_at   = now()
 		FROM old JOIN r ON r.id = old.id WHERE o.id = old.id
 		RETURNING o.id, o.status, o.created_at, o.completed_at, old.status = 'COMPLETE'`,
