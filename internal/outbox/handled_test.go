@@ -146,7 +146,8 @@ func TestMarkHandledAll(t *testing.T) {
 	if err := rollback.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	// order waits for the stock group: the data-platform group's mark does not complete it.
+	// order waits for the stock group: the data-platform group's mark does not
+	// complete it, but a handled event was seen on Kafka, so it is PUBLISHED.
 	cs, err := outbox.MarkHandledAll(ctx, worker, []event.Message{done, order, fresh}, event.GroupDataPlatform)
 	if err != nil {
 		t.Fatal(err)
@@ -157,10 +158,12 @@ func TestMarkHandledAll(t *testing.T) {
 	for _, want := range []struct {
 		id     uuid.UUID
 		status outbox.Status
-	}{{fresh.ID, outbox.StatusComplete}, {done.ID, outbox.StatusComplete}, {order.ID, outbox.StatusInit}} {
+	}{{fresh.ID, outbox.StatusComplete}, {done.ID, outbox.StatusComplete}, {order.ID, outbox.StatusPublished}} {
 		var status string
-		if err := db.QueryRow(`SELECT status FROM outbox WHERE id = $1`, want.id).Scan(&status); err != nil || outbox.Status(status) != want.status {
-			t.Fatalf("row %s: %q, %v; want %s", want.id, status, err, want.status)
+		var published bool
+		if err := db.QueryRow(`SELECT status, published_at IS NOT NULL FROM outbox WHERE id = $1`, want.id).Scan(&status, &published); err != nil ||
+			outbox.Status(status) != want.status || !published {
+			t.Fatalf("row %s: %q, published_at set %v, %v; want %s, set", want.id, status, published, err, want.status)
 		}
 	}
 }
