@@ -140,12 +140,15 @@ func MarkPublished(ctx context.Context, q Execer, ids []uuid.UUID) (int64, error
 	for i, id := range ids {
 		strs[i] = id.String()
 	}
+	// The rows are locked in id order, as MarkHandledAll locks them, so a
+	// mark and a handler's transaction cannot deadlock.
 	res, err := q.ExecContext(ctx, `
-		UPDATE outbox SET
-			status       = CASE WHEN status = 'INIT' THEN 'PUBLISHED' ELSE status END,
-			published_at = COALESCE(published_at, now()),
+		WITH l AS (SELECT id FROM outbox WHERE id = ANY($1::uuid[]) AND published_at IS NULL ORDER BY id FOR UPDATE)
+		UPDATE outbox o SET
+			status       = CASE WHEN o.status = 'INIT' THEN 'PUBLISHED' ELSE o.status END,
+			published_at = COALESCE(o.published_at, now()),
 			updated_at   = now()
-		WHERE id = ANY($1::uuid[]) AND published_at IS NULL`, pq.Array(strs))
+		FROM l WHERE o.id = l.id`, pq.Array(strs))
 	if err != nil {
 		return 0, fmt.Errorf("mark %d events published: %w", len(ids), err)
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -164,6 +166,77 @@ func TestMarkHandledAll(t *testing.T) {
 		if err := db.QueryRow(`SELECT status, published_at IS NOT NULL FROM outbox WHERE id = $1`, want.id).Scan(&status, &published); err != nil ||
 			outbox.Status(status) != want.status || !published {
 			t.Fatalf("row %s: %q, published_at set %v, %v; want %s, set", want.id, status, published, err, want.status)
+		}
+	}
+}
+
+// The tracker's PUBLISHED mark and a handler's MarkHandledAll lock the same
+// rows at once: they must lock them in the same order (id order), or
+// Postgres breaks the cycle by failing one with "deadlock detected" after
+// deadlock_timeout (a second of latency; bench-e2e saw it several times a
+// second). Row b is stored before row a although a's id is lower, and a
+// third transaction holds a until both statements wait for it.
+func TestMarkPublishedAndHandledDoNotDeadlock(t *testing.T) {
+	db, dbURL := pgtest.NewDB(t)
+	ctx := context.Background()
+	a := event.Message{ID: uuid.MustParse("00000000-0000-4000-8000-000000000001"), AggregateType: event.AggregatePayment,
+		AggregateID: "1", Type: event.TypePaymentCompleted, Payload: []byte(`{}`)}
+	b := a
+	b.ID = uuid.MustParse("ffffffff-ffff-4fff-bfff-ffffffffffff")
+	for _, m := range []event.Message{b, a} { // b first in the table's physical order
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Insert(ctx, tx, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, `SELECT 1 FROM outbox WHERE id = $1 FOR UPDATE`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(n int) func() (bool, error) {
+		return func() (bool, error) {
+			var got int
+			err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&got)
+			return got == n, err
+		}
+	}
+	worker, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
+	errs := make(chan error, 2)
+	go func() { // the handler: a, then b
+		tx, err := worker.BeginTx(ctx, nil)
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer tx.Rollback()
+		if _, err := outbox.MarkHandledAll(ctx, tx, []event.Message{b, a}, event.GroupDataPlatform); err != nil {
+			errs <- err
+			return
+		}
+		errs <- tx.Commit()
+	}()
+	eventually.True(t, 10*time.Second, "the handler waits for row a", waiting(1))
+	go func() {
+		_, err := outbox.MarkPublished(ctx, worker, []uuid.UUID{b.ID, a.ID})
+		errs <- err
+	}()
+	eventually.True(t, 10*time.Second, "the mark waits too", waiting(2))
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
