@@ -48,7 +48,9 @@ type Config struct {
 	// MaxBatch bounds the records a BatchHandler gets at once (default 500).
 	MaxBatch int
 	// RetryInitial and RetryMax bound the backoff between retries of a
-	// record whose handling failed (defaults 100ms, 10s).
+	// record whose handling failed (defaults 10ms, 10s). The first retry is
+	// soon because the commonest failure is a row whose commit is not
+	// visible yet, a matter of milliseconds; the backoff doubles from there.
 	RetryInitial, RetryMax time.Duration
 	// VisibilityWindow and VisibilityAttempts bound the retries of a record
 	// whose handler returns a RetryWhileRecent error: the record goes to the
@@ -93,7 +95,7 @@ func New(cfg Config, h Handler, m *Metrics, logger *slog.Logger) *Group {
 		cfg.MaxBatch = 500
 	}
 	if cfg.RetryInitial <= 0 {
-		cfg.RetryInitial = 100 * time.Millisecond
+		cfg.RetryInitial = 10 * time.Millisecond
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Second
