@@ -183,38 +183,18 @@ func Load(ctx context.Context, q Execer, id uuid.UUID) (event.Message, error) {
 // LoadAll reads the outbox rows of events, as Load does, in one query:
 // ids with no visible row are absent from the result.
 func LoadAll(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event.Message, error) {
-	out := make(map[uuid.UUID]event.Message, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	strs := make([]string, len(ids))
-	for i, id := range ids {
-		strs[i] = id.String()
-	}
-	rows, err := q.QueryContext(ctx,
-		`SELECT id, aggregatetype, aggregateid, type, payload FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
-	if err != nil {
-		return nil, fmt.Errorf("load %d events: %w", len(ids), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var m event.Message
-		var payload []byte
-		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type, &payload); err != nil {
-			return nil, fmt.Errorf("load %d events: %w", len(ids), err)
-		}
-		m.Payload = payload
-		out[m.ID] = m
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load %d events: %w", len(ids), err)
-	}
-	return out, nil
+	return readRows(ctx, q, ids, true)
 }
 
 // Heads reads the outbox rows of events, without their payloads, by id:
 // ids with no visible row are absent from the result.
 func Heads(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event.Message, error) {
+	return readRows(ctx, q, ids, false)
+}
+
+// readRows reads the visible outbox rows of ids in one query, with their
+// payloads or without.
+func readRows(ctx context.Context, q Querier, ids []uuid.UUID, payloads bool) (map[uuid.UUID]event.Message, error) {
 	out := make(map[uuid.UUID]event.Message, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -223,17 +203,23 @@ func Heads(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]event
 	for i, id := range ids {
 		strs[i] = id.String()
 	}
+	payload := "NULL"
+	if payloads {
+		payload = "payload"
+	}
 	rows, err := q.QueryContext(ctx,
-		`SELECT id, aggregatetype, aggregateid, type FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
+		`SELECT id, aggregatetype, aggregateid, type, `+payload+` FROM outbox WHERE id = ANY($1::uuid[])`, pq.Array(strs))
 	if err != nil {
 		return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var m event.Message
-		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type); err != nil {
+		var p []byte
+		if err := rows.Scan(&m.ID, &m.AggregateType, &m.AggregateID, &m.Type, &p); err != nil {
 			return nil, fmt.Errorf("read %d outbox rows: %w", len(ids), err)
 		}
+		m.Payload = p
 		out[m.ID] = m
 	}
 	if err := rows.Err(); err != nil {
