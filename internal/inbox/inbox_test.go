@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"testing"
 	"time"
@@ -25,22 +26,12 @@ func TestClaim(t *testing.T) {
 	db, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker) // the consumers' role claims
 	ctx := context.Background()
 	id := uuid.New()
-	claim := func(group string, commit bool) bool {
+	claim := func(group string, commit bool) (claimed bool) {
 		t.Helper()
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		claimed, err := inbox.Claim(ctx, tx, group, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		inTx(t, db, commit, func(tx *sql.Tx) (err error) {
+			claimed, err = inbox.Claim(ctx, tx, group, id)
+			return err
+		})
 		return claimed
 	}
 	for i, step := range []struct {
@@ -110,22 +101,12 @@ func TestClaimAll(t *testing.T) {
 	db, _ := pgtest.AsRole(t, dbURL, migrations.RoleWorker)
 	ctx := context.Background()
 	before, other, fresh1, fresh2 := uuid.New(), uuid.New(), uuid.New(), uuid.New()
-	claimAll := func(group string, commit bool, ids ...uuid.UUID) map[uuid.UUID]bool {
+	claimAll := func(group string, commit bool, ids ...uuid.UUID) (claimed map[uuid.UUID]bool) {
 		t.Helper()
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		claimed, err := inbox.ClaimAll(ctx, tx, group, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		inTx(t, db, commit, func(tx *sql.Tx) (err error) {
+			claimed, err = inbox.ClaimAll(ctx, tx, group, ids)
+			return err
+		})
 		return claimed
 	}
 	claimAll(event.GroupStock, true, before)
@@ -141,5 +122,24 @@ func TestClaimAll(t *testing.T) {
 	}
 	if none := claimAll(event.GroupStock, true); len(none) != 0 {
 		t.Fatalf("empty batch claimed %v", none)
+	}
+}
+
+// inTx runs f in a transaction of db, then commits it or, unless commit,
+// rolls it back; an error fails the test.
+func inTx(t *testing.T, db *sql.DB, commit bool, f func(tx *sql.Tx) error) {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		t.Fatal(err)
+	}
+	if commit {
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
