@@ -200,6 +200,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	converged, afterLoad := time.Since(in.lastEnd), time.Since(settled)
 	if err != nil {
 		logger.Warn("no convergence", "err", err)
+		for _, line := range s.describeGroups(ctx) {
+			logger.Warn("consumer groups as Kafka describes them", "group", line)
+		}
 	}
 	logger.Info("checking invariants", "converged_after_last_fault", converged.Round(time.Millisecond),
 		"after_faults_cleared", time.Since(settled).Round(time.Millisecond))

@@ -103,8 +103,9 @@ type Cluster struct {
 
 // instance is one run of kfake; Restart replaces it.
 type instance struct {
-	kc  *kfake.Cluster
-	log *kfakeLogger
+	kc     *kfake.Cluster
+	log    *kfakeLogger
+	reaper *reaper // started by afterLaunch, once the bootstrap is known
 
 	// hookMu is held for reading while the durable auto-creation hook
 	// creates topics, and for writing by stop, so that no topic is
@@ -333,6 +334,9 @@ func (c *Cluster) stopLocked() error {
 	inst.hookMu.Lock()
 	inst.stopping = true
 	inst.hookMu.Unlock()
+	if inst.reaper != nil {
+		inst.reaper.stop()
+	}
 	inst.log.drainErrors() // only report what the shutdown itself logs
 	inst.kc.Close()
 	if msgs := inst.log.drainErrors(); len(msgs) > 0 {
@@ -393,9 +397,11 @@ func (c *Cluster) SetOffline(offline bool) error {
 	return nil
 }
 
-// afterLaunch brings a new instance's ACLs in line with Options (now, or
-// once online). c.mu is held, or c is not shared yet.
+// afterLaunch starts the new instance's member reaper and brings its ACLs
+// in line with Options (now, or once online). c.mu is held, or c is not
+// shared yet.
 func (c *Cluster) afterLaunch(ctx context.Context) error {
+	c.inst.reaper = c.startReaper(c.inst.kc, c.bootstrap)
 	c.aclSyncPending = false
 	if c.opts.SASL == nil || c.opts.DataDir == "" {
 		return nil // a new cluster: kfake applied the ACLs of Options
