@@ -1,16 +1,12 @@
 package event_test
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
-	"strconv"
 	"testing"
 
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kit/contractdoc"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 )
@@ -25,90 +21,6 @@ const contractDoc = "../../docs/EVENT-CONTRACT.md"
 // from.
 const defaultPartitions = 6
 
-// docRecord is one example record of the contract document.
-type docRecord struct {
-	line       int
-	topic, key string
-	partition  int
-	eventType  string
-	value      string
-}
-
-var (
-	recordLine = regexp.MustCompile(`^topic=(\S+) partition=(\d+) offset=\d+ key=(\S+) `)
-	typeLine   = regexp.MustCompile(`^  header eventType=(\S+)$`)
-	valueLine  = regexp.MustCompile(`^  value (.*)$`)
-)
-
-// docRecords reads the example records of the contract document: a
-// "topic=... partition=... key=..." line, its header lines and its
-// "  value ..." line.
-func docRecords(t *testing.T) []docRecord {
-	t.Helper()
-	raw, err := os.ReadFile(contractDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []docRecord
-	var cur *docRecord
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if m := recordLine.FindStringSubmatch(line); m != nil {
-			p, _ := strconv.Atoi(m[2])
-			cur = &docRecord{line: n, topic: m[1], partition: p, key: m[3]}
-			continue
-		}
-		if cur == nil {
-			continue
-		}
-		if m := typeLine.FindStringSubmatch(line); m != nil {
-			cur.eventType = m[1]
-		}
-		if m := valueLine.FindStringSubmatch(line); m != nil {
-			cur.value = m[1]
-			recs = append(recs, *cur)
-			cur = nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
-// message builds the outbox message of an example with the product's
-// constructor, from the example's fields; unknown fields fail.
-func message(typ, value string) (event.Message, error) {
-	dec := func(v any) error {
-		d := json.NewDecoder(bytes.NewReader([]byte(value)))
-		d.DisallowUnknownFields()
-		return d.Decode(v)
-	}
-	switch typ {
-	case event.TypePaymentCompleted:
-		var p event.PaymentCompleted
-		if err := dec(&p); err != nil {
-			return event.Message{}, err
-		}
-		return event.NewPaymentCompleted(p)
-	case event.TypeOrderPaid:
-		var p event.OrderPaid
-		if err := dec(&p); err != nil {
-			return event.Message{}, err
-		}
-		return event.NewOrderPaid(p)
-	case event.TypePaymentRefunded:
-		var p event.PaymentRefunded
-		if err := dec(&p); err != nil {
-			return event.Message{}, err
-		}
-		return event.NewPaymentRefunded(p)
-	}
-	return event.Message{}, fmt.Errorf("unknown event type %q", typ)
-}
-
 // Every example record of docs/EVENT-CONTRACT.md is byte for byte what the
 // engines emit for the payload the product writes: the payload built by
 // the event's constructor from the example's fields, inserted into the
@@ -116,15 +28,19 @@ func message(typ, value string) (event.Message, error) {
 // (StringConverter). Its topic, key and partition are the ones the contract
 // gives the message.
 func TestContractExamplesAreJSONBText(t *testing.T) {
-	recs := docRecords(t)
+	recs, err := contractdoc.Records(contractDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	db, _ := pgtest.NewDB(t)
 	for _, r := range recs {
-		t.Run(fmt.Sprintf("line %d %s", r.line, r.eventType), func(t *testing.T) {
-			seen[r.eventType] = true
-			msg, err := message(r.eventType, r.value)
+		typ, _ := r.Header(event.HeaderEventType)
+		t.Run(fmt.Sprintf("line %d %s", r.Line, typ), func(t *testing.T) {
+			seen[typ] = true
+			msg, err := contractdoc.Message(r)
 			if err != nil {
-				t.Fatalf("build the %s of the example: %v", r.eventType, err)
+				t.Fatal(err)
 			}
 			tx, err := db.BeginTx(t.Context(), nil)
 			if err != nil {
@@ -137,14 +53,14 @@ func TestContractExamplesAreJSONBText(t *testing.T) {
 				msg.ID, msg.AggregateType, msg.AggregateID, msg.Type, []byte(msg.Payload)).Scan(&text); err != nil {
 				t.Fatalf("insert the outbox row: %v", err)
 			}
-			if text != r.value {
-				t.Errorf("value in the document:\n  %s\nwhat the engines emit (jsonb text):\n  %s", r.value, text)
+			if text != r.Value {
+				t.Errorf("value in the document:\n  %s\nwhat the engines emit (jsonb text):\n  %s", r.Value, text)
 			}
-			if r.topic != msg.Topic() || r.key != msg.AggregateID {
-				t.Errorf("topic %s key %s in the document; the message goes to %s with key %s", r.topic, r.key, msg.Topic(), msg.AggregateID)
+			if r.Topic != msg.Topic() || r.Key != msg.AggregateID {
+				t.Errorf("topic %s key %s in the document; the message goes to %s with key %s", r.Topic, r.Key, msg.Topic(), msg.AggregateID)
 			}
-			if want := kafkatest.Partition([]byte(r.key), defaultPartitions); int32(r.partition) != want {
-				t.Errorf("partition %d in the document; murmur2 of key %q among %d partitions is %d", r.partition, r.key, defaultPartitions, want)
+			if want := kafkatest.Partition([]byte(r.Key), defaultPartitions); r.Partition != want {
+				t.Errorf("partition %d in the document; murmur2 of key %q among %d partitions is %d", r.Partition, r.Key, defaultPartitions, want)
 			}
 		})
 	}
