@@ -37,6 +37,7 @@ type composeFile struct {
 type composeService struct {
 	Image       string            `yaml:"image"`
 	Build       any               `yaml:"build"`
+	PullPolicy  string            `yaml:"pull_policy"`
 	Command     any               `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []any             `yaml:"ports"`
@@ -253,7 +254,7 @@ func TestComposeFile(t *testing.T) {
 		if env["CONNECT_CONFIG_PROVIDERS"] != "env" || !strings.HasSuffix(env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"], "EnvVarConfigProvider") {
 			t.Errorf("connect does not resolve ${env:...} placeholders: %v", env)
 		}
-		if env["ENABLE_JMX_EXPORTER"] != "true" || !slices.Contains(c.containerPorts(), 9404) {
+		if !slices.Contains(c.containerPorts(), 9404) {
 			t.Errorf("connect does not export its JMX metrics on :9404")
 		}
 		// Every ${env:NAME} of the connector config is set in the worker's environment.
@@ -279,8 +280,8 @@ func TestComposeFile(t *testing.T) {
 		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "consumers-data-platform": "consumers",
 			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock", "auth-issuer": "issuer"} {
 			s := svc(name)
-			if s.command() != cmd || s.Build == nil {
-				t.Errorf("%s: command %q, build %v; want %q from the Dockerfile", name, s.command(), s.Build, cmd)
+			if s.command() != cmd || s.Image != svc("migrate").Image || svc("migrate").Build == nil {
+				t.Errorf("%s: command %q, image %q; want %q of migrate's image, built from the Dockerfile", name, s.command(), s.Image, cmd)
 			}
 			if s.Healthcheck == nil || !slices.Contains(s.Healthcheck.Test, "healthcheck") {
 				t.Errorf("%s: no `outboxpay healthcheck` health check", name)

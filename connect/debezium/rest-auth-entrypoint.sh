@@ -34,6 +34,14 @@ case "${KAFKA_OPTS:-}" in
   *) export KAFKA_OPTS="${KAFKA_OPTS:-} -Djava.security.auth.login.config=$dir/jaas.conf" ;;
 esac
 
+# Prometheus's JMX exporter on :9404, its rules outside the /kafka/config
+# VOLUME (see the Dockerfile), so a rebuilt image's metrics.yaml applies
+# without `up -V`. Debezium's own ENABLE_JMX_EXPORTER would attach a second
+# agent on the same port, reading the volume's copy.
+unset ENABLE_JMX_EXPORTER
+agent=$(echo /kafka/libs/jmx_prometheus_javaagent-*.jar)
+export KAFKA_OPTS="$KAFKA_OPTS -javaagent:$agent=9404:/kafka/jmx-exporter/metrics.yaml"
+
 # Debezium's entrypoint turns every CONNECT_* variable into a worker property
 # and prints its value unless its name is in SENSITIVE_PROPERTIES. The REST
 # credentials are in the files above now: no rest.username/rest.password
