@@ -76,8 +76,8 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	}
 	s.track = newTracker(start)
 	s.start, s.lastSent = start, start
-	// Microseconds: Debezium's clock (a Java Instant) and Postgres's commit
-	// times have no finer digits.
+	// Microseconds, as Postgres's commit times and the time in Debezium's
+	// stored offset (ts_usec) have.
 	s.sourceTime, s.lastCommit = time.Now().Truncate(time.Microsecond), start
 	if e.cfg.HeartbeatInterval > 0 {
 		s.nextBeat = time.Now().Add(e.cfg.HeartbeatInterval)
