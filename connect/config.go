@@ -38,15 +38,17 @@ type Config struct {
 	Table             Table
 	// TopicPrefix is topic.prefix, Debezium's logical name of the source.
 	// The outbox records' topics come from the router, not from it; it
-	// names the topic Debezium writes captured logical decoding messages
-	// to, MessageTopic, which the embedded engine does not write.
-	TopicPrefix       string
-	HeartbeatInterval time.Duration // 0: no heartbeats
-	Heartbeat         *Heartbeat    // emitted every HeartbeatInterval; nil: none
-	// Messages is message.prefix.include.list and .exclude.list: whether
-	// Debezium captures a logical decoding message of a prefix. The embedded
-	// engine publishes no message: it logs a warning for a captured one,
-	// and passes over the others (its heartbeats among them) silently.
+	// names the heartbeat topic (HeartbeatTopic) and the topic of captured
+	// logical decoding messages (MessageTopic).
+	TopicPrefix string
+	// HeartbeatInterval is heartbeat.interval.ms: a heartbeat record
+	// (HeartbeatRecord) and the heartbeat.action.query every interval; 0:
+	// none.
+	HeartbeatInterval time.Duration
+	Heartbeat         *Heartbeat // heartbeat.action.query, run every HeartbeatInterval; nil: none
+	// Messages is message.prefix.include.list and .exclude.list: which
+	// logical decoding messages are captured, each published as a
+	// MessageRecord (the heartbeat.action.query's too, unless left out).
 	Messages           MessageFilter
 	Router             Router
 	MaxRetries         int // -1: retry retriable errors forever
@@ -339,16 +341,6 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 		}
 		if h, err := ParseHeartbeat(q); err == nil {
 			c.Heartbeat = &h
-			// Debezium would publish the heartbeats to MessageTopic; the
-			// embedded engine cannot, so the config must not capture them.
-			if c.Messages.Captures(h.Prefix) {
-				key := "message.prefix.exclude.list"
-				if strings.TrimSpace(include) != "" {
-					key = "message.prefix.include.list"
-				}
-				bad(key, "must leave out the prefix of heartbeat.action.query's messages: Debezium would publish them to %s, which the embedded engine does not write",
-					c.MessageTopic())
-			}
 		}
 	}
 	if c.RetryDelayMax < c.RetryDelayInitial && v["errors.retry.delay.max.ms"] != "" {

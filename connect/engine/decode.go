@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pglogrepl"
+
+	"github.com/outboxpay/outboxpay/connect"
 )
 
 func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
@@ -16,6 +20,7 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 	switch m := m.(type) {
 	case *pglogrepl.BeginMessage:
 		s.tx = s.track.begin(m.CommitTime)
+		s.txID, s.sourceTime = m.Xid, m.CommitTime
 	case *pglogrepl.RelationMessage:
 		if m.Namespace != s.e.cfg.Table.Schema || m.RelationName != s.e.cfg.Table.Name {
 			delete(s.columns, m.RelationID)
@@ -34,18 +39,9 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 		}
 		s.track.commit(s.tx, m.TransactionEndLSN)
 		s.tx = nil
+		s.lastCommit = x.WALStart
 	case *pglogrepl.LogicalDecodingMessage:
-		// Heartbeats (pg_logical_emit_message) and other messages carry no
-		// events; outside a transaction they are a position to confirm.
-		if !m.Transactional && s.tx == nil {
-			s.track.add(m.LSN)
-		}
-		// Debezium would publish a message that message.prefix.*.list
-		// captures to topic.prefix + ".message"; the engine does not.
-		if s.e.cfg.Messages.Captures(m.Prefix) {
-			s.e.logger.Warn("ignoring a logical decoding message that Debezium would publish",
-				"prefix", m.Prefix, "topic", s.e.cfg.MessageTopic())
-		}
+		return s.handleMessage(ctx, x.WALStart, m)
 	case *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
 		// The outbox publication carries inserts only; were it to carry more,
 		// updates and deletes are dropped, as the EventRouter does with
@@ -79,4 +75,37 @@ func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) 
 	}
 	s.e.metrics.capturedOne()
 	return s.produce(ctx, rec, s.tx)
+}
+
+// handleMessage publishes a logical decoding message that
+// message.prefix.include.list / exclude.list capture to
+// connect.Config.MessageTopic, as Debezium's PostgreSQL connector does
+// (PostgresEventDispatcher.dispatchLogicalDecodingMessage); the Outbox
+// Event Router passes it through. A transactional message is one of its
+// transaction's records; a non-transactional one is its own commit, a
+// position to confirm once Kafka has its record (at once if not captured).
+func (s *session) handleMessage(ctx context.Context, at pglogrepl.LSN, m *pglogrepl.LogicalDecodingMessage) error {
+	if m.Transactional && s.tx == nil {
+		return errors.New("transactional logical decoding message outside a transaction")
+	}
+	if !m.Transactional {
+		s.lastCommit = at
+	}
+	if !s.e.cfg.Messages.Captures(m.Prefix) {
+		if s.tx == nil {
+			s.track.add(m.LSN)
+		}
+		return nil
+	}
+	rec := s.e.cfg.MessageRecord(connect.LogicalMessage{
+		Prefix: m.Prefix, Content: m.Content, Transactional: m.Transactional,
+		LSN: uint64(at), LastCommitLSN: uint64(s.lastCommit), TxID: s.txID, SourceTime: s.sourceTime,
+	}, time.Now())
+	if s.tx != nil {
+		return s.produceOther(ctx, rec, kafka.PartitionAny, s.tx)
+	}
+	x := s.track.begin(time.Time{})
+	err := s.produceOther(ctx, rec, kafka.PartitionAny, x)
+	s.track.commit(x, m.LSN)
+	return err
 }

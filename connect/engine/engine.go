@@ -7,10 +7,12 @@
 // The files follow the protocol: engine.go runs sessions and retries them;
 // slot.go sets up the publication and the replication slot; stream.go is a
 // session's read loop and its status updates to the server; decode.go turns
-// pgoutput messages into records; produce.go hands records to Kafka and
-// turns delivery reports into acknowledgements, which tracker.go orders
-// into the position the slot may be confirmed to; heartbeat.go emits the
-// heartbeat and measures the slot's lag.
+// pgoutput messages into records (outbox rows through the router, captured
+// logical decoding messages as Debezium publishes them); produce.go hands
+// records to Kafka and turns delivery reports into acknowledgements, which
+// tracker.go orders into the position the slot may be confirmed to;
+// heartbeat.go produces Debezium's heartbeat records, runs
+// heartbeat.action.query and measures the slot's lag.
 package engine
 
 import (

@@ -4,11 +4,34 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/outboxpay/outboxpay/connect"
 )
 
-// housekeeping emits the heartbeat every heartbeat.interval.ms and measures
-// the slot's lag. The heartbeat runs as a fixed statement with the parsed
-// heartbeat.action.query's values bound as parameters.
+// heartbeat produces Debezium's heartbeat record (connect.HeartbeatRecord)
+// when heartbeat.interval.ms has passed since the last one (or the session's
+// start), whether or not changes flow, as HeartbeatImpl does. Like
+// Debezium's, whose offset Kafka Connect commits once the record is
+// acknowledged, it confirms the slot up to what was received before it
+// only once Kafka has it.
+func (s *session) heartbeat(ctx context.Context) error {
+	if s.nextBeat.IsZero() {
+		return nil
+	}
+	now := time.Now()
+	if now.Before(s.nextBeat) {
+		return nil
+	}
+	s.nextBeat = now.Add(s.e.cfg.HeartbeatInterval)
+	x := s.track.begin(time.Time{})
+	err := s.produceOther(ctx, s.e.cfg.HeartbeatRecord(now), connect.HeartbeatPartition, x)
+	s.track.commitAtLast(x)
+	return err
+}
+
+// housekeeping runs heartbeat.action.query every heartbeat.interval.ms and
+// measures the slot's lag. The query runs as a fixed statement with the
+// parsed heartbeat.action.query's values bound as parameters.
 func (s *session) housekeeping(ctx context.Context) {
 	lagTick := time.NewTicker(lagPollInterval)
 	defer lagTick.Stop()

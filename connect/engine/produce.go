@@ -23,13 +23,32 @@ func (s *session) topic(name string) *string {
 	return t
 }
 
+// produce hands Kafka an outbox event's record, one of x's.
 func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error {
-	topic := rec.Topic
-	msg := kafkaclient.Message(rec, s.topic(topic), x)
+	return s.send(ctx, kafkaclient.Message(rec, s.topic(rec.Topic), x), x)
+}
+
+// notEvent marks a record of x that is not an outbox event (a heartbeat, a
+// logical decoding message): tracked as x's, not counted as an event.
+type notEvent struct{ x *txn }
+
+// produceOther hands Kafka a record of x that is not an outbox event, for
+// partition (kafka.PartitionAny: the key's).
+func (s *session) produceOther(ctx context.Context, rec connect.Record, partition int32, x *txn) error {
+	msg := kafkaclient.Message(rec, s.topic(rec.Topic), notEvent{x})
+	msg.TopicPartition.Partition = partition
+	return s.send(ctx, msg, x)
+}
+
+// send produces msg, one of x's records.
+func (s *session) send(ctx context.Context, msg *kafka.Message, x *txn) error {
+	topic := *msg.TopicPartition.Topic
 	s.track.produced(x)
 	if s.producer == nil { // Options.Discard
 		s.track.ack(x)
-		s.e.metrics.producedOne(x.commitTime)
+		if _, event := msg.Opaque.(*txn); event {
+			s.e.metrics.producedOne(x.commitTime)
+		}
 		return nil
 	}
 	err := s.producer.Produce(msg, nil)
@@ -81,14 +100,19 @@ func (s *session) deliveries() {
 	for ev := range s.producer.Events() {
 		switch ev := ev.(type) {
 		case *kafka.Message:
-			x := ev.Opaque.(*txn)
+			x, event := ev.Opaque.(*txn)
+			if !event {
+				x = ev.Opaque.(notEvent).x
+			}
 			if err := ev.TopicPartition.Error; err != nil {
 				m.produceError()
 				s.fail(produceError(*ev.TopicPartition.Topic, err))
 				continue
 			}
 			s.track.ack(x)
-			m.producedOne(x.commitTime)
+			if event {
+				m.producedOne(x.commitTime)
+			}
 		case kafka.Error:
 			if ev.IsFatal() {
 				s.fail(fmt.Errorf("kafka producer: %w", ev))

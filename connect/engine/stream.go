@@ -38,6 +38,15 @@ type session struct {
 	topics   map[string]*string        // topic names, shared by the records sent to them
 	tx       *txn                      // the transaction being received, between Begin and Commit
 
+	// What Debezium's source block of a message record says (see
+	// connect.LogicalMessage): the received transaction's id, the commit
+	// time of the last transaction received (the session's start before
+	// the first), and where the last commit was received.
+	txID       uint32
+	sourceTime time.Time
+	lastCommit pglogrepl.LSN
+	nextBeat   time.Time // when the next heartbeat record is due; zero: none
+
 	failed     chan error // first failure reported by a helper goroutine
 	lastStatus time.Time
 	lastSent   pglogrepl.LSN
@@ -67,6 +76,12 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	}
 	s.track = newTracker(start)
 	s.start, s.lastSent = start, start
+	// Microseconds, as Postgres's commit times and the time in Debezium's
+	// stored offset (ts_usec) have.
+	s.sourceTime, s.lastCommit = time.Now().Truncate(time.Microsecond), start
+	if e.cfg.HeartbeatInterval > 0 {
+		s.nextBeat = time.Now().Add(e.cfg.HeartbeatInterval)
+	}
 	if !e.opts.Discard {
 		if s.producer, err = e.newProducer(); err != nil {
 			return false, err
@@ -135,12 +150,16 @@ func (s *session) receive(ctx context.Context) error {
 	}
 }
 
-// check reports a helper's failure, and sends a status update when due.
+// check reports a helper's failure, and produces a heartbeat record and
+// sends a status update when due.
 func (s *session) check(ctx context.Context) error {
 	select {
 	case err := <-s.failed:
 		return err
 	default:
+	}
+	if err := s.heartbeat(ctx); err != nil {
+		return err
 	}
 	return s.sendStatus(ctx, false)
 }

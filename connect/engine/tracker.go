@@ -16,6 +16,7 @@ type tracker struct {
 	mu        sync.Mutex
 	pending   []*txn // arrival (= commit) order; head is the oldest unconfirmed
 	confirmed pglogrepl.LSN
+	last      pglogrepl.LSN // the highest end queued so far
 }
 
 // txn is one transaction on its way to Kafka.
@@ -26,7 +27,7 @@ type txn struct {
 }
 
 func newTracker(confirmed pglogrepl.LSN) *tracker {
-	return &tracker{confirmed: confirmed}
+	return &tracker{confirmed: confirmed, last: confirmed}
 }
 
 // begin queues a transaction, committed at commitTime, whose records are
@@ -60,6 +61,17 @@ func (t *tracker) commit(x *txn, end pglogrepl.LSN) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x.end = end
+	t.last = max(t.last, end)
+	t.advance()
+}
+
+// commitAtLast commits x at the highest position queued so far: a record
+// that belongs to no transaction (a heartbeat) confirms what was received
+// before it once Kafka has it, and nothing more.
+func (t *tracker) commitAtLast(x *txn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	x.end = t.last
 	t.advance()
 }
 
@@ -70,6 +82,7 @@ func (t *tracker) add(end pglogrepl.LSN) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.pending = append(t.pending, &txn{end: end})
+	t.last = max(t.last, end)
 	t.advance()
 }
 

@@ -39,3 +39,31 @@ func TestTrackerConfirmsInCommitOrder(t *testing.T) {
 		t.Fatal("tracker not idle after everything was confirmed")
 	}
 }
+
+// A heartbeat record confirms what was received before it, and only once
+// Kafka has acknowledged it.
+func TestTrackerHeartbeatConfirmsOnAck(t *testing.T) {
+	tr := newTracker(100)
+	open := tr.begin(time.Now())
+	var hb *txn
+	steps := []struct {
+		name string
+		do   func()
+		want pglogrepl.LSN
+	}{
+		{"a keepalive", func() { tr.add(150) }, 100},
+		{"the open transaction commits", func() { tr.commit(open, 200) }, 200},
+		{"a heartbeat produced", func() { hb = tr.begin(time.Time{}); tr.produced(hb); tr.commitAtLast(hb) }, 200},
+		{"a keepalive after it waits for it", func() { tr.add(300) }, 200},
+		{"the heartbeat acknowledged", func() { tr.ack(hb) }, 300},
+	}
+	for _, s := range steps {
+		s.do()
+		if got, _ := tr.position(); got != s.want {
+			t.Fatalf("%s: confirmed %s, want %s", s.name, got, s.want)
+		}
+	}
+	if hb.end != 200 {
+		t.Fatalf("heartbeat committed at %s, want the last position received before it, 200", hb.end)
+	}
+}

@@ -86,7 +86,8 @@ func Principals() []string {
 // mirrors.
 //
 //   - connector: Write (and Create, for auto-created topics) on the event
-//     topics (prefix outbox.event.), IdempotentWrite on the cluster.
+//     topics (prefix outbox.event.) and on Debezium's heartbeat topics
+//     (prefix __debezium-heartbeat.), IdempotentWrite on the cluster.
 //   - reconciler: Write on the event topics (republisher); Describe on the
 //     consumer groups and the event topics (lag exporter).
 //   - each consumer group: Read on its topics and its group, Write on its
@@ -102,6 +103,8 @@ func ACLs() []ACL {
 	acls := []ACL{
 		{PrincipalConnector, ResourceTopic, prefix, true, OpWrite},
 		{PrincipalConnector, ResourceTopic, prefix, true, OpCreate},
+		{PrincipalConnector, ResourceTopic, DebeziumHeartbeatPrefix, true, OpWrite},
+		{PrincipalConnector, ResourceTopic, DebeziumHeartbeatPrefix, true, OpCreate},
 		{PrincipalConnector, ResourceCluster, "", false, OpIdempotentWrite},
 
 		{PrincipalReconciler, ResourceTopic, prefix, true, OpWrite},
@@ -144,13 +147,17 @@ func ACLs() []ACL {
 const (
 	ConnectWorkerGroup       = "outboxpay-connect"
 	ConnectWorkerTopicPrefix = "outboxpay.connect."
-	DebeziumHeartbeatPrefix  = "__debezium-heartbeat."
 )
+
+// DebeziumHeartbeatPrefix starts the name of the topic both engines write
+// heartbeat records to: topic.heartbeat.prefix (Debezium's default) and
+// topic.delimiter, followed by topic.prefix.
+const DebeziumHeartbeatPrefix = "__debezium-heartbeat."
 
 // ConnectWorkerACLs returns what the compose stack's Debezium Connect worker
 // needs as principal connector beyond ACLs: its config, offset and status
-// topics (it creates them and checks their configs), its worker group, and
-// Debezium's heartbeat topic. The embedded engine needs none of it.
+// topics (it creates them and checks their configs) and its worker group.
+// The embedded engine needs none of it.
 func ConnectWorkerACLs() []ACL {
 	acls := []ACL{}
 	for _, op := range []string{OpRead, OpWrite, OpCreate, OpDescribeConfigs} {
@@ -158,6 +165,5 @@ func ConnectWorkerACLs() []ACL {
 	}
 	return append(acls,
 		ACL{PrincipalConnector, ResourceGroup, ConnectWorkerGroup, false, OpRead},
-		ACL{PrincipalConnector, ResourceTopic, DebeziumHeartbeatPrefix, true, OpWrite},
 	)
 }
