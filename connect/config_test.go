@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,6 +146,11 @@ func TestParseConfigRejects(t *testing.T) {
 		{"heartbeats captured: no exclude list", map[string]string{"message.prefix.exclude.list": ""}, "message.prefix.exclude.list"},
 		{"heartbeats captured: other prefix excluded", map[string]string{"message.prefix.exclude.list": "audit,heart"}, "message.prefix.exclude.list"},
 		{"heartbeats captured: include list", map[string]string{"message.prefix.exclude.list": "", "message.prefix.include.list": "heart.*"}, "message.prefix.include.list"},
+		{"Debezium Engine's initial retry delay", map[string]string{"errors.retry.delay.initial.ms": "300"}, "errors.retry.delay.initial.ms"},
+		{"Connect's converter retry delay", map[string]string{"errors.retry.delay.max.ms": "10000"}, "errors.retry.delay.max.ms"},
+		{"zero restart wait", map[string]string{"retriable.restart.connector.wait.ms": "0"}, "retriable.restart.connector.wait.ms"},
+		{"negative restart wait", map[string]string{"retriable.restart.connector.wait.ms": "-1"}, "retriable.restart.connector.wait.ms"},
+		{"retries below -1", map[string]string{"errors.max.retries": "-2"}, "errors.max.retries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,6 +163,51 @@ func TestParseConfigRejects(t *testing.T) {
 				t.Fatalf("error names %v, want %s: %v", ce.Keys(), c.key, err)
 			}
 		})
+	}
+}
+
+// The retry options that do nothing for a Debezium connector's own errors
+// on Kafka Connect are refused with what to set instead; the shipped
+// config sets Debezium's own.
+func TestRetryOptions(t *testing.T) {
+	raw := shippedConfig(t)
+	for _, k := range []string{"errors.retry.delay.initial.ms", "errors.retry.delay.max.ms", "errors.retry.timeout"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("outbox-connector.json sets %s, which Debezium's connector on Kafka Connect does not use", k)
+		}
+	}
+	cfg, err := ParseConfig(shippedConfigResolved(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RestartWait != 3*time.Second || cfg.MaxRetries != -1 {
+		t.Errorf("shipped: restart wait %v, max retries %d; want 3s, -1", cfg.RestartWait, cfg.MaxRetries)
+	}
+	for _, k := range []string{"errors.retry.delay.initial.ms", "errors.retry.delay.max.ms"} {
+		_, err := ParseConfig(shippedConfigChanged(t, map[string]string{k: "1000"}))
+		var ce ConfigError
+		if !errors.As(err, &ce) || len(ce) != 1 || ce[0].Key != k ||
+			!strings.Contains(ce[0].Message, "after a retriable error the task restarts after retriable.restart.connector.wait.ms") {
+			t.Errorf("%s: %v, want one error saying what to set instead", k, err)
+		}
+	}
+}
+
+// Options left out take Debezium's defaults: CommonConnectorConfig's
+// retriable.restart.connector.wait.ms (10000) and errors.max.retries (-1),
+// PostgresConnectorConfig's database.sslmode (prefer).
+func TestDebeziumDefaults(t *testing.T) {
+	cfg, err := ParseConfig(shippedConfigChanged(t, map[string]string{
+		"retriable.restart.connector.wait.ms": "", "errors.max.retries": "", "database.sslmode": "",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RestartWait != 10*time.Second || cfg.MaxRetries != -1 || cfg.Database.SSLMode != "prefer" {
+		t.Errorf("restart wait %v, max retries %d, sslmode %q; want 10s, -1, prefer", cfg.RestartWait, cfg.MaxRetries, cfg.Database.SSLMode)
+	}
+	if u := cfg.Database.URL(); !strings.Contains(u, "sslmode=prefer") {
+		t.Errorf("connection URL %q does not ask for sslmode=prefer", u)
 	}
 }
 

@@ -76,8 +76,7 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	// Replication slots belong to the cluster: one per test database.
 	raw["slot.name"] = "slot_" + env["OUTBOX_DB_NAME"]
 	raw["status.update.interval.ms"] = "1000"
-	raw["errors.retry.delay.initial.ms"] = "100"
-	raw["errors.retry.delay.max.ms"] = "1000"
+	raw["retriable.restart.connector.wait.ms"] = "100"
 	for k, v := range overrides {
 		raw[k] = v
 	}

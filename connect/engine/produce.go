@@ -27,6 +27,7 @@ func (s *session) produce(ctx context.Context, rec connect.Record, x *txn) error
 	topic := rec.Topic
 	msg := kafkaclient.Message(rec, s.topic(topic), x)
 	s.track.produced(x)
+	s.sent = true
 	if s.producer == nil { // Options.Discard
 		s.track.ack(x)
 		s.e.metrics.producedOne(x.commitTime)

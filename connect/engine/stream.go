@@ -41,12 +41,13 @@ type session struct {
 	failed     chan error // first failure reported by a helper goroutine
 	lastStatus time.Time
 	lastSent   pglogrepl.LSN
-	start      pglogrepl.LSN // the slot's confirmed position when the session began
+	sent       bool // a record was handed to Kafka
 }
 
-// stream runs one session. It reports whether the session made progress
-// (confirmed the slot further), so the engine can reset its backoff.
-func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
+// stream runs one session. It reports whether the session handed a record
+// to Kafka, which resets the engine's count of retries (as a poll that
+// returns records does in Debezium's BaseSourceTask).
+func (e *Engine) stream(ctx context.Context) (sent bool, err error) {
 	s := &session{
 		e:       e,
 		columns: make(map[uint32]map[string]int),
@@ -66,7 +67,7 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	s.track = newTracker(start)
-	s.start, s.lastSent = start, start
+	s.lastSent = start
 	if !e.opts.Discard {
 		if s.producer, err = e.newProducer(); err != nil {
 			return false, err
@@ -82,8 +83,7 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	e.logger.Info("cdc streaming", "slot", e.cfg.SlotName, "publication", e.cfg.PublicationName,
 		"from", start.String())
 	err = s.receive(ctx)
-	confirmed, _ := s.track.position()
-	return confirmed > s.start, err
+	return s.sent, err
 }
 
 // receive reads the replication stream until ctx is done or an error. It
