@@ -31,10 +31,13 @@ const (
 
 // Config is a validated connector configuration.
 type Config struct {
-	Database          Database
-	SlotName          string
-	PublicationName   string
-	CreatePublication bool // publication.autocreate.mode=filtered: create it for the table if missing
+	Database        Database
+	SlotName        string
+	PublicationName string
+	// CreatePublication is publication.autocreate.mode=filtered: create the
+	// publication FOR TABLE the outbox (every operation) if missing, or set
+	// an existing one's table list to it, as Debezium does.
+	CreatePublication bool
 	Table             Table
 	// TopicPrefix is topic.prefix, Debezium's logical name of the source.
 	// The outbox records' topics come from the router, not from it; it
@@ -206,7 +209,7 @@ var options = map[string]option{
 	"topic.prefix":                        {req: true, check: topicName},
 	"slot.name":                           {def: "debezium", check: pgIdentifier},
 	"publication.name":                    {def: "dbz_publication", check: pgIdentifier},
-	"publication.autocreate.mode":         {def: "all_tables", check: oneOf("disabled", "filtered")},
+	"publication.autocreate.mode":         {def: "all_tables", check: publicationMode},
 	"table.include.list":                  {req: true, check: nonEmpty},
 	"snapshot.mode":                       {def: "initial", check: oneOf("no_data", "never")},
 	"tombstones.on.delete":                {def: "true", check: oneOf("false")},
@@ -245,6 +248,20 @@ var notConnectorOptions = map[string]string{
 		"after a retriable error the task restarts after retriable.restart.connector.wait.ms",
 	"errors.retry.delay.max.ms": "bounds Kafka Connect's retries of converters and transforms, which never retry with errors.retry.timeout=0; " +
 		"after a retriable error the task restarts after retriable.restart.connector.wait.ms",
+}
+
+// publicationMode checks publication.autocreate.mode. Debezium's all_tables
+// creates a publication FOR ALL TABLES (a superuser's privilege) and
+// no_tables one without tables; the engine implements neither.
+func publicationMode(v, shown string) string {
+	switch v {
+	case "disabled", "filtered":
+		return ""
+	case "all_tables":
+		return `the embedded engine does not create publications FOR ALL TABLES (all_tables, Debezium's default); ` +
+			`set "filtered" (FOR TABLE the outbox) or "disabled" (an existing publication)`
+	}
+	return fmt.Sprintf(`the embedded engine supports "disabled" or "filtered", not %s`, shown)
 }
 
 func topicReplacement(v, shown string) string {

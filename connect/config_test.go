@@ -129,6 +129,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{"initial snapshot", map[string]string{"snapshot.mode": "initial"}, "snapshot.mode"},
 		{"tombstones", map[string]string{"tombstones.on.delete": "true"}, "tombstones.on.delete"},
 		{"all-tables publication", map[string]string{"publication.autocreate.mode": "all_tables"}, "publication.autocreate.mode"},
+		{"no-tables publication", map[string]string{"publication.autocreate.mode": "no_tables"}, "publication.autocreate.mode"},
 		{"two tables", map[string]string{"table.include.list": "public.outbox,public.users"}, "table.include.list"},
 		{"table pattern", map[string]string{"table.include.list": "public.out.*"}, "table.include.list"},
 		{"json value converter", map[string]string{"value.converter": "org.apache.kafka.connect.json.JsonConverter"}, "value.converter"},
@@ -281,5 +282,14 @@ func TestMessageFilter(t *testing.T) {
 				t.Errorf("MessageTopic() = %q, want outboxpay.message", got)
 			}
 		})
+	}
+}
+
+// Debezium's all_tables (its default) is refused with what to set instead.
+func TestAllTablesPublicationRefused(t *testing.T) {
+	_, err := ParseConfig(shippedConfigChanged(t, map[string]string{"publication.autocreate.mode": ""}))
+	var ce ConfigError
+	if !errors.As(err, &ce) || len(ce) != 1 || !strings.Contains(ce[0].Message, `FOR ALL TABLES (all_tables, Debezium's default); set "filtered"`) {
+		t.Fatalf("got %v, want the default all_tables refused with what to set", err)
 	}
 }

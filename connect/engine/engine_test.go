@@ -40,6 +40,8 @@ type rig struct {
 	// producer holds librdkafka settings over the engine's (start's
 	// broker.address.family included).
 	producer map[string]any
+	// superuser is the database's superuser, who owns the tables.
+	superuser *url.Userinfo
 }
 
 func newRig(t *testing.T, overrides map[string]string) *rig {
@@ -80,7 +82,11 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	for k, v := range overrides {
 		raw[k] = v
 	}
-	r := &rig{t: t, db: db, kafka: kc, raw: raw, slot: raw["slot.name"]}
+	su, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, db: db, kafka: kc, raw: raw, slot: raw["slot.name"], superuser: su.User}
 	t.Cleanup(r.dropSlot)
 	return r
 }

@@ -42,6 +42,7 @@ type session struct {
 	lastStatus time.Time
 	lastSent   pglogrepl.LSN
 	sent       bool // a record was handed to Kafka
+	skipped    skippedChanges
 }
 
 // stream runs one session. It reports whether the session handed a record
@@ -53,6 +54,7 @@ func (e *Engine) stream(ctx context.Context) (sent bool, err error) {
 		columns: make(map[uint32]map[string]int),
 		topics:  make(map[string]*string),
 		failed:  make(chan error, 1),
+		skipped: newSkippedChanges(),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var helpers sync.WaitGroup
@@ -192,6 +194,7 @@ func (s *session) handleCopyData(ctx context.Context, data []byte) error {
 // close ends the session: it gives Kafka a moment to acknowledge what is in
 // flight, confirms what it can, and closes the connections.
 func (s *session) close() {
+	s.skipped.flush(s.e.logger)
 	if s.producer != nil {
 		s.producer.Flush(int(flushOnStop.Milliseconds()))
 	}
