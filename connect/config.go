@@ -31,10 +31,13 @@ const (
 
 // Config is a validated connector configuration.
 type Config struct {
-	Database          Database
-	SlotName          string
-	PublicationName   string
-	CreatePublication bool // publication.autocreate.mode=filtered: create it for the table if missing
+	Database        Database
+	SlotName        string
+	PublicationName string
+	// CreatePublication is publication.autocreate.mode=filtered: create the
+	// publication FOR TABLE the outbox (every operation) if missing, or set
+	// an existing one's table list to it, as Debezium does.
+	CreatePublication bool
 	Table             Table
 	// TopicPrefix is topic.prefix, Debezium's logical name of the source.
 	// The outbox records' topics come from the router, not from it; it
@@ -49,11 +52,14 @@ type Config struct {
 	// Messages is message.prefix.include.list and .exclude.list: which
 	// logical decoding messages are captured, each published as a
 	// MessageRecord (the heartbeat.action.query's too, unless left out).
-	Messages           MessageFilter
-	Router             Router
-	MaxRetries         int // -1: retry retriable errors forever
-	RetryDelayInitial  time.Duration
-	RetryDelayMax      time.Duration
+	Messages MessageFilter
+	Router   Router
+	// MaxRetries is errors.max.retries: how many consecutive retriable
+	// failures restart the task before it fails; -1 without limit, 0 none.
+	MaxRetries int
+	// RestartWait is retriable.restart.connector.wait.ms: the fixed wait
+	// before the task restarts after a retriable failure.
+	RestartWait        time.Duration
 	StatusUpdatePeriod time.Duration // status.update.interval.ms: standby status to the server
 }
 
@@ -191,36 +197,35 @@ const transformPrefix = "transforms.outbox."
 // <true|false>, '<prefix>', <now()::varchar|now()::text|'<text>'>), and
 // executes that with bind parameters.
 var options = map[string]option{
-	"name":                          {},
-	"connector.class":               {req: true, check: oneOf(PostgresConnectorClass)},
-	"tasks.max":                     {def: "1", check: oneOf("1")},
-	"plugin.name":                   {def: "decoderbufs", check: oneOf("pgoutput")},
-	"database.hostname":             {req: true, check: nonEmpty},
-	"database.port":                 {def: "5432", check: intBetween(1, 65535)},
-	"database.user":                 {req: true, check: nonEmpty},
-	"database.password":             {},
-	"database.dbname":               {req: true, check: nonEmpty},
-	"database.sslmode":              {def: "prefer", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
-	"database.sslrootcert":          {},
-	"topic.prefix":                  {req: true, check: topicName},
-	"slot.name":                     {def: "debezium", check: pgIdentifier},
-	"publication.name":              {def: "dbz_publication", check: pgIdentifier},
-	"publication.autocreate.mode":   {def: "all_tables", check: oneOf("disabled", "filtered")},
-	"table.include.list":            {req: true, check: nonEmpty},
-	"snapshot.mode":                 {def: "initial", check: oneOf("no_data", "never")},
-	"tombstones.on.delete":          {def: "true", check: oneOf("false")},
-	"heartbeat.interval.ms":         {def: "0", check: intBetween(0, 24*3600*1000)},
-	"heartbeat.action.query":        {check: heartbeatQuery},
-	"message.prefix.include.list":   {check: regexList},
-	"message.prefix.exclude.list":   {check: regexList},
-	"status.update.interval.ms":     {def: "10000", check: intBetween(100, 3600*1000)},
-	"errors.max.retries":            {def: "-1", check: intBetween(-1, 1<<31-1)},
-	"errors.retry.delay.initial.ms": {def: "300", check: intBetween(1, 3600*1000)},
-	"errors.retry.delay.max.ms":     {def: "10000", check: intBetween(1, 24*3600*1000)},
-	"errors.tolerance":              {def: "none", check: oneOf("none")},
-	"key.converter":                 {req: true, check: oneOf(StringConverter)},
-	"value.converter":               {req: true, check: oneOf(StringConverter)},
-	"transforms":                    {req: true, check: oneOf("outbox")},
+	"name":                                {},
+	"connector.class":                     {req: true, check: oneOf(PostgresConnectorClass)},
+	"tasks.max":                           {def: "1", check: oneOf("1")},
+	"plugin.name":                         {def: "decoderbufs", check: oneOf("pgoutput")},
+	"database.hostname":                   {req: true, check: nonEmpty},
+	"database.port":                       {def: "5432", check: intBetween(1, 65535)},
+	"database.user":                       {req: true, check: nonEmpty},
+	"database.password":                   {},
+	"database.dbname":                     {req: true, check: nonEmpty},
+	"database.sslmode":                    {def: "prefer", check: oneOf("disable", "prefer", "require", "verify-ca", "verify-full")},
+	"database.sslrootcert":                {},
+	"topic.prefix":                        {req: true, check: topicName},
+	"slot.name":                           {def: "debezium", check: pgIdentifier},
+	"publication.name":                    {def: "dbz_publication", check: pgIdentifier},
+	"publication.autocreate.mode":         {def: "all_tables", check: publicationMode},
+	"table.include.list":                  {req: true, check: nonEmpty},
+	"snapshot.mode":                       {def: "initial", check: oneOf("no_data", "never")},
+	"tombstones.on.delete":                {def: "true", check: oneOf("false")},
+	"heartbeat.interval.ms":               {def: "0", check: intBetween(0, 24*3600*1000)},
+	"heartbeat.action.query":              {check: heartbeatQuery},
+	"message.prefix.include.list":         {check: regexList},
+	"message.prefix.exclude.list":         {check: regexList},
+	"status.update.interval.ms":           {def: "10000", check: intBetween(100, 3600*1000)},
+	"errors.max.retries":                  {def: "-1", check: intBetween(-1, 1<<31-1)},
+	"errors.tolerance":                    {def: "none", check: oneOf("none")},
+	"retriable.restart.connector.wait.ms": {def: "10000", check: intBetween(1, 24*3600*1000)},
+	"key.converter":                       {req: true, check: oneOf(StringConverter)},
+	"value.converter":                     {req: true, check: oneOf(StringConverter)},
+	"transforms":                          {req: true, check: oneOf("outbox")},
 
 	transformPrefix + "type":                              {req: true, check: oneOf(EventRouterType)},
 	transformPrefix + "route.by.field":                    {def: "aggregatetype", check: pgIdentifier},
@@ -231,6 +236,34 @@ var options = map[string]option{
 	transformPrefix + "table.fields.additional.placement": {},
 	transformPrefix + "table.op.invalid.behavior":         {def: "warn", check: oneOf("warn")},
 	transformPrefix + "table.expand.json.payload":         {def: "false", check: oneOf("false")},
+}
+
+// notConnectorOptions are retry options that do nothing for a Debezium
+// connector's own errors on Kafka Connect, which the engine refuses with
+// what to set instead: errors.retry.delay.initial.ms and .max.ms are the
+// Debezium Engine's (EmbeddedEngineConfig), which Connect does not read; on
+// Connect errors.retry.delay.max.ms is ConnectorConfig's bound on retrying
+// a converter or transform (RetryWithToleranceOperator), which with
+// errors.retry.timeout at its default 0 (the only value here) never retries.
+var notConnectorOptions = map[string]string{
+	"errors.retry.delay.initial.ms": "is an option of the Debezium Engine, not of the connector: Kafka Connect ignores it; " +
+		"after a retriable error the task restarts after retriable.restart.connector.wait.ms",
+	"errors.retry.delay.max.ms": "bounds Kafka Connect's retries of converters and transforms, which never retry with errors.retry.timeout=0; " +
+		"after a retriable error the task restarts after retriable.restart.connector.wait.ms",
+}
+
+// publicationMode checks publication.autocreate.mode. Debezium's all_tables
+// creates a publication FOR ALL TABLES (a superuser's privilege) and
+// no_tables one without tables; the engine implements neither.
+func publicationMode(v, shown string) string {
+	switch v {
+	case "disabled", "filtered":
+		return ""
+	case "all_tables":
+		return `the embedded engine does not create publications FOR ALL TABLES (all_tables, Debezium's default); ` +
+			`set "filtered" (FOR TABLE the outbox) or "disabled" (an existing publication)`
+	}
+	return fmt.Sprintf(`the embedded engine supports "disabled" or "filtered", not %s`, shown)
 }
 
 func topicReplacement(v, shown string) string {
@@ -263,7 +296,9 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, ok := options[k]; !ok {
+		if msg, ok := notConnectorOptions[k]; ok {
+			bad(k, "%s", msg)
+		} else if _, ok := options[k]; !ok {
 			bad(k, "the embedded engine does not implement this option")
 		}
 	}
@@ -316,8 +351,7 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 	c.Database.Port, _ = strconv.Atoi(v["database.port"])
 	c.HeartbeatInterval = millis(v["heartbeat.interval.ms"])
 	c.StatusUpdatePeriod = millis(v["status.update.interval.ms"])
-	c.RetryDelayInitial = millis(v["errors.retry.delay.initial.ms"])
-	c.RetryDelayMax = millis(v["errors.retry.delay.max.ms"])
+	c.RestartWait = millis(v["retriable.restart.connector.wait.ms"])
 	c.MaxRetries, _ = strconv.Atoi(v["errors.max.retries"])
 	include, exclude := v["message.prefix.include.list"], v["message.prefix.exclude.list"]
 	if strings.TrimSpace(include) != "" && strings.TrimSpace(exclude) != "" {
@@ -343,10 +377,6 @@ func parseConfig(raw map[string]string, shown func(key string) string) (Config, 
 			c.Heartbeat = &h
 		}
 	}
-	if c.RetryDelayMax < c.RetryDelayInitial && v["errors.retry.delay.max.ms"] != "" {
-		bad("errors.retry.delay.max.ms", "must not be less than errors.retry.delay.initial.ms")
-	}
-
 	router, routerErrs := newRouter(v, shown)
 	errs = append(errs, routerErrs...)
 	c.Router = router

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,6 +129,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{"initial snapshot", map[string]string{"snapshot.mode": "initial"}, "snapshot.mode"},
 		{"tombstones", map[string]string{"tombstones.on.delete": "true"}, "tombstones.on.delete"},
 		{"all-tables publication", map[string]string{"publication.autocreate.mode": "all_tables"}, "publication.autocreate.mode"},
+		{"no-tables publication", map[string]string{"publication.autocreate.mode": "no_tables"}, "publication.autocreate.mode"},
 		{"two tables", map[string]string{"table.include.list": "public.outbox,public.users"}, "table.include.list"},
 		{"table pattern", map[string]string{"table.include.list": "public.out.*"}, "table.include.list"},
 		{"json value converter", map[string]string{"value.converter": "org.apache.kafka.connect.json.JsonConverter"}, "value.converter"},
@@ -142,6 +144,11 @@ func TestParseConfigRejects(t *testing.T) {
 		{"topic prefix not a topic name", map[string]string{"topic.prefix": "outbox pay"}, "topic.prefix"},
 		{"message prefix not a regular expression", map[string]string{"message.prefix.exclude.list": "heartbeat,(x"}, "message.prefix.exclude.list"},
 		{"message prefix lists together", map[string]string{"message.prefix.include.list": "audit"}, "message.prefix.include.list"},
+		{"Debezium Engine's initial retry delay", map[string]string{"errors.retry.delay.initial.ms": "300"}, "errors.retry.delay.initial.ms"},
+		{"Connect's converter retry delay", map[string]string{"errors.retry.delay.max.ms": "10000"}, "errors.retry.delay.max.ms"},
+		{"zero restart wait", map[string]string{"retriable.restart.connector.wait.ms": "0"}, "retriable.restart.connector.wait.ms"},
+		{"negative restart wait", map[string]string{"retriable.restart.connector.wait.ms": "-1"}, "retriable.restart.connector.wait.ms"},
+		{"retries below -1", map[string]string{"errors.max.retries": "-2"}, "errors.max.retries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -154,6 +161,51 @@ func TestParseConfigRejects(t *testing.T) {
 				t.Fatalf("error names %v, want %s: %v", ce.Keys(), c.key, err)
 			}
 		})
+	}
+}
+
+// The retry options that do nothing for a Debezium connector's own errors
+// on Kafka Connect are refused with what to set instead; the shipped
+// config sets Debezium's own.
+func TestRetryOptions(t *testing.T) {
+	raw := shippedConfig(t)
+	for _, k := range []string{"errors.retry.delay.initial.ms", "errors.retry.delay.max.ms", "errors.retry.timeout"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("outbox-connector.json sets %s, which Debezium's connector on Kafka Connect does not use", k)
+		}
+	}
+	cfg, err := ParseConfig(shippedConfigResolved(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RestartWait != 3*time.Second || cfg.MaxRetries != -1 {
+		t.Errorf("shipped: restart wait %v, max retries %d; want 3s, -1", cfg.RestartWait, cfg.MaxRetries)
+	}
+	for _, k := range []string{"errors.retry.delay.initial.ms", "errors.retry.delay.max.ms"} {
+		_, err := ParseConfig(shippedConfigChanged(t, map[string]string{k: "1000"}))
+		var ce ConfigError
+		if !errors.As(err, &ce) || len(ce) != 1 || ce[0].Key != k ||
+			!strings.Contains(ce[0].Message, "after a retriable error the task restarts after retriable.restart.connector.wait.ms") {
+			t.Errorf("%s: %v, want one error saying what to set instead", k, err)
+		}
+	}
+}
+
+// Options left out take Debezium's defaults: CommonConnectorConfig's
+// retriable.restart.connector.wait.ms (10000) and errors.max.retries (-1),
+// PostgresConnectorConfig's database.sslmode (prefer).
+func TestDebeziumDefaults(t *testing.T) {
+	cfg, err := ParseConfig(shippedConfigChanged(t, map[string]string{
+		"retriable.restart.connector.wait.ms": "", "errors.max.retries": "", "database.sslmode": "",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RestartWait != 10*time.Second || cfg.MaxRetries != -1 || cfg.Database.SSLMode != "prefer" {
+		t.Errorf("restart wait %v, max retries %d, sslmode %q; want 10s, -1, prefer", cfg.RestartWait, cfg.MaxRetries, cfg.Database.SSLMode)
+	}
+	if u := cfg.Database.URL(); !strings.Contains(u, "sslmode=prefer") {
+		t.Errorf("connection URL %q does not ask for sslmode=prefer", u)
 	}
 }
 
@@ -231,5 +283,14 @@ func TestMessageFilter(t *testing.T) {
 				t.Errorf("MessageTopic() = %q, want outboxpay.message", got)
 			}
 		})
+	}
+}
+
+// Debezium's all_tables (its default) is refused with what to set instead.
+func TestAllTablesPublicationRefused(t *testing.T) {
+	_, err := ParseConfig(shippedConfigChanged(t, map[string]string{"publication.autocreate.mode": ""}))
+	var ce ConfigError
+	if !errors.As(err, &ce) || len(ce) != 1 || !strings.Contains(ce[0].Message, `FOR ALL TABLES (all_tables, Debezium's default); set "filtered"`) {
+		t.Fatalf("got %v, want the default all_tables refused with what to set", err)
 	}
 }

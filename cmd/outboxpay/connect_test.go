@@ -61,8 +61,7 @@ func newCDCRig(t *testing.T) *cdcRig {
 	r.slot = "slot_" + env["OUTBOX_DB_NAME"] // slots belong to the cluster: one per test database
 	r.config["slot.name"] = r.slot
 	r.config["status.update.interval.ms"] = "1000"
-	r.config["errors.retry.delay.initial.ms"] = "100"
-	r.config["errors.retry.delay.max.ms"] = "1000"
+	r.config["retriable.restart.connector.wait.ms"] = "100"
 	t.Cleanup(func() {
 		eventually.True(t, 30*time.Second, "drop slot "+r.slot, func() (bool, error) {
 			_, err := db.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, r.slot)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -42,11 +43,20 @@ func (s *session) handleWAL(ctx context.Context, x pglogrepl.XLogData) error {
 		s.lastCommit = x.WALStart
 	case *pglogrepl.LogicalDecodingMessage:
 		return s.handleMessage(ctx, x.WALStart, m)
-	case *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage, *pglogrepl.TruncateMessage:
-		// The outbox publication carries inserts only; were it to carry more,
-		// updates and deletes are dropped, as the EventRouter does with
-		// table.op.invalid.behavior=warn.
-		s.e.logger.Warn("ignoring a non-insert change of the outbox", "type", m.Type().String())
+	case *pglogrepl.UpdateMessage:
+		// As the EventRouter with table.op.invalid.behavior=warn: dropped
+		// with a warning (Debezium's is one per update; here one per
+		// skippedLogInterval with the count).
+		if _, ok := s.columns[m.RelationID]; ok {
+			s.skipped.updates.add(s.e.logger)
+		}
+	case *pglogrepl.DeleteMessage:
+		// The EventRouter drops deletes, logging them at debug level.
+		if _, ok := s.columns[m.RelationID]; ok {
+			s.skipped.deletes.add(s.e.logger)
+		}
+	case *pglogrepl.TruncateMessage:
+		// Debezium's skipped.operations defaults to "t": no event.
 	}
 	return nil
 }
@@ -108,4 +118,54 @@ func (s *session) handleMessage(ctx context.Context, at pglogrepl.LSN, m *pglogr
 	err := s.produceOther(ctx, rec, kafka.PartitionAny, x)
 	s.track.commit(x, m.LSN)
 	return err
+}
+
+// skippedLogInterval is the least time between two log lines about changes
+// of the outbox that produce no record.
+const skippedLogInterval = time.Minute
+
+// skippedChanges counts the outbox's updates and deletes, which a filtered
+// publication (every operation) sends and which produce no record.
+type skippedChanges struct {
+	updates skipCounter
+	deletes skipCounter
+}
+
+func newSkippedChanges() skippedChanges {
+	return skippedChanges{
+		updates: skipCounter{level: slog.LevelWarn,
+			msg: "ignoring updates of the outbox, as the EventRouter does with table.op.invalid.behavior=warn"},
+		deletes: skipCounter{level: slog.LevelDebug, msg: "ignoring deletes of the outbox, as the EventRouter does"},
+	}
+}
+
+// flush logs what was counted and not logged yet.
+func (c *skippedChanges) flush(logger *slog.Logger) {
+	c.updates.flush(logger)
+	c.deletes.flush(logger)
+}
+
+// skipCounter logs one line, with the count, for the first skipped change
+// and then at most once per skippedLogInterval, so a stream of updates does
+// not flood the log.
+type skipCounter struct {
+	level  slog.Level
+	msg    string
+	n      int
+	logged time.Time
+}
+
+func (c *skipCounter) add(logger *slog.Logger) {
+	c.n++
+	if time.Since(c.logged) >= skippedLogInterval {
+		c.flush(logger)
+	}
+}
+
+func (c *skipCounter) flush(logger *slog.Logger) {
+	if c.n == 0 {
+		return
+	}
+	logger.Log(context.Background(), c.level, c.msg, "count", c.n) // since the last such line
+	c.n, c.logged = 0, time.Now()
 }

@@ -74,61 +74,54 @@ func permanent(format string, args ...any) error {
 }
 
 // Run streams until ctx is done (returning nil) or a permanent error, or
-// retriable errors beyond errors.max.retries, stop it. Retriable errors
-// (Postgres restarts, Kafka outages, a slot still held by a dead session)
-// restart streaming from the slot's confirmed position, with exponential
-// backoff between errors.retry.delay.initial.ms and errors.retry.delay.max.ms;
-// a session that confirmed the slot further resets the backoff and the
-// count of retries.
+// retriable errors beyond errors.max.retries, stop it. As Debezium's
+// BaseSourceTask and ErrorHandler do, a retriable error (a Postgres
+// restart, a Kafka outage, a slot still held by a dead session) restarts
+// streaming from the slot's confirmed position after the fixed
+// retriable.restart.connector.wait.ms; errors.max.retries counts the
+// consecutive retries (-1 without limit, 0 none: the first error fails the
+// task), and a session that handed a record to Kafka resets the count.
 func (e *Engine) Run(ctx context.Context) error {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     e.cfg.RetryDelayInitial,
-		RandomizationFactor: 0.2,
-		Multiplier:          2,
-		MaxInterval:         e.cfg.RetryDelayMax,
-	}
 	retries := 0
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+	for {
 		e.setState(stateStarting)
-		progressed, err := e.stream(ctx)
+		sent, err := e.stream(ctx)
 		if ctx.Err() != nil {
-			return struct{}{}, nil // stopped, not failed
+			e.setState(stateStopped)
+			return nil
 		}
 		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {
-			return struct{}{}, err
+			e.setState(stateFailed)
+			return perm.Err
 		}
 		if err == nil { // the session ended with ctx alive: stream again
 			err = errors.New("streaming ended")
 		}
-		if progressed {
-			b.Reset()
+		if sent {
 			retries = 0
 		}
-		retries++
-		if e.cfg.MaxRetries >= 0 && retries > e.cfg.MaxRetries {
-			return struct{}{}, backoff.Permanent(fmt.Errorf("gave up after %d retries: %w", e.cfg.MaxRetries, err))
+		if e.cfg.MaxRetries >= 0 && retries >= e.cfg.MaxRetries {
+			e.setState(stateFailed)
+			if e.cfg.MaxRetries == 0 {
+				return err
+			}
+			return fmt.Errorf("gave up after %d retries: %w", e.cfg.MaxRetries, err)
 		}
-		return struct{}{}, err
-	},
-		backoff.WithBackOff(b),
-		backoff.WithMaxElapsedTime(0), // errors.max.retries bounds the retries
-		backoff.WithNotify(func(err error, delay time.Duration) {
-			e.setState(stateRetrying)
-			e.metrics.retry()
-			e.logger.Warn("cdc streaming interrupted; retrying from the slot's confirmed position",
-				"err", err, "retry", retries, "in", delay)
-		}))
-	if ctx.Err() != nil {
-		e.setState(stateStopped)
-		return nil
+		retries++
+		e.setState(stateRetrying)
+		e.metrics.retry()
+		e.logger.Warn("cdc streaming interrupted; restarting from the slot's confirmed position",
+			"err", err, "retry", retries, "in", e.cfg.RestartWait)
+		wait := time.NewTimer(e.cfg.RestartWait)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			e.setState(stateStopped)
+			return nil
+		case <-wait.C:
+		}
 	}
-	if err != nil {
-		e.setState(stateFailed)
-		return err
-	}
-	e.setState(stateStopped)
-	return nil
 }
 
 func (e *Engine) setState(s string) { e.metrics.setState(s) }

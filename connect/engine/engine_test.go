@@ -40,6 +40,8 @@ type rig struct {
 	// producer holds librdkafka settings over the engine's (start's
 	// broker.address.family included).
 	producer map[string]any
+	// superuser is the database's superuser, who owns the tables.
+	superuser *url.Userinfo
 }
 
 func newRig(t *testing.T, overrides map[string]string) *rig {
@@ -76,12 +78,15 @@ func newRig(t *testing.T, overrides map[string]string) *rig {
 	// Replication slots belong to the cluster: one per test database.
 	raw["slot.name"] = "slot_" + env["OUTBOX_DB_NAME"]
 	raw["status.update.interval.ms"] = "1000"
-	raw["errors.retry.delay.initial.ms"] = "100"
-	raw["errors.retry.delay.max.ms"] = "1000"
+	raw["retriable.restart.connector.wait.ms"] = "100"
 	for k, v := range overrides {
 		raw[k] = v
 	}
-	r := &rig{t: t, db: db, kafka: kc, raw: raw, slot: raw["slot.name"]}
+	su, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, db: db, kafka: kc, raw: raw, slot: raw["slot.name"], superuser: su.User}
 	t.Cleanup(r.dropSlot)
 	return r
 }

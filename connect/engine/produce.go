@@ -44,6 +44,7 @@ func (s *session) produceOther(ctx context.Context, rec connect.Record, partitio
 func (s *session) send(ctx context.Context, msg *kafka.Message, x *txn) error {
 	topic := *msg.TopicPartition.Topic
 	s.track.produced(x)
+	s.sent = true
 	if s.producer == nil { // Options.Discard
 		s.track.ack(x)
 		if _, event := msg.Opaque.(*txn); event {

@@ -80,41 +80,72 @@ func (s *session) prepare(ctx context.Context) (pglogrepl.LSN, error) {
 	return lsn, nil
 }
 
-// ensurePublication checks that the publication exists and covers the outbox
-// table, creating it (inserts only) when publication.autocreate.mode=filtered.
+// ensurePublication makes sure the publication exists, as Debezium's
+// PostgresReplicationConnection.initPublication does for pgoutput. With
+// publication.autocreate.mode=disabled it must exist (and, here, cover the
+// outbox table). With filtered, a missing one is created
+// `CREATE PUBLICATION <name> FOR TABLE "<schema>"."<table>"`, with
+// Postgres's default publish (insert, update, delete, truncate), and an
+// existing one gets its table list set, at every start, with
+// `ALTER PUBLICATION <name> SET TABLE ...`, which leaves its publish list as
+// it is; a publication FOR ALL TABLES cannot be altered and fails the task.
 func (s *session) ensurePublication(ctx context.Context) error {
 	cfg := s.e.cfg
-	var covers bool
-	err := s.db.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
-		cfg.PublicationName, cfg.Table.Schema, cfg.Table.Name).Scan(&covers)
-	if err != nil {
+	var allTables bool
+	err := s.db.QueryRowContext(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`,
+		cfg.PublicationName).Scan(&allTables)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return dbError("check publication "+cfg.PublicationName, err)
 	}
-	if covers {
+	if !cfg.CreatePublication {
+		if !exists {
+			return permanent("publication %s does not exist and publication.autocreate.mode is disabled", cfg.PublicationName)
+		}
+		var covers bool
+		err := s.db.QueryRowContext(ctx,
+			`SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
+			cfg.PublicationName, cfg.Table.Schema, cfg.Table.Name).Scan(&covers)
+		if err != nil {
+			return dbError("check publication "+cfg.PublicationName, err)
+		}
+		if !covers {
+			return permanent("publication %s does not cover table %s", cfg.PublicationName, cfg.Table)
+		}
 		return nil
 	}
-	var exists bool
-	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
-		cfg.PublicationName).Scan(&exists); err != nil {
-		return dbError("check publication "+cfg.PublicationName, err)
+	if allTables {
+		return permanent("publication %s is FOR ALL TABLES and cannot be altered to the table of publication.autocreate.mode=filtered: "+
+			"drop it or recreate it for %s", cfg.PublicationName, cfg.Table)
 	}
-	switch {
-	case exists:
-		return permanent("publication %s does not cover table %s", cfg.PublicationName, cfg.Table)
-	case !cfg.CreatePublication:
-		return permanent("publication %s does not exist and publication.autocreate.mode is disabled", cfg.PublicationName)
+	var tableExists bool
+	if err := s.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`,
+		pgx.Identifier{cfg.Table.Schema, cfg.Table.Name}.Sanitize()).Scan(&tableExists); err != nil {
+		return dbError("check table "+cfg.Table.String(), err)
 	}
-	_, err = s.db.ExecContext(ctx, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')`,
-		pgx.Identifier{cfg.PublicationName}.Sanitize(), pgx.Identifier{cfg.Table.Schema, cfg.Table.Name}.Sanitize()))
+	if !tableExists {
+		return permanent("table %s does not exist: no table for the filtered publication %s", cfg.Table, cfg.PublicationName)
+	}
+	name, table := pgx.Identifier{cfg.PublicationName}.Sanitize(), pgx.Identifier{cfg.Table.Schema, cfg.Table.Name}.Sanitize()
+	doing := "update publication " + cfg.PublicationName
+	stmt := fmt.Sprintf(`ALTER PUBLICATION %s SET TABLE %s`, name, table)
+	if !exists {
+		doing, stmt = "create publication "+cfg.PublicationName, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s`, name, table)
+	}
+	_, err = s.db.ExecContext(ctx, stmt)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile
-		err = nil
+	if !exists && errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile: set its tables instead
+		doing = "update publication " + cfg.PublicationName
+		_, err = s.db.ExecContext(ctx, fmt.Sprintf(`ALTER PUBLICATION %s SET TABLE %s`, name, table))
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // not the owner, or no CREATE on the database
+		return permanent("%w", dbError(doing, err))
 	}
 	if err != nil {
-		return dbError("create publication "+cfg.PublicationName, err)
+		return dbError(doing, err)
 	}
-	s.e.logger.Info("publication created", "publication", cfg.PublicationName, "table", cfg.Table.String())
+	s.e.logger.Info("publication set up for publication.autocreate.mode=filtered", "publication", cfg.PublicationName,
+		"table", cfg.Table.String(), "statement", stmt)
 	return nil
 }
 

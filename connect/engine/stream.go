@@ -50,17 +50,20 @@ type session struct {
 	failed     chan error // first failure reported by a helper goroutine
 	lastStatus time.Time
 	lastSent   pglogrepl.LSN
-	start      pglogrepl.LSN // the slot's confirmed position when the session began
+	sent       bool // a record was handed to Kafka
+	skipped    skippedChanges
 }
 
-// stream runs one session. It reports whether the session made progress
-// (confirmed the slot further), so the engine can reset its backoff.
-func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
+// stream runs one session. It reports whether the session handed a record
+// to Kafka, which resets the engine's count of retries (as a poll that
+// returns records does in Debezium's BaseSourceTask).
+func (e *Engine) stream(ctx context.Context) (sent bool, err error) {
 	s := &session{
 		e:       e,
 		columns: make(map[uint32]map[string]int),
 		topics:  make(map[string]*string),
 		failed:  make(chan error, 1),
+		skipped: newSkippedChanges(),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var helpers sync.WaitGroup
@@ -75,7 +78,7 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	s.track = newTracker(start)
-	s.start, s.lastSent = start, start
+	s.lastSent = start
 	// Microseconds, as Postgres's commit times and the time in Debezium's
 	// stored offset (ts_usec) have.
 	s.sourceTime, s.lastCommit = time.Now().Truncate(time.Microsecond), start
@@ -97,8 +100,7 @@ func (e *Engine) stream(ctx context.Context) (progressed bool, err error) {
 	e.logger.Info("cdc streaming", "slot", e.cfg.SlotName, "publication", e.cfg.PublicationName,
 		"from", start.String())
 	err = s.receive(ctx)
-	confirmed, _ := s.track.position()
-	return confirmed > s.start, err
+	return s.sent, err
 }
 
 // receive reads the replication stream until ctx is done or an error. It
@@ -211,6 +213,7 @@ func (s *session) handleCopyData(ctx context.Context, data []byte) error {
 // close ends the session: it gives Kafka a moment to acknowledge what is in
 // flight, confirms what it can, and closes the connections.
 func (s *session) close() {
+	s.skipped.flush(s.e.logger)
 	if s.producer != nil {
 		s.producer.Flush(int(flushOnStop.Milliseconds()))
 	}

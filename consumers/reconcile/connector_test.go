@@ -113,7 +113,7 @@ func TestRestartsFailedConnector(t *testing.T) {
 	}
 	req.Config["publication.name"] = "reconcile_pub"
 	req.Config["slot.name"] = slot
-	req.Config["errors.retry.delay.initial.ms"] = "100"
+	req.Config["retriable.restart.connector.wait.ms"] = "100"
 	if _, err := cc.CreateConnector(t.Context(), req.Name, req.Config); err != nil {
 		t.Fatal(err)
 	}
