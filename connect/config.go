@@ -236,6 +236,12 @@ var options = map[string]option{
 	transformPrefix + "table.fields.additional.placement": {},
 	transformPrefix + "table.op.invalid.behavior":         {def: "warn", check: oneOf("warn")},
 	transformPrefix + "table.expand.json.payload":         {def: "false", check: oneOf("false")},
+	// Unset, the EventRouter stamps a record with the time Debezium processed
+	// the change (the envelope's ts_ms), as the engine does.
+	transformPrefix + "table.field.event.timestamp": {check: func(string, string) string {
+		return "the embedded engine does not take the record timestamp from a column: leave it unset, " +
+			"and both engines stamp a record with the time they processed the change"
+	}},
 }
 
 // notConnectorOptions are retry options that do nothing for a Debezium

@@ -3,8 +3,10 @@ package connect
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{"json value converter", map[string]string{"value.converter": "org.apache.kafka.connect.json.JsonConverter"}, "value.converter"},
 		{"other transform", map[string]string{"transforms.outbox.type": "org.apache.kafka.connect.transforms.InsertField$Value"}, "transforms.outbox.type"},
 		{"envelope placement", map[string]string{"transforms.outbox.table.fields.additional.placement": "type:envelope:eventType"}, "transforms.outbox.table.fields.additional.placement"},
+		{"event timestamp column", map[string]string{"transforms.outbox.table.field.event.timestamp": "created_at"}, "transforms.outbox.table.field.event.timestamp"},
 		{"fatal on update", map[string]string{"transforms.outbox.table.op.invalid.behavior": "fatal"}, "transforms.outbox.table.op.invalid.behavior"},
 		{"topic without routing", map[string]string{"transforms.outbox.route.topic.replacement": "events"}, "transforms.outbox.route.topic.replacement"},
 		{"negative heartbeat", map[string]string{"heartbeat.interval.ms": "-1"}, "heartbeat.interval.ms"},
@@ -221,32 +224,86 @@ func TestResolveEnv(t *testing.T) {
 	}
 }
 
-// An outbox row becomes the record of docs/EVENT-CONTRACT.md.
+// An outbox row becomes the record of docs/EVENT-CONTRACT.md, stamped with
+// the time it is processed.
 func TestRoute(t *testing.T) {
-	commit := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	processed := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
 	row := Columns{
 		"id": "5F0C7E0A-1D2B-4C3D-9E8F-0A1B2C3D4E5F", "aggregatetype": "order", "aggregateid": "42",
 		"type": "OrderPaid", "payload": `{"orderId": 42, "items": [{"quantity": 1, "productDetailId": 7}]}`,
-		"created_at": "2026-11-25 10:00:00+00", "status": "INIT",
+		"created_at": "2026-11-25 09:00:00+00", "status": "INIT",
 	}
-	rec, err := DefaultRouter.Route(row, commit)
+	rec, err := DefaultRouter.Route(row, processed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.Topic != "outbox.event.order" || string(rec.Key) != "42" || string(rec.Value) != row["payload"] ||
-		!rec.Timestamp.Equal(commit.Truncate(time.Millisecond)) {
+		!rec.Timestamp.Equal(time.Date(2026, 11, 25, 10, 0, 0, 123000000, time.UTC)) {
 		t.Fatalf("record %+v", rec)
 	}
 	want := []Header{{Key: "id", Value: []byte("5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f")}, {Key: "eventType", Value: []byte("OrderPaid")}}
-	if len(rec.Headers) != 2 || rec.Headers[0].Key != want[0].Key || string(rec.Headers[0].Value) != string(want[0].Value) ||
-		rec.Headers[1].Key != want[1].Key || string(rec.Headers[1].Value) != string(want[1].Value) {
+	if !slices.EqualFunc(rec.Headers, want, sameHeader) {
 		t.Fatalf("headers %q", rec.Headers)
 	}
 	delete(row, "payload")
-	if _, err := DefaultRouter.Route(row, commit); err == nil {
+	if _, err := DefaultRouter.Route(row, processed); err == nil {
 		t.Fatal("a row without payload was routed")
 	}
 }
+
+// A column placed as a header gives it a null value when NULL (as Debezium's
+// EventRouterDelegate adds it), an empty one when the empty string.
+func TestRouteNullHeader(t *testing.T) {
+	r := DefaultRouter
+	r.Headers = append(slices.Clone(r.Headers), HeaderPlacement{Column: "note", Header: "note"})
+	row := Columns{"id": "5f0c7e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", "aggregatetype": "order", "aggregateid": "42", "payload": "{}"}
+	cases := []struct {
+		name      string
+		typ, note *string
+		want      []Header
+	}{
+		{"both NULL", nil, nil, []Header{{Key: "eventType"}, {Key: "note"}}},
+		{"empty and NULL", ptr(""), nil, []Header{{Key: "eventType", Value: []byte{}}, {Key: "note"}}},
+		{"values", ptr("OrderPaid"), ptr(""), []Header{{Key: "eventType", Value: []byte("OrderPaid")}, {Key: "note", Value: []byte{}}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			row := maps.Clone(row)
+			for col, v := range map[string]*string{"type": c.typ, "note": c.note} {
+				if v != nil {
+					row[col] = *v
+				}
+			}
+			rec, err := r.Route(row, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]Header{{Key: "id", Value: []byte(row["id"])}}, c.want...)
+			if !slices.EqualFunc(rec.Headers, want, sameHeader) {
+				t.Fatalf("headers %s, want %s", showHeaders(rec.Headers), showHeaders(want))
+			}
+		})
+	}
+}
+
+// sameHeader compares headers telling a null value from an empty one.
+func sameHeader(a, b Header) bool {
+	return a.Key == b.Key && (a.Value == nil) == (b.Value == nil) && string(a.Value) == string(b.Value)
+}
+
+func showHeaders(hs []Header) string {
+	var parts []string
+	for _, h := range hs {
+		v := "null"
+		if h.Value != nil {
+			v = strconv.Quote(string(h.Value))
+		}
+		parts = append(parts, h.Key+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func TestMessageFilter(t *testing.T) {
 	cases := []struct {

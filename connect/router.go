@@ -77,22 +77,28 @@ func newRouter(v map[string]string, shown func(key string) string) (Router, Conf
 // outputs them (pgoutput's text format, or ::text in SQL). A NULL is absent.
 type Columns map[string]string
 
-// Route builds the record of a row committed at commitTime: topic from the
-// routing column, key from the key column, value the payload text as is
-// (never re-encoded), header id from the id column, additional headers, and
-// the commit time as timestamp (Debezium's source ts_ms).
-func (r Router) Route(row Columns, commitTime time.Time) (Record, error) {
+// Route builds the record of a row the engine (or the reconciler) processes
+// at processed: topic from the routing column, key from the key column,
+// value the payload text as is (never re-encoded), header id from the id
+// column, the additional headers (a NULL column gives its header a null
+// value, as Debezium's EventRouterDelegate adds it), and processed,
+// truncated to the millisecond, as timestamp: Debezium's EventRouter stamps
+// the envelope's ts_ms, the connector's clock when it processed the change,
+// when table.field.event.timestamp is unset (which the embedded engine
+// refuses). It is not the commit time: after a backlog or downtime it is
+// later.
+func (r Router) Route(row Columns, processed time.Time) (Record, error) {
 	return r.RouteFunc(func(col string) ([]byte, bool) {
 		v, ok := row[col]
 		return []byte(v), ok
-	}, commitTime)
+	}, processed)
 }
 
 // RouteFunc is Route for a row read through get, which returns a column's
 // text value, or false for a NULL. The record's key, value and headers are
 // the slices get returns, not copies: the engine hands them to Kafka before
 // the buffer they point into is reused.
-func (r Router) RouteFunc(get func(column string) ([]byte, bool), commitTime time.Time) (Record, error) {
+func (r Router) RouteFunc(get func(column string) ([]byte, bool), processed time.Time) (Record, error) {
 	must := func(col string) ([]byte, error) {
 		v, ok := get(col)
 		if !ok {
@@ -115,7 +121,7 @@ func (r Router) RouteFunc(get func(column string) ([]byte, bool), commitTime tim
 	rec := Record{
 		Topic:     strings.ReplaceAll(r.TopicTemplate, "${routedByValue}", string(routeBy)),
 		Value:     payload,
-		Timestamp: commitTime.Truncate(time.Millisecond),
+		Timestamp: processed.Truncate(time.Millisecond),
 		Headers:   make([]Header, 0, 1+len(r.Headers)),
 	}
 	if key, ok := get(r.KeyField); ok {
@@ -123,9 +129,13 @@ func (r Router) RouteFunc(get func(column string) ([]byte, bool), commitTime tim
 	}
 	rec.Headers = append(rec.Headers, Header{Key: event.HeaderID, Value: bytes.ToLower(id)})
 	for _, h := range r.Headers {
-		if v, ok := get(h.Column); ok {
-			rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: v})
+		v, ok := get(h.Column)
+		if !ok {
+			v = nil // NULL: Kafka's null header value, not an empty one
+		} else if v == nil {
+			v = []byte{} // '': an empty value, not a null one
 		}
+		rec.Headers = append(rec.Headers, Header{Key: h.Header, Value: v})
 	}
 	return rec, nil
 }

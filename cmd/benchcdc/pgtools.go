@@ -57,12 +57,15 @@ func clientEnv() []string {
 
 // outboxScript is one single-row outbox transaction, an OrderPaid event of
 // one of aggregateKeys orders (pgbench's default: one transaction per run
-// of the script).
+// of the script). Its payload carries writtenAtField, the database clock in
+// microseconds as the row is inserted, a moment before the commit: records
+// are stamped when the engine processes them, not at commit, so the
+// latency consumer measures from this instead.
 func outboxScript() string {
 	return fmt.Sprintf(`\set order random(1, %d)
 \set user random(1, 100)
-INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), '%s', CAST(:order AS text), '%s', jsonb_build_object('orderId', :order, 'userId', :user, 'items', jsonb_build_array(jsonb_build_object('productDetailId', 1, 'quantity', 2))));
-`, aggregateKeys, event.AggregateOrder, event.TypeOrderPaid)
+INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES (gen_random_uuid(), '%s', CAST(:order AS text), '%s', jsonb_build_object('orderId', :order, 'userId', :user, 'items', jsonb_build_array(jsonb_build_object('productDetailId', 1, 'quantity', 2)), '%s', CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint)));
+`, aggregateKeys, event.AggregateOrder, event.TypeOrderPaid, writtenAtField)
 }
 
 // pgbench runs pgbench with the outbox script against the bench database

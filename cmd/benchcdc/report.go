@@ -148,12 +148,13 @@ func printSteady(w io.Writer, r *results) {
 		share(s.ack.quantile(0.5), f.quantile(0.5)), share(s.ack.quantile(0.99), f.quantile(0.99)))
 	fmt.Fprintf(w, "  engine process Go GC: %d cycles during the load; longest of its recent pauses %s\n", s.gcCycles, ms(s.gcMax))
 	fmt.Fprintf(w, "  load average (1, 5, 15 min) %s before, %s after\n", s.load[0], s.load[1])
-	fmt.Fprintf(w, "  commit-to-consume (a consumer in the bench; record timestamps are ms; roughly an upper bound of commit-to-ack), %s records:\n",
+	fmt.Fprintf(w, "  insert-to-consume (a consumer in the bench, from the database clock at the row's insert, in its payload,\n"+
+		"  a moment before the commit; roughly an upper bound of commit-to-ack), %s records:\n",
 		thousands(len(s.consumed)))
 	fmt.Fprintf(w, "      p50 %s   p99 %s   max %s\n",
 		dur(percentile(s.consumed, 0.5)), dur(percentile(s.consumed, 0.99)), dur(percentile(s.consumed, 1)))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "      commit-to-consume by receive time\trecords\tp50\tp99\tmax\t")
+	fmt.Fprintln(tw, "      insert-to-consume by receive time\trecords\tp50\tp99\tmax\t")
 	for i, win := range s.windows {
 		fmt.Fprintf(tw, "%s-%s\t%s\t%s\t%s\t%s\t\n", time.Duration(i)*windowWidth, time.Duration(i+1)*windowWidth,
 			thousands(len(win)), dur(percentile(win, 0.5)), dur(percentile(win, 0.99)), dur(percentile(win, 1)))

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +72,9 @@ func topicRecords(bootstrap, topic string) (int64, error) {
 }
 
 // latencyConsumer reads a topic from its current end and records, per
-// record, receive time minus record timestamp (the commit time, truncated
-// to the millisecond): commit-to-consume.
+// record, receive time minus the time the row was inserted (writtenAt, a
+// moment before its commit): insert-to-consume. Records without it are
+// not counted.
 type latencyConsumer struct {
 	c     *kafka.Consumer
 	quit  chan struct{}
@@ -120,8 +123,12 @@ func (l *latencyConsumer) loop() {
 			continue
 		}
 		now := time.Now()
+		written, ok := writtenAt(m.Value)
+		if !ok {
+			continue
+		}
 		l.mu.Lock()
-		l.lat = append(l.lat, now.Sub(m.Timestamp))
+		l.lat = append(l.lat, now.Sub(written))
 		l.at = append(l.at, now)
 		l.mu.Unlock()
 	}
@@ -140,6 +147,24 @@ func (l *latencyConsumer) stop() []time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lat
+}
+
+// writtenAtField is the payload field of outboxScript's rows that says when
+// the row was inserted, in microseconds since the Unix epoch.
+const writtenAtField = "benchWrittenAtUs"
+
+// writtenAt returns the insert time a payload of outboxScript carries, or
+// false if it carries none.
+func writtenAt(payload []byte) (time.Time, bool) {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(payload, &p) != nil {
+		return time.Time{}, false
+	}
+	us, err := strconv.ParseInt(string(p[writtenAtField]), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us), true
 }
 
 // windows splits the latencies by receive time into windows of width
@@ -170,8 +195,8 @@ type steadyResult struct {
 	load     [2]string         // the machine's load averages (/proc/loadavg) before and after
 	gcCycles uint64            // the engine process's GC cycles during the load
 	gcMax    float64           // the longest of its recent GC pauses (stop the world), seconds
-	consumed []time.Duration   // commit-to-consume, sorted
-	windows  [][]time.Duration // commit-to-consume per windowWidth of the load, each sorted
+	consumed []time.Duration   // insert-to-consume, sorted
+	windows  [][]time.Duration // insert-to-consume per windowWidth of the load, each sorted
 	cpu      cpuUsage
 }
 
@@ -180,7 +205,7 @@ const windowWidth = 5 * time.Second
 
 // steadyLoad runs pgbench at o.rate for o.duration while the engine
 // streams, and measures commit-to-Kafka-ack latency from the engine's own
-// histogram (scraped before and after) and commit-to-consume from a
+// histogram (scraped before and after) and insert-to-consume from a
 // consumer in this process.
 func steadyLoad(ctx context.Context, env *benchEnv, eng *engineProc, tools pgTools, o options, tmp string,
 	prof *profiler, log *slog.Logger) (steadyResult, error) {

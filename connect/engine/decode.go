@@ -77,7 +77,9 @@ func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) 
 		}
 		return tuple[i].Data, true
 	}
-	rec, err := s.e.cfg.Router.RouteFunc(get, s.tx.commitTime)
+	// Stamped with the engine's clock as it processes the change, as
+	// Debezium stamps the envelope's ts_ms (not the commit time).
+	rec, err := s.e.cfg.Router.RouteFunc(get, time.Now())
 	if err != nil {
 		// As the EventRouter with table.op.invalid.behavior=warn: skip it.
 		s.e.logger.Warn("skipping an outbox row the router cannot route", "err", err)

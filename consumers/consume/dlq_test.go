@@ -29,7 +29,8 @@ func (refuseAll) Handle(context.Context, consume.Record) error {
 // TestDeadLetterPartition checks that a dead-lettered record lands on the
 // partition of its DLQ that Kafka's Java producer would pick for its key
 // (murmur2), as every record of the product does, and keeps its key, value
-// and headers beside the DLQ headers. The DLQ producer once used
+// and headers beside the DLQ headers, a null header value null and an empty
+// one empty (read back with kgo). The DLQ producer once used
 // librdkafka's default partitioner (CRC32), which puts most of these keys
 // elsewhere.
 func TestDeadLetterPartition(t *testing.T) {
@@ -51,7 +52,8 @@ func TestDeadLetterPartition(t *testing.T) {
 	for i := range n {
 		key := fmt.Sprintf("order-%d", i)
 		err := p.Produce(kafkaclient.Message(event.Record{Topic: topic, Key: []byte(key), Value: []byte(`{}`),
-			Headers: []event.Header{{Key: event.HeaderEventType, Value: []byte(event.TypeOrderPaid)}}}, nil, nil), delivered)
+			Headers: []event.Header{{Key: event.HeaderEventType, Value: []byte(event.TypeOrderPaid)},
+				{Key: "null"}, {Key: "empty", Value: []byte{}}}}, nil, nil), delivered)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +95,12 @@ func TestDeadLetterPartition(t *testing.T) {
 		}
 		if got := kafkatest.Header(m, event.HeaderDLQHandler); got != "dlq-test" {
 			t.Errorf("record %q: %s header %q, want dlq-test", m.Key, event.HeaderDLQHandler, got)
+		}
+	}
+	for _, r := range kafkatest.ReadRaw(t, kc.Bootstrap(), []string{event.DLQTopic(topic)}, n, 30*time.Second) {
+		if len(r.Headers) < 3 || r.Headers[1].Key != "null" || r.Headers[1].Value != nil ||
+			r.Headers[2].Key != "empty" || r.Headers[2].Value == nil || len(r.Headers[2].Value) != 0 {
+			t.Errorf("record %q: headers %q, want eventType, null with a null value and empty with an empty one first", r.Key, r.Headers)
 		}
 	}
 }

@@ -329,7 +329,8 @@ func (r *Reconciler) republishBatch(ctx context.Context, status outbox.Status, i
 	recs := make([]event.Record, 0, len(rows))
 	sent := make([]outbox.StaleRow, 0, len(rows)) // the row of each record
 	for _, row := range rows {
-		rec, err := r.router.Route(connect.Columns(row.Columns), row.CreatedAt)
+		// Stamped now, as a CDC engine stamps the change it processes.
+		rec, err := r.router.Route(connect.Columns(row.Columns), time.Now())
 		if err != nil {
 			notes[row.ID] = fmt.Sprintf("republish by the reconciler failed (%s for %s): %v", status, roundAge(row.InStatus), err)
 			continue

@@ -22,6 +22,7 @@ func TestRepublishesStuckInitRows(t *testing.T) {
 	r.set(stuck, `created_at = now() - interval '1 hour', updated_at = now() - interval '1 hour'`)
 	rc, reg := r.reconciler(reconcile.Config{}, nil) // RepublishAfter 10m
 
+	ran := time.Now()
 	rep, err := rc.RunOnce(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +31,7 @@ func TestRepublishesStuckInitRows(t *testing.T) {
 		t.Fatalf("report %+v, want %d INIT rows republished", rep, len(stuck))
 	}
 	got := r.records(len(stuck))
+	read := time.Now()
 	if len(got) != len(stuck) {
 		t.Fatalf("records of %d events on Kafka, want %d", len(got), len(stuck))
 	}
@@ -38,7 +40,7 @@ func TestRepublishesStuckInitRows(t *testing.T) {
 		if len(recs) != 1 {
 			t.Fatalf("event %s: %d records, want 1", m.ID, len(recs))
 		}
-		assertRecord(t, recs[0], r.expected(m))
+		assertRecord(t, recs[0], r.expected(m), ran, read)
 		s := r.row(m)
 		if s.Status != "INIT" || s.Attempts != 1 || !strings.HasPrefix(s.LastError, "republished by the reconciler: INIT for 1h0m") {
 			t.Errorf("row %s after republish: %+v", m.ID, s)
@@ -101,6 +103,7 @@ func TestRepublishesStuckPublishedRowsNeverComplete(t *testing.T) {
 	}
 	rc, _ := r.reconciler(reconcile.Config{}, nil) // PublishedStuckAfter 5m
 
+	ran := time.Now()
 	rep, err := rc.RunOnce(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -109,10 +112,11 @@ func TestRepublishesStuckPublishedRowsNeverComplete(t *testing.T) {
 		t.Fatalf("report %+v, want one PUBLISHED row republished and nothing else", rep)
 	}
 	got := r.records(1)
+	read := time.Now()
 	if len(got) != 1 || len(got[stuck[0].ID.String()]) != 1 {
 		t.Fatalf("records on Kafka: %v, want one of %s", got, stuck[0].ID)
 	}
-	assertRecord(t, got[stuck[0].ID.String()][0], r.expected(stuck[0]))
+	assertRecord(t, got[stuck[0].ID.String()][0], r.expected(stuck[0]), ran, read)
 	s := r.row(stuck[0])
 	if s.Status != "PUBLISHED" || s.Attempts != 1 || !strings.HasPrefix(s.LastError, "republished by the reconciler: PUBLISHED for 50m") {
 		t.Errorf("stuck PUBLISHED row after republish: %+v", s)
@@ -212,13 +216,14 @@ func TestRunRepublishesThenGivesUp(t *testing.T) {
 		}
 	}
 	got := r.records(3 * len(msgs))
+	read := time.Now()
 	for _, m := range msgs {
 		recs := got[m.ID.String()]
 		if len(recs) != 3 {
 			t.Fatalf("event %s: %d records, want 3", m.ID, len(recs))
 		}
 		for _, rec := range recs {
-			assertRecord(t, rec, r.expected(m))
+			assertRecord(t, rec, r.expected(m), start, read)
 		}
 	}
 	eventually.True(t, 5*time.Second, "failed_rows gauge", func() (bool, error) {

@@ -7,11 +7,13 @@
 // one Kafka record on topic Topic(T) ("outbox.event.T"), keyed by the row's
 // aggregate id (placed with murmur2, as Kafka's Java producer places keys),
 // whose value is the payload JSON as Postgres prints the jsonb, with the
-// headers HeaderID (the event id) and HeaderEventType (the type), and the
-// commit time of the row's transaction as timestamp. A record that a
-// consumer group cannot handle goes to DLQTopic(topic) ("<topic>.dlq") with
-// the DLQ headers beside its own; replay sends it back to the topic named by
-// HeaderDLQTopic.
+// headers HeaderID (the event id) and HeaderEventType (the type), and as
+// timestamp the time, in milliseconds, at which the CDC engine processed the
+// row (the reconciler: republished it), by its clock, as Debezium's
+// EventRouter stamps the envelope's ts_ms; not the commit time. A record
+// that a consumer group cannot handle goes to DLQTopic(topic)
+// ("<topic>.dlq") with the DLQ headers beside its own; replay sends it back
+// to the topic named by HeaderDLQTopic.
 //
 // It imports nothing of the project, so the API, the CDC engines and the
 // consumers can all depend on it. docs/EVENT-CONTRACT.md describes the

@@ -27,9 +27,8 @@ type StaleQuery struct {
 
 // StaleRow is a row LockStale selected and locked.
 type StaleRow struct {
-	ID        uuid.UUID
-	CreatedAt time.Time
-	Attempts  int
+	ID       uuid.UUID
+	Attempts int
 	// InStatus is how long the row has been in its status: since created_at
 	// for INIT, since published_at for PUBLISHED.
 	InStatus time.Duration
@@ -61,7 +60,7 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 	// completed_at IS NULL (true of every row not COMPLETE) lets the
 	// partial index on unfinished rows (outbox_unfinished_idx, by
 	// created_at) serve the scan and the order.
-	query := `SELECT id, created_at, attempts,
+	query := `SELECT id, attempts,
 			EXTRACT(EPOCH FROM now() - CASE WHEN status = 'PUBLISHED' THEN COALESCE(published_at, created_at) ELSE created_at END),
 			` + strings.Join(cols, ", ") + `
 		FROM outbox
@@ -81,9 +80,9 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 			r      StaleRow
 			secs   float64
 			values = make([]sql.NullString, len(q.Columns))
-			dest   = make([]any, 0, 4+len(values))
+			dest   = make([]any, 0, 3+len(values))
 		)
-		dest = append(dest, &r.ID, &r.CreatedAt, &r.Attempts, &secs)
+		dest = append(dest, &r.ID, &r.Attempts, &secs)
 		for i := range values {
 			dest = append(dest, &values[i])
 		}
