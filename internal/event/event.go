@@ -21,6 +21,8 @@
 package event
 
 import (
+	"bytes"
+	"strconv"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -125,10 +127,25 @@ type Record struct {
 	Timestamp time.Time
 }
 
-// Header is one Kafka record header.
+// Header is one Kafka record header. A nil Value is Kafka's null value
+// (length -1), which is not an empty one.
 type Header struct {
 	Key   string
 	Value []byte
+}
+
+// Equal reports whether h and o have the same key and value, a null value
+// differing from an empty one.
+func (h Header) Equal(o Header) bool {
+	return h.Key == o.Key && (h.Value == nil) == (o.Value == nil) && bytes.Equal(h.Value, o.Value)
+}
+
+// String renders the header as key="value", or key=null for a null value.
+func (h Header) String() string {
+	if h.Value == nil {
+		return h.Key + "=null"
+	}
+	return h.Key + "=" + strconv.Quote(string(h.Value))
 }
 
 // Message is one outbox row: what the API writes in its transaction and what

@@ -52,3 +52,29 @@ func TestDLQHeader(t *testing.T) {
 		}
 	}
 }
+
+// A null header value (nil) is not an empty one.
+func TestHeaderEqualAndString(t *testing.T) {
+	for _, tc := range []struct {
+		a, b  Header
+		equal bool
+		str   string
+	}{
+		{Header{"k", []byte("v")}, Header{"k", []byte("v")}, true, `k="v"`},
+		{Header{"k", nil}, Header{"k", nil}, true, "k=null"},
+		{Header{"k", []byte{}}, Header{"k", []byte{}}, true, `k=""`},
+		{Header{"k", nil}, Header{"k", []byte{}}, false, "k=null"},
+		{Header{"k", []byte("v")}, Header{"j", []byte("v")}, false, `k="v"`},
+		{Header{"k", []byte("v")}, Header{"k", []byte("w")}, false, `k="v"`},
+	} {
+		if got := tc.a.Equal(tc.b); got != tc.equal {
+			t.Errorf("%v.Equal(%v) = %v, want %v", tc.a, tc.b, got, tc.equal)
+		}
+		if got := tc.b.Equal(tc.a); got != tc.equal {
+			t.Errorf("%v.Equal(%v) = %v, want %v", tc.b, tc.a, got, tc.equal)
+		}
+		if got := tc.a.String(); got != tc.str {
+			t.Errorf("String() = %s, want %s", got, tc.str)
+		}
+	}
+}
