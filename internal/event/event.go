@@ -22,9 +22,9 @@ package event
 
 import (
 	"bytes"
-	"strconv"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
