@@ -69,6 +69,14 @@ func (s *session) handleInsert(ctx context.Context, m *pglogrepl.InsertMessage) 
 	if s.tx == nil {
 		return errors.New("insert outside a transaction")
 	}
+	// As Debezium's EventRouter with table.fields.additional.error.on.missing
+	// (true by default): a placed column the table lacks fails the task.
+	for _, h := range s.e.cfg.Router.Headers {
+		if _, ok := cols[h.Column]; !ok {
+			return permanent("the outbox table has no column %q, which table.fields.additional.placement places as header %q",
+				h.Column, h.Header)
+		}
+	}
 	tuple := m.Tuple.Columns
 	get := func(name string) ([]byte, bool) {
 		i, ok := cols[name]

@@ -172,3 +172,36 @@ func TestRetriableRestart(t *testing.T) {
 		t.Fatal("the engine kept retrying beyond errors.max.retries")
 	}
 }
+
+// A column placed as a header that the outbox table lacks fails the task at
+// the first row, as Debezium's EventRouter does with
+// table.fields.additional.error.on.missing (true by default); a NULL one
+// does not (TestRecordTimestampAndNullHeader).
+func TestMissingPlacedColumnFails(t *testing.T) {
+	r := newRig(t, map[string]string{
+		"transforms.outbox.table.fields.additional.placement": "type:header:eventType,note:header:note",
+	})
+	cfg, err := connect.ParseConfig(r.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e := engine.New("outbox", cfg, engine.Options{Kafka: kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()},
+		Metrics: engine.NewMetrics(reg), Logger: testLogger(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	r.waitStreaming()
+	r.insert("order", "7", 1)
+	err = <-done
+	if want := `the outbox table has no column "note", which table.fields.additional.placement places as header "note"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Run: %v, want an error containing %q", err, want)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run kept retrying until the test's deadline")
+	}
+	if got := promtest.Value(t, reg, "outboxpay_cdc_retries_total"); got != 0 {
+		t.Errorf("retries_total %v, want 0: the error is permanent", got)
+	}
+}
