@@ -80,29 +80,24 @@ func TestScheduleIsSeededAndBounded(t *testing.T) {
 	}
 }
 
-// The short, fixed-seed profile of `make chaos`: every kind of fault once,
-// under load, then every invariant must hold.
-func TestShortProfile(t *testing.T) {
+// runShort builds the binary and runs a short profile with cfg's duration,
+// faults, replicas and drain, and the short profiles' other settings (seed
+// 42, 4 payments/s); it fails the test, with the processes' logs, unless
+// every invariant held, and returns the report.
+func runShort(t *testing.T, cfg Config) *Report {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin", "outboxpay")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxpay/outboxpay/cmd/outboxpay").CombinedOutput(); err != nil {
 		t.Fatalf("build outboxpay: %v\n%s", err, out)
 	}
-	faults := map[Kind]int{}
-	for _, k := range Kinds {
-		if k != KillMidRebalance { // needs replicas: TestShortReplicasProfile
-			faults[k] = 1
-		}
-	}
 	var logs bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	report, err := Run(ctx, Config{
-		Binary: bin, Dir: filepath.Join(dir, "run"), Duration: 90 * time.Second, Seed: 42, Rate: 4,
-		Faults: faults, StuckAfter: 8 * time.Second, Pause: 30 * time.Second, Degrade: 10 * time.Second,
-		ConvergeTimeout: 3 * time.Minute,
-		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
-	})
+	cfg.Binary, cfg.Dir, cfg.Seed, cfg.Rate = bin, filepath.Join(dir, "run"), 42, 4
+	cfg.StuckAfter, cfg.Pause, cfg.Degrade, cfg.ConvergeTimeout = 8*time.Second, 30*time.Second, 10*time.Second, 3*time.Minute
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	report, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, logs.String())
 	}
@@ -113,6 +108,19 @@ func TestShortProfile(t *testing.T) {
 		dumpLogs(t, filepath.Join(dir, "run", "logs"))
 		t.Fatalf("invariants broken\n%s", logs.String())
 	}
+	return report
+}
+
+// The short, fixed-seed profile of `make chaos`: every kind of fault once,
+// under load, then every invariant must hold.
+func TestShortProfile(t *testing.T) {
+	faults := map[Kind]int{}
+	for _, k := range Kinds {
+		if k != KillMidRebalance { // needs replicas: TestShortReplicasProfile
+			faults[k] = 1
+		}
+	}
+	report := runShort(t, Config{Duration: 90 * time.Second, Faults: faults})
 	if report.Payments == 0 || report.Refunds == 0 || report.DuplicatesApplied != 0 {
 		t.Errorf("payments %d, refunds %d, duplicates applied %d: want payments, refunds and no duplicate applied",
 			report.Payments, report.Refunds, report.DuplicatesApplied)
@@ -124,31 +132,8 @@ func TestShortProfile(t *testing.T) {
 // while its group rebalances, then a small throughput phase; every
 // invariant must hold and every replica must have handled records.
 func TestShortReplicasProfile(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin", "outboxpay")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxpay/outboxpay/cmd/outboxpay").CombinedOutput(); err != nil {
-		t.Fatalf("build outboxpay: %v\n%s", err, out)
-	}
 	faults := map[Kind]int{KillStock: 1, KillDataPlatform: 1, KillTracker: 1, KillAPI: 1, KillMidRebalance: 1}
-	var logs bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	report, err := Run(ctx, Config{
-		Binary: bin, Dir: filepath.Join(dir, "run"), Duration: 60 * time.Second, Seed: 42, Rate: 4,
-		Faults: faults, StuckAfter: 8 * time.Second, Pause: 30 * time.Second, Degrade: 10 * time.Second,
-		ConvergeTimeout: 3 * time.Minute, Replicas: 2, DrainPayments: 100,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-	})
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, logs.String())
-	}
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Log("\n" + out.String())
-	if !report.OK() {
-		dumpLogs(t, filepath.Join(dir, "run", "logs"))
-		t.Fatalf("invariants broken\n%s", logs.String())
-	}
+	report := runShort(t, Config{Duration: 60 * time.Second, Faults: faults, Replicas: 2, DrainPayments: 100})
 	if report.Payments == 0 || report.DuplicatesApplied != 0 || report.Replicas != 2 {
 		t.Errorf("payments %d, duplicates applied %d, replicas %d: want payments, no duplicate applied, 2 replicas",
 			report.Payments, report.DuplicatesApplied, report.Replicas)
