@@ -101,8 +101,8 @@ type Task struct {
 
 // ConsumerGroup is a consumer group's lag.
 type ConsumerGroup struct {
-	Group      string           `json:"group"`
-	Lag        int64            `json:"lag"`
+	Group      string            `json:"group"`
+	Lag        int64             `json:"lag"`
 	Partitions []PartitionOffset `json:"partitions"`
 }
 
