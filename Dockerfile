@@ -6,11 +6,20 @@
 
 ARG GO_VERSION=1.26.8
 
+# The console's front-end files (uPlot) from npm, by the committed lockfile; the Go stage
+# embeds them (api/operator/web/static/vendor), so the runtime needs no Node.
+FROM node:22-bookworm-slim AS web
+WORKDIR /web
+COPY api/operator/web/package.json api/operator/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund && mkdir -p vendor && \
+    cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/
+
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+COPY --from=web /web/vendor/ api/operator/web/static/vendor/
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o /out/outboxpay ./cmd/outboxpay
 

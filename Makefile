@@ -1,6 +1,9 @@
 # outboxpay: payments with a transactional outbox streamed by change data capture.
 #
-#   make run    the whole system on this machine (private Postgres, API)
+#   make run    the whole system on this machine (private Postgres, API, operator console)
+#   make web    the console's front-end files from npm (uPlot, by package-lock.json) into
+#               api/operator/web/static/vendor, embedded in the binary; build, test, lint and
+#               run make them first (needs npm once; the binary needs neither Node nor network)
 #   make test   every test, with the race detector
 #   make lint   gofmt, go vet, staticcheck
 #   make bench-e2e  payments end to end at rising rates, against pgbench (~5 min; not in make test)
@@ -22,18 +25,34 @@ ENGINE         ?= debezium
 COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
 CONNECT_PORT   ?= 8083
 
-.PHONY: run build test lint migrate bench-cdc bench-e2e chaos chaos-replicas clean up down logs connector-status
+.PHONY: run build web test lint migrate bench-cdc bench-e2e chaos chaos-replicas clean up down logs connector-status
+
+# The console's front-end dependencies: npm ci from the committed lockfile (again only when
+# the lockfile changes), then uPlot's built files copied beside the page's own.
+WEB_DIR    := api/operator/web
+WEB_VENDOR := $(WEB_DIR)/static/vendor/uPlot.iife.min.js $(WEB_DIR)/static/vendor/uPlot.min.css
+NPM        ?= npm
 
 run: build
 	./$(BIN) dev
 
-build:
+build: $(WEB_VENDOR)
 	$(GO) build -o $(BIN) ./cmd/outboxpay
 
-test:
+web: $(WEB_VENDOR)
+
+$(WEB_DIR)/node_modules/.package-lock.json: $(WEB_DIR)/package-lock.json $(WEB_DIR)/package.json
+	$(NPM) ci --prefix $(WEB_DIR) --no-audit --no-fund
+	touch $@
+
+$(WEB_DIR)/static/vendor/%: $(WEB_DIR)/node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp $(WEB_DIR)/node_modules/uplot/dist/$* $@
+
+test: $(WEB_VENDOR)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-lint: $(STATICCHECK)
+lint: $(STATICCHECK) $(WEB_VENDOR)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -121,4 +140,4 @@ chaos-replicas:
 	CHAOS_REPLICAS=2 $(GO) run ./cmd/chaos
 
 clean:
-	rm -rf bin
+	rm -rf bin $(WEB_DIR)/static/vendor $(WEB_DIR)/node_modules

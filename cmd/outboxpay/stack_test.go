@@ -1093,8 +1093,19 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
-	if len(froms) < 2 || !strings.Contains(froms[0], "golang:${GO_VERSION}") || !strings.HasSuffix(froms[0], " AS build") {
+	isBuild := func(f string) bool {
+		return strings.Contains(f, "golang:${GO_VERSION}") && strings.HasSuffix(f, " AS build")
+	}
+	if len(froms) < 2 || !slices.ContainsFunc(froms, isBuild) || isBuild(froms[len(froms)-1]) {
 		t.Errorf("stages %q: want a golang build stage and a runtime stage", froms)
+	}
+	// The console's front-end files come from npm's lockfile in a node stage
+	// (the build context has no node_modules), embedded by the Go build.
+	if !slices.ContainsFunc(froms, func(f string) bool { return strings.HasPrefix(f, "node:") && strings.HasSuffix(f, " AS web") }) ||
+		!slices.ContainsFunc(lines, func(l string) bool {
+			return strings.HasPrefix(l, "COPY --from=web ") && strings.HasSuffix(l, " api/operator/web/static/vendor/")
+		}) {
+		t.Errorf("stages %q: want a node stage (AS web) whose vendor files the build stage copies into api/operator/web/static/vendor/", froms)
 	}
 	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
 	if err != nil {
