@@ -4,7 +4,8 @@
 // runner (pgbenchrun), the mock external data platform (platformmock), the
 // development token issuer (devtoken), test
 // harnesses and fixtures (pgtest, kafkatest, kafkaclustertest, connecttest,
-// eventually, logtest, promtest, runtest, contractdoc) and the chaos harness (chaos).
+// eventually, logtest, promtest, runtest, contractdoc), a headless chromium for the
+// console's browser tests (browser) and the chaos harness (chaos).
 //
 // Imports point one way: the product (api, internal/shop, internal/outbox,
 // connect, consumers, migrations, ...) never imports the kit; cmd/ does, to
