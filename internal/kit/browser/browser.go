@@ -236,11 +236,25 @@ func (b *Browser) Click(sel string) {
 	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
-// Fill replaces the value of the input or textarea matching the CSS selector
-// by typing value into it (so the page sees input events).
+// Fill replaces the value of the input or textarea matching the CSS selector:
+// it empties it, then types value into it (so the page sees key and input
+// events).
 func (b *Browser) Fill(sel, value string) {
 	b.t.Helper()
-	b.do("fill "+sel, chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value))
+	b.WaitVisible(sel)
+	ok, err := Eval[bool](b, fmt.Sprintf(`(() => {
+		const e = document.querySelector(%s);
+		if (!e || !('value' in e)) return false;
+		e.value = '';
+		e.dispatchEvent(new Event('input', {bubbles: true}));
+		return true;
+	})()`, jsString(sel)))
+	if err != nil || !ok {
+		b.t.Fatalf("browser: fill %s: no such field (%v)", sel, err)
+	}
+	if value != "" {
+		b.do("fill "+sel, chromedp.SendKeys(chromedp.CSS(sel), value))
+	}
 }
 
 // Select chooses the option with value of the select element matching the

@@ -58,7 +58,8 @@ func TestLogInThroughBasicAuth(t *testing.T) {
 	b.WaitVisible("#hello")
 	// The page's own fetch() carries the credentials the prompt was given.
 	b.WaitText("#data", "data for op")
-	b.Fill("#name", "Ada")
+	b.Fill("#name", "someone")
+	b.Fill("#name", "Ada") // replaces, does not append
 	b.Click("#go")
 	if got := b.WaitText("#out", "hi Ada"); got != "hi Ada" {
 		t.Errorf("#out = %q", got)
