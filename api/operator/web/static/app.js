@@ -347,6 +347,11 @@
     return [now - KEEP_S, now];
   }
 
+  // fromZero: counts and rates start at 0, with some room above the top.
+  function fromZero(u, min, max) {
+    return [0, max > 0 ? max * 1.15 : 1];
+  }
+
   function chartSize(el) {
     return { width: Math.max(280, el.clientWidth), height: 180 };
   }
@@ -355,7 +360,7 @@
     const opts = {
       ...chartSize(el),
       series: [{}, ...series],
-      scales: { x: { time: true, range: timeRange } },
+      scales: { x: { time: true, range: timeRange }, y: { range: fromZero } },
       fmtDate: (tpl) => uPlot.fmtDate(tpl.replace('{h}', '{HH}').replace('{aa}', '').replace('{M}/{D}/{YY}', '{YYYY}-{MM}-{DD}').replace('{M}/{D}', '{MM}-{DD}')),
       axes: [
         { stroke: '#475569', grid: { stroke: '#e2e8f0' }, ticks: { stroke: '#cbd5e1' } },
@@ -387,7 +392,7 @@
     if (!charts.status) {
       const ser = STATUSES.map((s) => line(s, STATUS_COLOR[s], s === 'COMPLETE' ? { scale: 'complete', dash: [4, 3] } : {}));
       charts.status = makeChart($('#chart-status'), ser, (x) => fmtNum(x), {
-        scales: { x: { time: true, range: timeRange }, complete: {} },
+        scales: { x: { time: true, range: timeRange }, y: { range: fromZero }, complete: { range: fromZero } },
         axes: [
           { stroke: '#475569', grid: { stroke: '#e2e8f0' }, ticks: { stroke: '#cbd5e1' } },
           { stroke: '#475569', grid: { stroke: '#e2e8f0' }, ticks: { stroke: '#cbd5e1' }, size: 56, values: (u, vals) => vals.map((x) => fmtNum(x)) },
