@@ -383,7 +383,7 @@
     }
     if (!charts.lat) {
       const v = (u, x) => (x == null ? '–' : fmtMs(x));
-      charts.lat = makeChart($('#chart-latency'), [line('p50', PALETTE[2], { value: v }), line('p95', PALETTE[1], { value: v }), line('p99', PALETTE[3], { value: v })], fmtMs);
+      charts.lat = makeChart($('#chart-latency'), [line('p50', PALETTE[2], { value: v }), line('p95', PALETTE[1], { value: v }), line('p99', PALETTE[3], { value: v })], (x) => (x > 0 ? fmtMs(x) : '0'));
     }
     if (!charts.lag) {
       const groups = [...lagData.groups.keys()];
