@@ -563,6 +563,7 @@
 
   async function showEvents(gen) {
     document.title = 'Events · outboxpay console';
+    $('#event-back').setAttribute('href', location.hash || '#/events'); // the event view's way back
     for (const [k, sel] of Object.entries(SEARCH_FIELDS)) $(sel).value = current.params.get(k) || '';
     const q = new URLSearchParams();
     for (const k of Object.keys(SEARCH_FIELDS)) if (current.params.get(k)) q.set(k, current.params.get(k));
@@ -617,13 +618,11 @@
     $('#event-status').removeAttribute('data-status');
     $('#event-status').className = '';
     $('#event-id').textContent = id;
-    fill($('#event-facts'));
+    $('#event-body').hidden = true;
     const err = $('#event-error');
     err.hidden = false;
     err.textContent = problemText(e);
     for (const b of ['#btn-retry', '#btn-park', '#btn-discard']) $(b).disabled = true;
-    for (const sel of ['#timeline', '#handlers tbody', '#event-dlq tbody', '#event-audit tbody']) fill($(sel));
-    $('#event-payload').textContent = '';
   }
 
   function renderEvent(life) {
@@ -634,6 +633,7 @@
     st.dataset.status = e.status;
     st.textContent = e.status;
     $('#event-id').textContent = e.id;
+    $('#event-body').hidden = false;
 
     const facts = [
       ['Aggregate', `${e.aggregatetype}/${e.aggregateid}`],
