@@ -174,14 +174,19 @@ func Eval[T any](b *Browser, expr string) (T, error) {
 // selector, and whether there is one.
 func (b *Browser) Text(sel string) (string, bool) {
 	b.t.Helper()
-	v, err := Eval[*string](b, fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText : null })()`, jsString(sel)))
+	txt, ok, err := b.text(sel)
 	if err != nil {
 		b.t.Fatalf("browser: text of %s: %v", sel, err)
 	}
-	if v == nil {
-		return "", false
+	return txt, ok
+}
+
+func (b *Browser) text(sel string) (string, bool, error) {
+	v, err := Eval[*string](b, fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText : null })()`, jsString(sel)))
+	if err != nil || v == nil {
+		return "", false, err
 	}
-	return *v, true
+	return *v, true, nil
 }
 
 // Count is how many elements match the CSS selector.
@@ -206,8 +211,11 @@ func (b *Browser) WaitText(sel, substr string) string {
 	b.t.Helper()
 	var last string
 	err := eventually.WaitEvery(b.timeout, 100*time.Millisecond, func() (bool, error) {
-		txt, ok := b.Text(sel)
+		txt, ok, err := b.text(sel) // an error (a page loading) is retried
 		last = txt
+		if err != nil {
+			return false, err
+		}
 		if !ok {
 			return false, fmt.Errorf("no element %s", sel)
 		}
