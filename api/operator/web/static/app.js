@@ -798,9 +798,10 @@
     });
   }
 
-  function targetLink(t) {
+  function targetLink(t, action) {
     if (isUUID(t)) return h('a', { href: `#/event/${t}`, title: t }, shortID(t));
-    if (/\.dlq$/.test(t)) return h('a', { href: `#/dlq?topic=${encodeURIComponent(t)}` }, t);
+    if (action === 'redrive') return h('a', { href: `#/dlq?topic=${encodeURIComponent(t)}` }, t);
+    if (action.startsWith('connector-')) return h('a', { href: '#/connector' }, t);
     return t;
   }
 
@@ -821,7 +822,7 @@
     if (gen !== current.gen) return;
     fill(tbody, entries.length ? entries.map((a) => h('tr', { 'data-audit-id': a.id, 'data-action': a.action, class: a.changed ? null : 'unchanged' },
       h('td', { class: 'num' }, a.id), timeCell(a.at), h('td', {}, a.actor), h('td', { class: 'nowrap' }, a.action),
-      h('td', { class: 'mono' }, targetLink(a.target)), h('td', { class: 'wrap' }, a.reason),
+      h('td', { class: 'mono' }, targetLink(a.target, a.action || '')), h('td', { class: 'wrap' }, a.reason),
       h('td', {}, a.changed ? 'yes' : 'no'), h('td', { class: 'wrap muted' }, a.detail || ''))) : empty(8, 'No operator action yet.'));
   }
 
