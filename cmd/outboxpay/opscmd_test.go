@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,8 @@ import (
 
 	"github.com/outboxpay/outboxpay/api/operator"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
 	"github.com/outboxpay/outboxpay/internal/ops"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
@@ -223,5 +227,67 @@ func TestConsoleNeedsCredentials(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Basic realm="outboxpay operator"`) {
 		t.Errorf("GET /console without credentials: %s, WWW-Authenticate %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+// TestRunConsole: `outboxpay console` refuses to start without its
+// credentials file or Kafka, opens DATABASE_URL, builds its operations with
+// that database and CONNECT_URL, serves the console on CONSOLE_ADDR (and
+// /metrics), stops when ctx is done and releases the operations.
+func TestRunConsole(t *testing.T) {
+	_, dbURL := pgtest.NewDB(t)
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL, cfg.ConnectURL = dbURL, "http://connect.invalid:8083"
+	cfg.ConsoleAddr, cfg.MetricsAddr = freeAddr(t), freeAddr(t)
+	never := func(context.Context, deps, string) (operator.Operations, func() error, error) {
+		t.Error("operations built before the configuration was checked")
+		return nil, nil, errors.New("not to be called")
+	}
+	if err := runConsole(context.Background(), testDeps(cfg, nil), never); err == nil || !strings.Contains(err.Error(), "KAFKA_BOOTSTRAP_SERVERS") {
+		t.Errorf("without Kafka: %v", err)
+	}
+	cfg.KafkaBootstrap = "kafka.invalid:9092"
+	if err := runConsole(context.Background(), testDeps(cfg, nil), never); err == nil || !strings.Contains(err.Error(), "CONSOLE_CREDENTIALS_FILE") {
+		t.Errorf("without CONSOLE_CREDENTIALS_FILE: %v", err)
+	}
+	cfg.ConsoleCredentialsFile = filepath.Join(t.TempDir(), "console.properties")
+	if err := basicauth.WriteFile(cfg.ConsoleCredentialsFile, basicauth.User{Name: "ops", Password: "pw-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
+
+	id := uuid.New()
+	var released atomic.Bool
+	build := func(ctx context.Context, d deps, connectURL string) (operator.Operations, func() error, error) {
+		if connectURL != cfg.ConnectURL {
+			t.Errorf("operations of %s, want CONNECT_URL", connectURL)
+		}
+		if err := d.dbs.api.PingContext(ctx); err != nil { // withDB: DATABASE_URL is every pool
+			t.Errorf("the operator's database: %v", err)
+		}
+		return &consoleOps{known: id}, func() error { released.Store(true); return nil }, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runConsole(ctx, testDeps(cfg, nil), build) }()
+	c := operator.NewClient("http://"+cfg.ConsoleAddr, "ops", "pw-0123456789", nil)
+	eventually.True(t, 30*time.Second, "the console answers", func() (bool, error) {
+		res, err := c.Retry(ctx, id, "r")
+		return err == nil && res.Changed, nil
+	})
+	resp, err := http.Get("http://" + cfg.MetricsAddr + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("runConsole: %v", err)
+	}
+	if !released.Load() {
+		t.Error("the operations were not released")
 	}
 }
