@@ -1,10 +1,12 @@
 package operator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -521,5 +523,28 @@ func TestNew(t *testing.T) {
 	}
 	if got := do(t, e, req{method: "GET", target: "/console"}); got.status != http.StatusOK && got.status != http.StatusServiceUnavailable {
 		t.Errorf("GET /console with the built-in assets: %d", got.status)
+	}
+}
+
+// TestRequestLog: one line per request with the user, never the
+// credentials.
+func TestRequestLog(t *testing.T) {
+	var buf bytes.Buffer
+	e, err := operator.New(&recorder{}, operator.Config{
+		Credentials: basicauth.New(basicauth.User{Name: user, Password: password}),
+		Logger:      slog.New(slog.NewTextHandler(&buf, nil)),
+		Assets:      builtAssets,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, e, req{method: "POST", target: "/ops/connector/pause", body: `{"reason":"r"}`})
+	do(t, e, req{method: "GET", target: "/ops/summary", user: user, password: "wrong-" + password})
+	log := buf.String()
+	if strings.Count(log, "operator request") != 2 || !strings.Contains(log, "user="+user) || !strings.Contains(log, "status=401") {
+		t.Errorf("request log:\n%s", log)
+	}
+	if strings.Contains(log, password) || strings.Contains(log, "Basic ") {
+		t.Errorf("the log holds credentials:\n%s", log)
 	}
 }
