@@ -88,7 +88,7 @@ bench-e2e: build
 	for v in $$(sed -n 's/^\([A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do \
 	    sed -i "s/^$$v=.*/$$v=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')/" .env.tmp || exit 1; done; \
 	mv .env.tmp .env
-	@echo "wrote .env with fresh passwords (Grafana admin: grep GRAFANA .env; Kafka Connect: grep CONNECT_REST .env)"
+	@echo "wrote .env with fresh passwords (Grafana admin: grep GRAFANA .env; Kafka Connect: grep CONNECT_REST .env; console: grep CONSOLE .env)"
 
 # Build and start the stack, wait until the connector is RUNNING, print the URLs.
 up: .env
@@ -98,6 +98,7 @@ up: .env
 	@echo "  API            http://localhost:8080   (bearer tokens of the issuer service:"
 	@echo "                 curl -H \"Authorization: Bearer \$$($(COMPOSE) exec -T auth-issuer outboxpay token --user 1)\" localhost:8080/products)"
 	@echo "  Kafka Connect  http://127.0.0.1:$(CONNECT_PORT)/connectors/outbox/status   ($(ENGINE); make connector-status)"
+	@echo "  Console        http://127.0.0.1:8088/console   (CONSOLE_USERNAME/CONSOLE_PASSWORD in .env)"
 	@echo "  kafka-ui       http://127.0.0.1:8081"
 	@echo "  Grafana        http://127.0.0.1:3000   (user admin, GRAFANA_ADMIN_PASSWORD in .env; dashboards: Outbox pipeline, Consumer lag)"
 	@echo "  Prometheus     http://127.0.0.1:9090"

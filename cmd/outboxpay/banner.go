@@ -16,16 +16,36 @@ import (
 // substitution that reads dev's generated password from its file (so the
 // password itself is never printed), or the CONNECT_REST_* variables.
 func curlCredentials(cfg config) string {
-	if cfg.ConnectRESTUsername == devUser && strings.HasSuffix(cfg.ConnectRESTCredentialsFile, string(filepath.Separator)+devCredentialsFile) {
+	if isDevCredentialsFile(cfg, cfg.ConnectRESTCredentialsFile) {
 		return fmt.Sprintf(`"%s:$(sed -n 's/^%s: *//p' '%s')"`, devUser, devUser, cfg.ConnectRESTCredentialsFile)
 	}
 	return `"$CONNECT_REST_USERNAME:$CONNECT_REST_PASSWORD"`
+}
+
+// isDevCredentialsFile reports whether path is the credentials file `dev`
+// generated (under DATA_DIR) and the REST clients sign in as its user.
+func isDevCredentialsFile(cfg config, path string) bool {
+	return cfg.ConnectRESTUsername == devUser && path == cfg.ConnectRESTCredentialsFile &&
+		strings.HasSuffix(path, string(filepath.Separator)+devCredentialsFile)
+}
+
+// consoleLogin is how the banner tells to log in to the console: with
+// dev's generated file, its user and password (a local development
+// password, made for this machine, which the browser's login asks for);
+// otherwise the users of the file the console uses (CONSOLE_CREDENTIALS_FILE,
+// else CONNECT_REST_CREDENTIALS_FILE), named but not read.
+func consoleLogin(cfg config) string {
+	if isDevCredentialsFile(cfg, cfg.ConsoleCredentialsFile) {
+		return fmt.Sprintf("log in as %s, password %s", devUser, cfg.ConnectRESTPassword)
+	}
+	return "log in as one of the users of " + cfg.ConsoleCredentialsFile
 }
 
 // devEndpoints are what `dev` runs, for its banner.
 type devEndpoints struct {
 	api, metrics            net.Addr
 	connectURL, platformURL string
+	consoleURL              string // the operator API's base URL; "" when not served
 	database, kafka         string
 	kafkaUsersFile          string           // the embedded Kafka's users; "" for another Kafka
 	tokens                  map[int64]string // demo user -> token file; empty with an external identity provider
@@ -42,6 +62,9 @@ func banner(ep devEndpoints, cfg config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\noutboxpay is running. Ctrl-C stops everything.\n\n")
 	fmt.Fprintf(&b, "  API            %s   (OpenAPI: %s/openapi.yaml)\n", base, base)
+	if ep.consoleURL != "" {
+		fmt.Fprintf(&b, "  Console        %s/console   (%s)\n", ep.consoleURL, consoleLogin(cfg))
+	}
 	fmt.Fprintf(&b, "  Metrics        http://%s/metrics   (the API's, the consumers' and the reconciler's)\n", localAddr(ep.metrics))
 	fmt.Fprintf(&b, "  Kafka Connect  %s   (connector: %s/connectors/outbox/status, metrics: %s/metrics)\n", ep.connectURL, ep.connectURL, ep.connectURL)
 	fmt.Fprintf(&b, "  Platform       %s/events   (what the data-platform consumer delivered)\n", ep.platformURL)

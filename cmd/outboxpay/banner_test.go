@@ -24,6 +24,25 @@ func TestBanner(t *testing.T) {
 			t.Errorf("the banner prints a secret:\n%s", b)
 		}
 	}
+	if strings.Contains(b, "Console") {
+		t.Errorf("a banner without the console names it:\n%s", b)
+	}
+	// The console's login: dev's generated password, in its line only.
+	ep.consoleURL = "http://127.0.0.1:8088"
+	cfg.ConsoleCredentialsFile = cfg.ConnectRESTCredentialsFile
+	b = banner(ep, cfg)
+	if want := "  Console        http://127.0.0.1:8088/console   (log in as admin, password p4ss-word)\n"; !strings.Contains(b, want) {
+		t.Errorf("the banner lacks %q:\n%s", want, b)
+	}
+	if strings.Count(b, "p4ss-word") != 1 || strings.Contains(b, "db-s3cret") {
+		t.Errorf("the banner prints a secret outside the console's login:\n%s", b)
+	}
+	// An operator's own console credentials file: its password is not dev's.
+	cfg.ConsoleCredentialsFile = "/etc/console.properties"
+	b = banner(ep, cfg)
+	if !strings.Contains(b, "/console   (log in as one of the users of /etc/console.properties)") || strings.Contains(b, "p4ss-word") {
+		t.Errorf("banner with CONSOLE_CREDENTIALS_FILE:\n%s", b)
+	}
 	for _, want := range []string{
 		"postgres://u:xxxxx@127.0.0.1:5432/outboxpay",
 		"http://127.0.0.1:9100/metrics",
@@ -39,6 +58,7 @@ func TestBanner(t *testing.T) {
 	// Credentials of the operator's own file: the banner names the
 	// variables; tokens of an identity provider of the operator's: $TOKEN.
 	cfg.ConnectRESTCredentialsFile = "/etc/connect.properties"
+	cfg.ConsoleCredentialsFile = cfg.ConnectRESTCredentialsFile
 	ep.tokens = nil
 	b = banner(ep, cfg)
 	for _, want := range []string{

@@ -192,6 +192,26 @@ type config struct {
 	// reconciler marks it EXPIRED; an expired order cannot be paid.
 	OrderExpiry time.Duration `env:"ORDER_EXPIRY" envDefault:"30m"`
 
+	// ConsoleAddr is where `console` and `dev` serve the operator API
+	// (/ops/...) and the console page (/console); loopback by default: its
+	// HTTP Basic credentials cross the network in the clear, so any other
+	// address belongs behind a TLS proxy.
+	ConsoleAddr string `env:"CONSOLE_ADDR" envDefault:"127.0.0.1:8088"`
+	// ConsoleCredentialsFile holds the operators (PropertyFileLoginModule
+	// format: `user: password` lines); every request of the operator API
+	// and the page needs HTTP Basic credentials of one of them, and the
+	// audit log names the user. Required by `console`; `dev` uses its Kafka
+	// Connect credentials file when it is unset.
+	ConsoleCredentialsFile string `env:"CONSOLE_CREDENTIALS_FILE"`
+	// ConsoleRequestTimeout bounds the work of one operator API request
+	// (a re-drive of a whole DLQ topic included).
+	ConsoleRequestTimeout time.Duration `env:"CONSOLE_REQUEST_TIMEOUT" envDefault:"30s"`
+	// ConsoleURL, ConsoleUsername and ConsolePassword are what `outboxpay
+	// ops` calls and signs in as (environment only: flags would show in ps).
+	ConsoleURL      string `env:"CONSOLE_URL" envDefault:"http://127.0.0.1:8088"`
+	ConsoleUsername string `env:"CONSOLE_USERNAME"`
+	ConsolePassword string `env:"CONSOLE_PASSWORD"`
+
 	// ReplayTopics are the dead-letter topics `replay` re-drives; default:
 	// the dead-letter topic of every event topic (event.DLQTopics:
 	// outbox.event.payment.dlq,outbox.event.order.dlq).
@@ -256,6 +276,9 @@ func loadConfig() (config, error) {
 	case cfg.HTTPWriteTimeout <= cfg.APIRequestTimeout:
 		return config{}, fmt.Errorf("read configuration: HTTP_WRITE_TIMEOUT (%v) must exceed API_REQUEST_TIMEOUT (%v)",
 			cfg.HTTPWriteTimeout, cfg.APIRequestTimeout)
+	case cfg.ConsoleRequestTimeout <= 0 || cfg.HTTPWriteTimeout <= cfg.ConsoleRequestTimeout:
+		return config{}, fmt.Errorf("read configuration: CONSOLE_REQUEST_TIMEOUT (%v) must be positive and below HTTP_WRITE_TIMEOUT (%v)",
+			cfg.ConsoleRequestTimeout, cfg.HTTPWriteTimeout)
 	case cfg.ConnectHTTPWriteTimeout <= 0:
 		return config{}, fmt.Errorf("read configuration: CONNECT_HTTP_WRITE_TIMEOUT must be positive")
 	case cfg.OrderExpiry <= 0:

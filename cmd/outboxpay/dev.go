@@ -341,7 +341,8 @@ const (
 // created (0600) with the user admin and a random password unless it exists,
 // and dev's own client signs in as admin; with it, dev's client uses
 // CONNECT_REST_USERNAME and CONNECT_REST_PASSWORD. The platform mock uses
-// the same file unless PLATFORM_MOCK_CREDENTIALS_FILE is set.
+// the same file unless PLATFORM_MOCK_CREDENTIALS_FILE is set, and so does the
+// console unless CONSOLE_CREDENTIALS_FILE is set.
 func devCredentials(cfg config, logger *slog.Logger) (config, error) {
 	if cfg.ConnectRESTCredentialsFile != "" {
 		if cfg.ConnectRESTUsername == "" || cfg.ConnectRESTPassword == "" {
@@ -378,6 +379,9 @@ func devCredentials(cfg config, logger *slog.Logger) (config, error) {
 	}
 	if cfg.PlatformMockCredentialsFile == "" {
 		cfg.PlatformMockCredentialsFile = cfg.ConnectRESTCredentialsFile
+	}
+	if cfg.ConsoleCredentialsFile == "" {
+		cfg.ConsoleCredentialsFile = cfg.ConnectRESTCredentialsFile
 	}
 	return cfg, nil
 }

@@ -11,6 +11,7 @@
 //	outboxpay register-connector  # put the connector config to Kafka Connect, wait until RUNNING
 //	outboxpay healthcheck URL     # exit 0 when URL answers 2xx (container health checks)
 //	outboxpay issuer    # the development token issuer's JWK Set; token --user N: one of its tokens
+//	outboxpay ops retry ID --reason R   # the operator API's reads and actions, for scripts
 //
 // Configuration comes from environment variables; see README.md.
 package main
@@ -43,6 +44,10 @@ commands:
   issuer         serve the development token issuer's JWK Set (AUTH_ISSUER_ADDR)
   token --user N [--scope 'orders payments'] [--ttl 1h]
                  print an access token of the development issuer
+  ops <subcommand> [arguments]
+                 the operator API's reads and actions for scripts (summary, events,
+                 event, retry, park, discard, dlq, redrive, connector, audit):
+                 outboxpay ops help
   healthcheck URL
                  exit 0 when URL answers 2xx within 3 s, else 1; sends
                  CONNECT_REST_USERNAME/CONNECT_REST_PASSWORD as HTTP Basic if set
@@ -70,6 +75,17 @@ func main() {
 			os.Exit(2)
 		}
 		return
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "ops" {
+		cfg, err := loadConfig()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runOps(ctx, cfg, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	if len(os.Args) != 2 {
 		fmt.Fprint(os.Stderr, usage)

@@ -278,7 +278,8 @@ func TestComposeFile(t *testing.T) {
 
 	t.Run("the project's services", func(t *testing.T) {
 		for name, cmd := range map[string]string{"api": "api", "consumers": "consumers", "consumers-data-platform": "consumers",
-			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock", "auth-issuer": "issuer"} {
+			"consumers-outbox-tracker": "consumers", "reconciler": "reconcile", "platform-mock": "platform-mock", "auth-issuer": "issuer",
+			"console": "console"} {
 			s := svc(name)
 			if s.command() != cmd || s.Image != svc("migrate").Image || svc("migrate").Build == nil {
 				t.Errorf("%s: command %q, image %q; want %q of migrate's image, built from the Dockerfile", name, s.command(), s.Image, cmd)
@@ -293,7 +294,7 @@ func TestComposeFile(t *testing.T) {
 		// Each service connects as its own role, or not at all; only the
 		// one-shot migrate and seed use the superuser.
 		for name, role := range map[string]string{
-			"api": "outboxpay_api", "consumers": "outboxpay_worker", "reconciler": "outboxpay_worker",
+			"api": "outboxpay_api", "consumers": "outboxpay_worker", "reconciler": "outboxpay_worker", "console": "outboxpay_operator",
 			"platform-mock": "", "connector-register": "", "auth-issuer": "", "migrate": "outboxpay", "seed": "outboxpay",
 		} {
 			dbURL := svc(name).Environment["DATABASE_URL"]
@@ -308,7 +309,7 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 		mig := svc("migrate").Environment
-		for _, v := range []string{"DB_API_PASSWORD", "DB_WORKER_PASSWORD", "DB_CDC_PASSWORD"} {
+		for _, v := range []string{"DB_API_PASSWORD", "DB_WORKER_PASSWORD", "DB_CDC_PASSWORD", "DB_OPERATOR_PASSWORD"} {
 			if mig[v] != "change-me" {
 				t.Errorf("migrate: %s = %q, want .env.example's", v, mig[v])
 			}
@@ -407,6 +408,8 @@ func TestComposeFile(t *testing.T) {
 			{svc("consumers"), "consumers", "METRICS_ADDR"},
 			{svc("reconciler"), "reconciler", "METRICS_ADDR"},
 			{svc("platform-mock"), "platform-mock", "PLATFORM_MOCK_ADDR"},
+			{svc("console"), "console", "CONSOLE_ADDR"},
+			{svc("console"), "console", "METRICS_ADDR"},
 			{embedded.Services["connect"], "embedded connect", "CONNECT_ADDR"},
 		} {
 			if addr := c.s.Environment[c.kv]; !strings.HasPrefix(addr, ":") && !strings.HasPrefix(addr, "0.0.0.0:") {
@@ -758,7 +761,7 @@ func TestComposeFile(t *testing.T) {
 		script = strings.ReplaceAll(script, "chown ", "true ")
 		cmd := exec.Command("sh", "-c", script)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONNECT_REST_USERNAME=operator", "CONNECT_REST_PASSWORD=op-secret",
-			"CONNECT_METRICS_PASSWORD=scrape-secret"}
+			"CONNECT_METRICS_PASSWORD=scrape-secret", "CONSOLE_USERNAME=alice", "CONSOLE_PASSWORD=console-secret"}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("operator-credentials: %v\n%s", err, out)
 		}
@@ -787,6 +790,9 @@ func TestComposeFile(t *testing.T) {
 		}
 		if got := users(svc("platform-mock").Environment["PLATFORM_MOCK_CREDENTIALS_FILE"]); !slices.Equal(got, []basicauth.User{{Name: "operator", Password: "op-secret"}}) {
 			t.Errorf("platform-mock's credentials: users %v", got)
+		}
+		if got := users(svc("console").Environment["CONSOLE_CREDENTIALS_FILE"]); !slices.Equal(got, []basicauth.User{{Name: "alice", Password: "console-secret"}}) {
+			t.Errorf("console's credentials: users %v", got)
 		}
 		// Prometheus signs in as prometheus with the password file.
 		var pcfg struct {

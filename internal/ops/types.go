@@ -18,7 +18,7 @@ import (
 )
 
 // Sentinel errors callers branch on (the operator API maps them to 404,
-// 409 and 400).
+// 409, 400 and 502).
 var (
 	// ErrNotFound: no such event, DLQ topic or record.
 	ErrNotFound = errors.New("not found")
@@ -27,6 +27,9 @@ var (
 	ErrConflict = errors.New("not allowed in the target's state")
 	// ErrInvalid: a parameter is out of its range (wrapped with which).
 	ErrInvalid = errors.New("invalid parameter")
+	// ErrUpstream: a dependency (Kafka Connect, Kafka) failed; the operator
+	// API answers 502 without the cause, which may name an address.
+	ErrUpstream = errors.New("a dependency (Kafka Connect, Kafka) failed")
 )
 
 // Action names, as audit rows hold them.
