@@ -7,7 +7,15 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/internal/outbox"
 )
+
+// waiting tells whether a row of status s waits for the pipeline or the
+// reconciler, and so counts in the oldest unfinished age.
+func waiting(s outbox.Status) bool {
+	return s == outbox.StatusInit || s == outbox.StatusPublished || s == outbox.StatusFailed
+}
 
 // slotsQuery reads the logical slots of the current database and the WAL
 // each holds back. On a standby (logical slots there exist since Postgres
@@ -93,8 +101,9 @@ func (c *Collector) collectSlots(ctx context.Context, ch chan<- prometheus.Metri
 }
 
 // collectOutbox reports the outbox rows by status (every known status, 0
-// when it has no rows) and the age of the oldest row that is not COMPLETE
-// (0 when there is none). Nothing is sent unless the query succeeds.
+// when it has no rows) and the age of the oldest row still waiting for the
+// pipeline or the reconciler (INIT, PUBLISHED or FAILED; 0 when there is
+// none): rows an operator parked or discarded wait for nobody. Nothing is sent unless the query succeeds.
 func (c *Collector) collectOutbox(ctx context.Context, ch chan<- prometheus.Metric) error {
 	rows, err := c.opts.DB.QueryContext(ctx, outboxQuery)
 	if err != nil {
@@ -102,7 +111,10 @@ func (c *Collector) collectOutbox(ctx context.Context, ch chan<- prometheus.Metr
 	}
 	defer rows.Close()
 	// Every status the schema allows is reported, 0 when no row has it.
-	counts := map[string]int64{"INIT": 0, "PUBLISHED": 0, "COMPLETE": 0, "FAILED": 0}
+	counts := make(map[string]int64, len(outbox.Statuses()))
+	for _, s := range outbox.Statuses() {
+		counts[string(s)] = 0
+	}
 	oldest := 0.0
 	for rows.Next() {
 		var (
@@ -114,7 +126,7 @@ func (c *Collector) collectOutbox(ctx context.Context, ch chan<- prometheus.Metr
 			return fmt.Errorf("scan rows by status: %w", err)
 		}
 		counts[status] += n
-		if status != "COMPLETE" {
+		if waiting(outbox.Status(status)) {
 			oldest = max(oldest, age)
 		}
 	}

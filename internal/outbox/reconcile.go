@@ -105,8 +105,9 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 }
 
 // RecordAttempts counts one delivery attempt on each row of notes: attempts
-// + 1, updated_at = now() and last_error = the row's note. Rows that became
-// COMPLETE or FAILED meanwhile are left alone. It returns how many rows it
+// + 1, updated_at = now() and last_error = the row's note. Rows no longer
+// INIT or PUBLISHED (COMPLETE, FAILED, or parked or discarded by an
+// operator) are left alone. It returns how many rows it
 // changed.
 func RecordAttempts(ctx context.Context, q Execer, notes map[uuid.UUID]string) (int64, error) {
 	if len(notes) == 0 {
@@ -124,7 +125,7 @@ func RecordAttempts(ctx context.Context, q Execer, notes map[uuid.UUID]string) (
 			updated_at = now(),
 			last_error = v.note
 		FROM unnest($1::uuid[], $2::text[]) AS v(id, note)
-		WHERE o.id = v.id AND o.status NOT IN ('COMPLETE', 'FAILED')`, pq.Array(ids), pq.Array(msgs))
+		WHERE o.id = v.id AND o.status IN ('INIT', 'PUBLISHED')`, pq.Array(ids), pq.Array(msgs))
 	if err != nil {
 		return 0, fmt.Errorf("record attempts on %d outbox rows: %w", len(notes), err)
 	}
