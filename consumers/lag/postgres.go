@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,25 +32,6 @@ SELECT slot_name,
   FROM pg_replication_slots
  WHERE slot_type = 'logical' AND database = current_database()
  ORDER BY slot_name`
-
-// outboxQuery counts the outbox rows by status, with the age of each
-// status's oldest unfinished row, in one snapshot, without reading the
-// table: the unfinished rows (completed_at NULL: few, unless the pipeline
-// lags) through outbox_unfinished_idx, and the finished ones (completed_at
-// set, which MarkHandled does with COMPLETE) counted in
-// outbox_completed_at_idx alone (an index-only scan). A row COMPLETE
-// without completed_at (written by hand) counts in the first part, by its
-// status. The age is measured on the database's clock, so the exporter's
-// clock does not matter.
-const outboxQuery = `
-SELECT status, count(*), GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-  FROM outbox
- WHERE completed_at IS NULL
- GROUP BY status
-UNION ALL
-SELECT 'COMPLETE', count(*), 0
-  FROM outbox
- WHERE completed_at IS NOT NULL`
 
 // collectPostgres reports the replication slots and the outbox. Each part
 // is sent when its query succeeds; it returns what failed.
@@ -101,41 +83,23 @@ func (c *Collector) collectSlots(ctx context.Context, ch chan<- prometheus.Metri
 }
 
 // collectOutbox reports the outbox rows by status (every known status, 0
-// when it has no rows) and the age of the oldest row still waiting for the
-// pipeline or the reconciler (INIT, PUBLISHED or FAILED; 0 when there is
-// none): rows an operator parked or discarded wait for nobody. Nothing is sent unless the query succeeds.
+// when it has no rows; outbox.CountByStatus, COMPLETE counted exactly) and
+// the age of the oldest row still waiting for the pipeline or the
+// reconciler (INIT, PUBLISHED or FAILED; 0 when there is none): rows an
+// operator parked or discarded wait for nobody. Nothing is sent unless the
+// query succeeds.
 func (c *Collector) collectOutbox(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.opts.DB.QueryContext(ctx, outboxQuery)
+	counts, ages, err := outbox.CountByStatus(ctx, c.opts.DB, true)
 	if err != nil {
-		return fmt.Errorf("count rows by status: %w", err)
+		return err
 	}
-	defer rows.Close()
-	// Every status the schema allows is reported, 0 when no row has it.
-	counts := make(map[string]int64, len(outbox.Statuses()))
-	for _, s := range outbox.Statuses() {
-		counts[string(s)] = 0
-	}
-	oldest := 0.0
-	for rows.Next() {
-		var (
-			status string
-			n      int64
-			age    float64
-		)
-		if err := rows.Scan(&status, &n, &age); err != nil {
-			return fmt.Errorf("scan rows by status: %w", err)
-		}
-		counts[status] += n
-		if waiting(outbox.Status(status)) {
-			oldest = max(oldest, age)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read rows by status: %w", err)
-	}
+	var oldest time.Duration
 	for status, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.outboxRows, prometheus.GaugeValue, float64(n), status)
+		ch <- prometheus.MustNewConstMetric(c.outboxRows, prometheus.GaugeValue, float64(n), string(status))
+		if waiting(status) {
+			oldest = max(oldest, ages[status])
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, oldest)
+	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, oldest.Seconds())
 	return nil
 }
