@@ -46,38 +46,60 @@ func (c *Collector) collectPostgres(ctx context.Context, ch chan<- prometheus.Me
 	return errors.Join(errs...)
 }
 
+// Slot is a logical replication slot of the database.
+type Slot struct {
+	Name   string
+	Active bool // a client is streaming from it
+	// LagBytes is the WAL between the server's current position and the
+	// slot's confirmed flush position; -1 when the slot was never
+	// confirmed or was invalidated.
+	LagBytes int64
+}
+
+// Slots reads the logical replication slots of db's database (slotsQuery).
+func Slots(ctx context.Context, db *sql.DB) ([]Slot, error) {
+	rows, err := db.QueryContext(ctx, slotsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("query pg_replication_slots: %w", err)
+	}
+	defer rows.Close()
+	out := []Slot{}
+	for rows.Next() {
+		var (
+			s   Slot
+			lag sql.NullFloat64
+		)
+		if err := rows.Scan(&s.Name, &s.Active, &lag); err != nil {
+			return nil, fmt.Errorf("scan pg_replication_slots: %w", err)
+		}
+		s.LagBytes = -1
+		if lag.Valid {
+			s.LagBytes = int64(max(lag.Float64, 0))
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pg_replication_slots: %w", err)
+	}
+	return out, nil
+}
+
 // collectSlots reports each logical slot's lag in bytes and whether a
 // client is streaming from it. Nothing is sent unless the query succeeds.
 func (c *Collector) collectSlots(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.opts.DB.QueryContext(ctx, slotsQuery)
+	slots, err := Slots(ctx, c.opts.DB)
 	if err != nil {
-		return fmt.Errorf("query pg_replication_slots: %w", err)
+		return err
 	}
-	defer rows.Close()
-	var metrics []prometheus.Metric
-	for rows.Next() {
-		var (
-			name   string
-			active bool
-			lag    sql.NullFloat64
-		)
-		if err := rows.Scan(&name, &active, &lag); err != nil {
-			return fmt.Errorf("scan pg_replication_slots: %w", err)
+	for _, s := range slots {
+		active := 0.0
+		if s.Active {
+			active = 1
 		}
-		activeValue := 0.0
-		if active {
-			activeValue = 1
+		ch <- prometheus.MustNewConstMetric(c.slotActive, prometheus.GaugeValue, active, s.Name)
+		if s.LagBytes >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.slotLag, prometheus.GaugeValue, float64(s.LagBytes), s.Name)
 		}
-		metrics = append(metrics, prometheus.MustNewConstMetric(c.slotActive, prometheus.GaugeValue, activeValue, name))
-		if lag.Valid {
-			metrics = append(metrics, prometheus.MustNewConstMetric(c.slotLag, prometheus.GaugeValue, max(lag.Float64, 0), name))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read pg_replication_slots: %w", err)
-	}
-	for _, m := range metrics {
-		ch <- m
 	}
 	return nil
 }
