@@ -1,0 +1,310 @@
+package ops_test
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/google/uuid"
+
+	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
+	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
+	"github.com/outboxpay/outboxpay/internal/kit/logtest"
+	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/ops"
+	"github.com/outboxpay/outboxpay/internal/outbox"
+	"github.com/outboxpay/outboxpay/migrations"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// rig is a database (as the superuser and as the operator's role) and a
+// Kafka cluster that enforces the product's ACLs, with the service on them
+// as the operator's role and principal.
+type rig struct {
+	t     *testing.T
+	admin *sql.DB
+	url   string
+	op    *sql.DB
+	kafka *kafkacluster.Cluster
+	sasl  *kafkacluster.SASL
+	svc   *ops.Service
+}
+
+func newRig(t *testing.T, cfg ops.Config) *rig {
+	t.Helper()
+	sasl := &kafkacluster.SASL{Mechanism: kafkaclient.ScramSHA512, Superuser: kafkaclient.PrincipalAdmin,
+		SuperuserPassword: "admin-pw", Users: map[string]string{}, ACLs: kafkaclient.ACLs()}
+	for _, p := range kafkaclient.Principals() {
+		sasl.Users[p] = p + "-pw"
+	}
+	r := &rig{t: t, sasl: sasl}
+	r.kafka = kafkaclustertest.Start(t, kafkacluster.Options{SASL: sasl})
+	r.admin, r.url = pgtest.NewDB(t)
+	r.op, _ = pgtest.AsRole(t, r.url, migrations.RoleOperator)
+	cfg.DB, cfg.Kafka = r.op, r.as(kafkaclient.PrincipalOperator)
+	if cfg.Logger == nil {
+		cfg.Logger = logtest.T(t, slog.LevelDebug)
+	}
+	svc, err := ops.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	r.svc = svc
+	return r
+}
+
+// as is the cluster as principal p.
+func (r *rig) as(p string) kafkaclient.Config {
+	if p == kafkaclient.PrincipalAdmin {
+		return kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}.WithUser(r.sasl.Mechanism, p, r.sasl.SuperuserPassword)
+	}
+	return kafkaclient.Config{Bootstrap: r.kafka.Bootstrap()}.WithUser(r.sasl.Mechanism, p, r.sasl.Users[p])
+}
+
+// insert writes an OrderPaid event of order orderID and sets its row's
+// status with the delivery columns such a row has after trouble.
+func (r *rig) insert(orderID int64, status outbox.Status, published bool) event.Message {
+	r.t.Helper()
+	m, err := event.NewOrderPaid(event.OrderPaid{OrderID: orderID, UserID: 3, Items: []event.Item{{ProductDetailID: 2, Quantity: 1}}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tx, err := r.admin.Begin()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := outbox.Insert(r.t.Context(), tx, m); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.exec(`UPDATE outbox SET status = $2, attempts = 5, last_error = 'broken',
+		published_at = CASE WHEN $3 THEN now() END, failed_at = CASE WHEN $2 = 'FAILED' THEN now() END,
+		completed_at = CASE WHEN $2 = 'COMPLETE' THEN now() END WHERE id = $1`, m.ID, string(status), published)
+	return m
+}
+
+func (r *rig) exec(query string, args ...any) {
+	r.t.Helper()
+	if _, err := r.admin.ExecContext(r.t.Context(), query, args...); err != nil {
+		r.t.Fatalf("%s: %v", query, err)
+	}
+}
+
+func (r *rig) status(id uuid.UUID) (status string, attempts int) {
+	r.t.Helper()
+	if err := r.admin.QueryRow(`SELECT status, attempts FROM outbox WHERE id = $1`, id).Scan(&status, &attempts); err != nil {
+		r.t.Fatal(err)
+	}
+	return status, attempts
+}
+
+func (r *rig) auditRows() int {
+	r.t.Helper()
+	var n int
+	if err := r.admin.QueryRow(`SELECT count(*) FROM operator_audit`).Scan(&n); err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// produceDLQ writes dead-lettered records of events to topic's DLQ, as
+// consume's DLQ writes them, and returns them as written (with offsets).
+func (r *rig) produceDLQ(topic string, ids ...uuid.UUID) []*kafka.Message {
+	r.t.Helper()
+	cm := r.as(kafkaclient.PrincipalAdmin).ProducerConfigMap(nil)
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer p.Close()
+	dlq := event.DLQTopic(topic)
+	var out []*kafka.Message
+	for i, id := range ids {
+		delivered := make(chan kafka.Event, 1)
+		err := p.Produce(&kafka.Message{
+			TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: kafka.PartitionAny},
+			Key:            []byte(fmt.Sprint(i)), Value: fmt.Appendf(nil, `{"n": %d}`, i),
+			Headers: []kafka.Header{
+				{Key: event.HeaderID, Value: []byte(id.String())},
+				{Key: event.HeaderEventType, Value: []byte(event.TypeOrderPaid)},
+				{Key: event.HeaderDLQReason, Value: []byte("no such product")},
+				{Key: event.HeaderDLQHandler, Value: []byte(event.GroupStock)},
+				{Key: event.HeaderDLQTopic, Value: []byte(topic)},
+				{Key: event.HeaderDLQPartition, Value: []byte("0")},
+				{Key: event.HeaderDLQOffset, Value: []byte(fmt.Sprint(i))},
+				{Key: event.HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+			},
+		}, delivered)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		m := (<-delivered).(*kafka.Message)
+		if m.TopicPartition.Error != nil {
+			r.t.Fatal(m.TopicPartition.Error)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// count is how many records topics hold.
+func (r *rig) count(topics ...string) int64 {
+	r.t.Helper()
+	n, err := kafkatest.CountAs(r.as(kafkaclient.PrincipalAdmin), topics)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+var actor = ops.Actor{Name: "alice", Reason: "  the platform is healed  "}
+
+// Each row action from each status, through the service as the operator's
+// role: the resulting status, changed, an audit row each time it is
+// allowed (reason trimmed, actor, changed), ErrConflict with neither a
+// change nor an audit row where it is not. Bad input (a blank or too long
+// reason, no actor) is ErrInvalid and changes nothing; a missing row is
+// ErrNotFound.
+func TestRowActions(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	ctx := t.Context()
+	do := map[string]func(uuid.UUID, ops.Actor) (ops.Result, error){
+		ops.ActionRetry:   func(id uuid.UUID, a ops.Actor) (ops.Result, error) { return r.svc.Retry(ctx, a, id) },
+		ops.ActionPark:    func(id uuid.UUID, a ops.Actor) (ops.Result, error) { return r.svc.Park(ctx, a, id) },
+		ops.ActionDiscard: func(id uuid.UUID, a ops.Actor) (ops.Result, error) { return r.svc.Discard(ctx, a, id) },
+	}
+	for i, tc := range []struct {
+		action  string
+		from    outbox.Status
+		want    outbox.Status // "" for a conflict
+		changed bool
+	}{
+		{ops.ActionRetry, outbox.StatusParked, outbox.StatusPublished, true},
+		{ops.ActionRetry, outbox.StatusPublished, outbox.StatusPublished, false},
+		{ops.ActionRetry, outbox.StatusComplete, outbox.StatusComplete, false},
+		{ops.ActionRetry, outbox.StatusDiscarded, "", false},
+		{ops.ActionPark, outbox.StatusFailed, outbox.StatusParked, true},
+		{ops.ActionPark, outbox.StatusParked, outbox.StatusParked, false},
+		{ops.ActionPark, outbox.StatusComplete, "", false},
+		{ops.ActionDiscard, outbox.StatusParked, outbox.StatusDiscarded, true},
+		{ops.ActionDiscard, outbox.StatusDiscarded, outbox.StatusDiscarded, false},
+		{ops.ActionDiscard, outbox.StatusComplete, "", false},
+	} {
+		t.Run(fmt.Sprintf("%s %s", tc.action, tc.from), func(t *testing.T) {
+			m := r.insert(int64(100+i), tc.from, true)
+			before := r.auditRows()
+			res, err := do[tc.action](m.ID, actor)
+			if tc.want == "" {
+				if !errors.Is(err, ops.ErrConflict) {
+					t.Fatalf("%+v, %v; want ErrConflict", res, err)
+				}
+				if s, _ := r.status(m.ID); s != string(tc.from) || r.auditRows() != before {
+					t.Fatalf("refused, yet status %s, %d audit rows (had %d)", s, r.auditRows(), before)
+				}
+				return
+			}
+			if err != nil || res.Status != tc.want || res.Changed != tc.changed || res.AuditID == 0 {
+				t.Fatalf("%+v, %v; want %s changed=%v", res, err, tc.want, tc.changed)
+			}
+			if s, _ := r.status(m.ID); s != string(tc.want) {
+				t.Fatalf("status %s, want %s", s, tc.want)
+			}
+			entries, err := r.svc.Audit(ctx, ops.AuditQuery{Target: m.ID.String()})
+			if err != nil || len(entries) != 1 {
+				t.Fatalf("audit of %s: %+v, %v", m.ID, entries, err)
+			}
+			if e := entries[0]; e.ID != res.AuditID || e.Actor != "alice" || e.Action != tc.action ||
+				e.Reason != "the platform is healed" || e.Changed != tc.changed || e.Target != m.ID.String() {
+				t.Fatalf("audit row %+v", e)
+			}
+		})
+	}
+
+	m := r.insert(200, outbox.StatusFailed, true)
+	long := strings.Repeat("é", ops.MaxReasonLen+1)
+	for _, a := range []ops.Actor{{Name: "alice"}, {Name: "alice", Reason: " \t "}, {Name: "alice", Reason: long}, {Reason: "why"}} {
+		for name, f := range do {
+			if _, err := f(m.ID, a); !errors.Is(err, ops.ErrInvalid) {
+				t.Errorf("%s with %q/%d characters: %v, want ErrInvalid", name, a.Name, len([]rune(a.Reason)), err)
+			}
+		}
+	}
+	if s, attempts := r.status(m.ID); s != "FAILED" || attempts != 5 {
+		t.Errorf("after bad input: %s, %d attempts", s, attempts)
+	}
+	if _, err := r.svc.Park(ctx, ops.Actor{Name: "alice", Reason: strings.Repeat("é", ops.MaxReasonLen)}, m.ID); err != nil {
+		t.Errorf("a reason of MaxReasonLen characters: %v", err)
+	}
+	for name, f := range do {
+		if _, err := f(uuid.New(), actor); !errors.Is(err, ops.ErrNotFound) {
+			t.Errorf("%s of a missing row: %v, want ErrNotFound", name, err)
+		}
+	}
+	entries, err := r.svc.Audit(ctx, ops.AuditQuery{Limit: 3})
+	if err != nil || len(entries) != 3 || entries[0].ID <= entries[1].ID {
+		t.Errorf("the audit log, newest first, limit 3: %+v, %v", entries, err)
+	}
+	if _, err := r.svc.Audit(ctx, ops.AuditQuery{Limit: 501}); !errors.Is(err, ops.ErrInvalid) {
+		t.Errorf("limit 501: %v", err)
+	}
+}
+
+// A retry of a FAILED row makes it PUBLISHED with no attempts and
+// publishes at once the record the reconciler would republish (the
+// router's, of the row as Postgres holds it); one of a never published row
+// makes it INIT.
+func TestRetryPublishes(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	ctx := t.Context()
+	m := r.insert(7, outbox.StatusFailed, true)
+	start := time.Now()
+	res, err := r.svc.Retry(ctx, actor, m.ID)
+	if err != nil || !res.Changed || res.Status != outbox.StatusPublished {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if s, attempts := r.status(m.ID); s != "PUBLISHED" || attempts != 0 {
+		t.Fatalf("row %s, %d attempts; want PUBLISHED, 0", s, attempts)
+	}
+	var payload string
+	if err := r.admin.QueryRow(`SELECT payload::text FROM outbox WHERE id = $1`, m.ID).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
+	want, err := connect.DefaultRouter.Route(connect.Columns{"id": m.ID.String(), "aggregatetype": m.AggregateType,
+		"aggregateid": m.AggregateID, "type": m.Type, "payload": payload}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kafkatest.ReadAllAs(t, r.as(kafkaclient.PrincipalAdmin), []string{want.Topic}, 1, 20*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("%d records", len(got))
+	}
+	g := got[0]
+	if string(g.Key) != string(want.Key) || string(g.Value) != string(want.Value) || len(g.Headers) != len(want.Headers) ||
+		g.Timestamp.Before(start.Truncate(time.Millisecond)) || g.TopicPartition.Partition != kafkatest.Partition(want.Key, 3) {
+		t.Fatalf("record %v (headers %v), want %+v", g, g.Headers, want)
+	}
+	for i, h := range want.Headers {
+		if g.Headers[i].Key != h.Key || string(g.Headers[i].Value) != string(h.Value) {
+			t.Errorf("header %d: %s=%s, want %s=%s", i, g.Headers[i].Key, g.Headers[i].Value, h.Key, h.Value)
+		}
+	}
+
+	never := r.insert(8, outbox.StatusFailed, false)
+	if res, err := r.svc.Retry(ctx, actor, never.ID); err != nil || res.Status != outbox.StatusInit {
+		t.Fatalf("retry of a never published row: %+v, %v", res, err)
+	}
+}
