@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
@@ -306,5 +307,129 @@ func TestRetryPublishes(t *testing.T) {
 	never := r.insert(8, outbox.StatusFailed, false)
 	if res, err := r.svc.Retry(ctx, actor, never.ID); err != nil || res.Status != outbox.StatusInit {
 		t.Fatalf("retry of a never published row: %+v, %v", res, err)
+	}
+}
+
+// The DLQ list reads dead-lettered records with their headers, newest
+// first, by event when asked. Re-driving one record produces it on its
+// original topic without the dlq.* headers; again, it is skipped. Re-driving
+// the topic produces the others once, then nothing; `outboxpay replay`
+// (consume.Replay) shares the replay group's offsets, so neither re-drives
+// what the other did. The summary's DLQ depth follows.
+func TestRedrive(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	ctx := t.Context()
+	topic := event.Topic(event.AggregateOrder)
+	dlq := event.DLQTopic(topic)
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	written := r.produceDLQ(topic, ids...)
+	depth := func() int64 {
+		t.Helper()
+		s, err := r.svc.Summary(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range s.DLQ {
+			if d.Topic == dlq {
+				return d.Depth
+			}
+		}
+		t.Fatalf("no depth of %s in %+v", dlq, s.DLQ)
+		return 0
+	}
+	if d := depth(); d != 3 {
+		t.Errorf("depth %d, want 3", d)
+	}
+
+	recs, err := r.svc.DLQ(ctx, ops.DLQQuery{})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("DLQ: %+v, %v", recs, err)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Timestamp.After(recs[i-1].Timestamp) {
+			t.Errorf("not newest first: %+v", recs)
+		}
+	}
+	one, err := r.svc.DLQ(ctx, ops.DLQQuery{EventID: ids[1], Topic: dlq})
+	if err != nil || len(one) != 1 {
+		t.Fatalf("DLQ of %s: %+v, %v", ids[1], one, err)
+	}
+	rec := one[0]
+	w := written[1]
+	if rec.Topic != dlq || rec.Partition != w.TopicPartition.Partition || rec.Offset != int64(w.TopicPartition.Offset) ||
+		*rec.EventID != ids[1] || rec.OriginalTopic != topic || rec.Handler != event.GroupStock ||
+		rec.Reason != "no such product" || rec.DeadLetteredAt == nil || rec.RedrivenAt != nil {
+		t.Fatalf("record %+v", rec)
+	}
+	if _, err := r.svc.DLQ(ctx, ops.DLQQuery{Topic: topic}); !errors.Is(err, ops.ErrInvalid) {
+		t.Errorf("DLQ of a topic that is no DLQ: %v", err)
+	}
+
+	p, o := rec.Partition, rec.Offset
+	res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq, Partition: &p, Offset: &o})
+	if err != nil || !res.Changed || res.Redriven != 1 {
+		t.Fatalf("redrive one: %+v, %v", res, err)
+	}
+	back := kafkatest.ReadAllAs(t, r.as(kafkaclient.PrincipalAdmin), []string{topic}, 1, 20*time.Second)
+	if len(back) != 1 || string(back[0].Value) != string(w.Value) || string(back[0].Key) != string(w.Key) ||
+		kafkatest.Header(back[0], event.HeaderID) != ids[1].String() || len(back[0].Headers) != 2 {
+		t.Fatalf("re-driven record %v, headers %v", back, back[0].Headers)
+	}
+	if res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq, Partition: &p, Offset: &o}); err != nil || res.Changed || res.Redriven != 0 {
+		t.Fatalf("redrive one again: %+v, %v", res, err)
+	}
+	if d := depth(); d != 2 {
+		t.Errorf("depth %d after one re-drive, want 2", d)
+	}
+	far := int64(1000)
+	if _, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq, Partition: &p, Offset: &far}); !errors.Is(err, ops.ErrNotFound) {
+		t.Errorf("redrive past the end: %v", err)
+	}
+	if _, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: topic}); !errors.Is(err, ops.ErrNotFound) {
+		t.Errorf("redrive of a topic that is no DLQ: %v", err)
+	}
+	if _, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq, Partition: &p}); !errors.Is(err, ops.ErrInvalid) {
+		t.Errorf("redrive with a partition alone: %v", err)
+	}
+
+	res, err = r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq})
+	if err != nil || !res.Changed || res.Redriven != 2 {
+		t.Fatalf("redrive all: %+v, %v", res, err)
+	}
+	if res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq}); err != nil || res.Changed || res.Redriven != 0 {
+		t.Fatalf("redrive all again: %+v, %v", res, err)
+	}
+	if n := r.count(topic); n != 3 {
+		t.Errorf("%d records on %s, want each of the 3 once", n, topic)
+	}
+	if d := depth(); d != 0 {
+		t.Errorf("depth %d after re-driving all, want 0", d)
+	}
+	recs, err = r.svc.DLQ(ctx, ops.DLQQuery{Topic: dlq})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("DLQ: %+v, %v", recs, err)
+	}
+	for _, rec := range recs {
+		if rec.RedrivenAt == nil {
+			t.Errorf("record %+v: no redriven_at", rec)
+		}
+	}
+
+	// replay shares the offsets: it re-drives the record written since,
+	// and the console's re-drive of all then finds nothing.
+	r.produceDLQ(topic, uuid.New())
+	n, err := consume.Replay(ctx, r.as(kafkaclient.PrincipalReplay), []string{dlq}, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d, %v; want 1", n, err)
+	}
+	if res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq}); err != nil || res.Redriven != 0 {
+		t.Fatalf("redrive all after replay: %+v, %v", res, err)
+	}
+	if n := r.count(topic); n != 4 {
+		t.Errorf("%d records on %s, want 4", n, topic)
+	}
+	entries, err := r.svc.Audit(ctx, ops.AuditQuery{Target: dlq})
+	if err != nil || len(entries) != 3 || entries[2].Detail != "2 re-driven, 1 re-driven before" {
+		t.Errorf("audit of %s: %+v, %v", dlq, entries, err)
 	}
 }
