@@ -433,3 +433,164 @@ func TestRedrive(t *testing.T) {
 		t.Errorf("audit of %s: %+v, %v", dlq, entries, err)
 	}
 }
+
+// The summary of known rows: counts by status (COMPLETE estimated from the
+// statistics), the oldest INIT or PUBLISHED row's age, FAILED, the window's
+// completions and percentiles, every consumer group, and the connector
+// UNKNOWN and unavailable without Kafka Connect. The series buckets the
+// same completions. Out-of-range windows, spans and steps are ErrInvalid.
+func TestSummaryAndSeries(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	ctx := t.Context()
+	// 100 completions 20 s ago with latencies 1..100 ms, 10 an hour ago;
+	// INIT rows 1 and 10 minutes old, a PARKED one a day old, 2 FAILED.
+	r.exec(`
+		INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, status, created_at, completed_at)
+		SELECT gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'COMPLETE',
+		       now() - interval '20 seconds' - i * interval '1 millisecond', now() - interval '20 seconds'
+		  FROM generate_series(1, 100) i;
+		INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, status, created_at, completed_at)
+		SELECT gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'COMPLETE', now() - interval '61 minutes', now() - interval '59 minutes'
+		  FROM generate_series(1, 10);
+		INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, status, created_at) VALUES
+		  (gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'INIT', now() - interval '1 minute'),
+		  (gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'INIT', now() - interval '10 minutes'),
+		  (gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'PARKED', now() - interval '1 day'),
+		  (gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'FAILED', now() - interval '2 days'),
+		  (gen_random_uuid(), 'order', '1', 'OrderPaid', '{}', 'FAILED', now() - interval '2 days');
+		ANALYZE outbox`)
+	s, err := r.svc.Summary(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[outbox.Status]int64{"COMPLETE": 110, "INIT": 2, "PUBLISHED": 0, "FAILED": 2, "PARKED": 1, "DISCARDED": 0}
+	if fmt.Sprint(s.Outbox.Rows) != fmt.Sprint(want) || s.Outbox.Failed != 2 {
+		t.Errorf("rows %v, failed %d; want %v, 2", s.Outbox.Rows, s.Outbox.Failed, want)
+	}
+	if o := s.Outbox.OldestUnfinishedSeconds; o < 600 || o > 660 {
+		t.Errorf("oldest unfinished %vs, want 600 (the PARKED and FAILED rows do not count)", o)
+	}
+	near := func(got, want float64) bool { return got > want-0.5 && got < want+0.5 }
+	if w := s.Window; w.Seconds != 60 || w.Completed != 100 || !near(w.PerSecond, 100.0/60) ||
+		!near(w.P50ms, 50.5) || !near(w.P95ms, 95.05) || !near(w.P99ms, 99.01) {
+		t.Errorf("window %+v", w)
+	}
+	if s.Connector.State != "UNKNOWN" || fmt.Sprint(s.Unavailable) != "[connector]" {
+		t.Errorf("connector %+v, unavailable %v; want UNKNOWN, [connector]", s.Connector, s.Unavailable)
+	}
+	if len(s.Consumers) != len(kafkaclient.ConsumerGroups()) || len(s.DLQ) != len(event.DLQTopics()) || s.Slots == nil {
+		t.Errorf("consumers %+v, dlq %+v, slots %v", s.Consumers, s.DLQ, s.Slots)
+	}
+
+	series, err := r.svc.Series(ctx, time.Hour, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, b := range series.Buckets {
+		total += b.Completed
+		if b.At.Truncate(time.Minute) != b.At || b.PerSecond != float64(b.Completed)/60 {
+			t.Errorf("bucket %+v", b)
+		}
+	}
+	if series.StepSeconds != 60 || total != 110 || len(series.Buckets) != 2 || series.Buckets[0].Completed != 10 ||
+		!near(series.Buckets[0].P50ms, 2*60*1000) {
+		t.Errorf("series %+v", series)
+	}
+
+	for _, w := range []time.Duration{9 * time.Second, time.Hour + time.Second} {
+		if _, err := r.svc.Summary(ctx, w); !errors.Is(err, ops.ErrInvalid) {
+			t.Errorf("window %v: %v", w, err)
+		}
+	}
+	for _, sp := range [][2]time.Duration{{30 * time.Second, time.Second}, {61 * time.Minute, time.Second},
+		{time.Minute, 500 * time.Millisecond}, {time.Minute, 6 * time.Minute}} {
+		if _, err := r.svc.Series(ctx, sp[0], sp[1]); !errors.Is(err, ops.ErrInvalid) {
+			t.Errorf("series %v by %v: %v", sp[0], sp[1], err)
+		}
+	}
+}
+
+// With Kafka unreachable the summary still answers, naming kafka in
+// Unavailable, without an address in what it returns.
+func TestSummaryWithoutKafka(t *testing.T) {
+	_, url := pgtest.NewDB(t)
+	op, _ := pgtest.AsRole(t, url, migrations.RoleOperator)
+	svc, err := ops.New(ops.Config{DB: op, Kafka: kafkaclient.Config{Bootstrap: "127.0.0.1:1"}, Logger: logtest.T(t, slog.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	s, err := svc.Summary(t.Context(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.Unavailable) != "[connector kafka]" || len(s.Consumers) != 0 || s.Outbox.Rows == nil {
+		t.Errorf("summary %+v", s)
+	}
+	if _, err := svc.DLQ(t.Context(), ops.DLQQuery{}); !errors.Is(err, ops.ErrUpstream) || strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("DLQ without Kafka: %v", err)
+	}
+}
+
+// An event's life: its row and payload, its handler and when it handled,
+// its dead-lettered record (with its re-drive), the audit rows of actions
+// on it, and the timeline of all of it, oldest first.
+func TestLife(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	ctx := t.Context()
+	m := r.insert(9, outbox.StatusFailed, true)
+	r.exec(`UPDATE outbox SET created_at = now() - interval '1 hour', published_at = now() - interval '59 minutes',
+		failed_at = now() - interval '30 minutes' WHERE id = $1`, m.ID)
+	w := r.produceDLQ(event.Topic(event.AggregateOrder), m.ID)[0]
+	p, o := w.TopicPartition.Partition, int64(w.TopicPartition.Offset)
+	if _, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: *w.TopicPartition.Topic, Partition: &p, Offset: &o}); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := r.svc.Life(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(failed.Timeline); n != 5 || failed.Timeline[2].What != ops.MomentFailed || failed.Timeline[2].Detail != "broken" {
+		t.Errorf("timeline of the FAILED row %+v", failed.Timeline)
+	}
+	if _, err := r.svc.Park(ctx, actor, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.Retry(ctx, actor, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.exec(`INSERT INTO processed_events (consumer_group, event_id) VALUES ('stock', $1)`, m.ID)
+	r.exec(`UPDATE outbox SET status = 'COMPLETE', completed_at = now(), handled_by = '{stock}' WHERE id = $1`, m.ID)
+
+	life, err := r.svc.Life(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life.Event.ID != m.ID || life.Event.Status != outbox.StatusComplete || life.Event.OrderID != 9 ||
+		life.Event.Topic != event.Topic(event.AggregateOrder) || string(life.Payload) == "" {
+		t.Errorf("event %+v, payload %s", life.Event, life.Payload)
+	}
+	if len(life.Handlers) != 1 || life.Handlers[0].Group != event.GroupStock || life.Handlers[0].ProcessedAt == nil {
+		t.Errorf("handlers %+v", life.Handlers)
+	}
+	if len(life.DLQ) != 1 || life.DLQ[0].RedrivenAt == nil || len(life.Audit) != 2 {
+		t.Errorf("dlq %+v, audit %+v", life.DLQ, life.Audit)
+	}
+	var whats []string
+	for i, mo := range life.Timeline {
+		whats = append(whats, mo.What)
+		if i > 0 && mo.At.Before(life.Timeline[i-1].At) {
+			t.Errorf("timeline not in order: %+v", life.Timeline)
+		}
+	}
+	// The retry cleared failed_at: the failure shows in last_error and
+	// the audit rows.
+	want := "[committed published dead-lettered redriven park retry handled complete]"
+	if fmt.Sprint(whats) != want {
+		t.Errorf("timeline %v, want %v", whats, want)
+	}
+	if _, err := r.svc.Life(ctx, uuid.New()); !errors.Is(err, ops.ErrNotFound) {
+		t.Errorf("life of a missing event: %v", err)
+	}
+}
