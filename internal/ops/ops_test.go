@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -14,14 +15,19 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxpay/outboxpay/connect"
+	"github.com/outboxpay/outboxpay/connect/engine"
+	"github.com/outboxpay/outboxpay/connect/rest"
+	"github.com/outboxpay/outboxpay/connect/worker"
 	"github.com/outboxpay/outboxpay/consumers/consume"
 	"github.com/outboxpay/outboxpay/internal/event"
 	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/kit/eventually"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkacluster"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkaclustertest"
 	"github.com/outboxpay/outboxpay/internal/kit/kafkatest"
 	"github.com/outboxpay/outboxpay/internal/kit/logtest"
 	"github.com/outboxpay/outboxpay/internal/kit/pgtest"
+	"github.com/outboxpay/outboxpay/internal/kit/runtest"
 	"github.com/outboxpay/outboxpay/internal/ops"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/migrations"
@@ -592,5 +598,97 @@ func TestLife(t *testing.T) {
 	}
 	if _, err := r.svc.Life(ctx, uuid.New()); !errors.Is(err, ops.ErrNotFound) {
 		t.Errorf("life of a missing event: %v", err)
+	}
+}
+
+// Pause, resume and restart go to the real Kafka Connect worker (with the
+// embedded engine) through its REST API: the connector's state follows, a
+// pause of a PAUSED connector changes nothing, every action is audited
+// under the connector's name, and the summary shows the state. An unknown
+// action is ErrInvalid; an unreachable Kafka Connect is ErrUpstream, its
+// address in no error.
+func TestConnectorActions(t *testing.T) {
+	r := newRig(t, ops.Config{})
+	var dbName string
+	if err := r.admin.QueryRow(`SELECT current_database()`).Scan(&dbName); err != nil {
+		t.Fatal(err)
+	}
+	slot := "ops_" + dbName
+	t.Cleanup(func() {
+		eventually.True(t, 30*time.Second, "drop slot "+slot, func() (bool, error) {
+			_, err := r.admin.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+			return err == nil, err
+		})
+	})
+	env, err := connect.DatabaseEnv(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := logtest.T(t, slog.LevelDebug)
+	w := worker.New(r.admin, func(name string, c connect.Config) (worker.Task, error) {
+		return engine.New(name, c, engine.Options{Kafka: r.as(kafkaclient.PrincipalConnector),
+			ProducerConfig: map[string]any{"broker.address.family": "v4"}, Logger: logger}), nil
+	}, worker.Options{WorkerID: "127.0.0.1:8083", Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok }, Logger: logger})
+	srv := httptest.NewServer(rest.NewServer(w, rest.ServerOptions{Logger: logger}))
+	t.Cleanup(srv.Close)
+	runtest.Checked(t, time.Minute, w.Run)
+	cc := rest.NewClient(srv.URL, srv.Client())
+	req, err := connect.OutboxConnector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Config["slot.name"] = slot
+	if _, err := cc.CreateConnector(t.Context(), req.Name, req.Config); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ops.New(ops.Config{DB: r.op, Kafka: r.as(kafkaclient.PrincipalOperator), Connect: cc, ConnectorName: req.Name, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := t.Context()
+	waitState := func(want string) {
+		t.Helper()
+		eventually.True(t, 30*time.Second, "connector "+want, func() (bool, error) {
+			s, err := svc.Summary(ctx, time.Minute)
+			return err == nil && s.Connector.State == want && len(s.Unavailable) == 0, err
+		})
+	}
+	waitState(connect.StateRunning)
+
+	for _, step := range []struct {
+		action  string
+		changed bool
+		state   string
+	}{
+		{ops.ActionConnectorPause, true, connect.StatePaused},
+		{ops.ActionConnectorPause, false, connect.StatePaused},
+		{ops.ActionConnectorResume, true, connect.StateRunning},
+		{ops.ActionConnectorRestart, true, connect.StateRunning},
+	} {
+		res, err := svc.Connector(ctx, actor, step.action)
+		if err != nil || res.Changed != step.changed || res.AuditID == 0 {
+			t.Fatalf("%s: %+v, %v; want changed=%v", step.action, res, err, step.changed)
+		}
+		waitState(step.state)
+	}
+	entries, err := svc.Audit(ctx, ops.AuditQuery{Target: req.Name})
+	if err != nil || len(entries) != 4 || entries[0].Action != ops.ActionConnectorRestart || entries[2].Changed {
+		t.Errorf("audit of the connector: %+v, %v", entries, err)
+	}
+	if _, err := svc.Connector(ctx, actor, "delete"); !errors.Is(err, ops.ErrInvalid) {
+		t.Errorf("unknown action: %v", err)
+	}
+
+	srv.Close()
+	res, err := svc.Connector(ctx, actor, ops.ActionConnectorRestart)
+	if !errors.Is(err, ops.ErrUpstream) || strings.Contains(err.Error(), strings.TrimPrefix(srv.URL, "http://")) {
+		t.Errorf("unreachable Kafka Connect: %+v, %v", res, err)
+	}
+	if _, err := r.svc.Connector(ctx, actor, ops.ActionConnectorPause); !errors.Is(err, ops.ErrUpstream) {
+		t.Errorf("no Kafka Connect configured: %v", err)
+	}
+	if n, _ := svc.Audit(ctx, ops.AuditQuery{Target: req.Name}); len(n) != 4 {
+		t.Errorf("failed actions audited: %+v", n)
 	}
 }
