@@ -22,11 +22,6 @@ import (
 	"github.com/outboxpay/outboxpay/internal/outbox"
 )
 
-// ErrUpstream: Kafka Connect (or Kafka) refused or could not be reached;
-// the cause is logged, not returned (it can name an internal address). The
-// operator API answers 502.
-var ErrUpstream = errors.New("upstream refused or unreachable")
-
 // Defaults of Config.
 const (
 	DefaultConnectorName = "outbox"

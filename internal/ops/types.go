@@ -18,7 +18,7 @@ import (
 )
 
 // Sentinel errors callers branch on (the operator API maps them to 404,
-// 409 and 400).
+// 409, 400 and 502).
 var (
 	// ErrNotFound: no such event, DLQ topic or record.
 	ErrNotFound = errors.New("not found")
@@ -27,6 +27,10 @@ var (
 	ErrConflict = errors.New("not allowed in the target's state")
 	// ErrInvalid: a parameter is out of its range (wrapped with which).
 	ErrInvalid = errors.New("invalid parameter")
+	// ErrUpstream: Kafka Connect or Kafka refused or could not be reached;
+	// the cause is logged, not returned (its text can name an internal
+	// address). The operator API answers 502.
+	ErrUpstream = errors.New("upstream refused or unreachable")
 )
 
 // Action names, as audit rows hold them.
