@@ -141,6 +141,8 @@ func (s *Service) Redrive(ctx context.Context, a Actor, rd Redrive) (Result, err
 	if rd.Partition != nil && (*rd.Partition < 0 || *rd.Offset < 0) {
 		return Result{}, invalid("offset", "partition and offset must not be negative")
 	}
+	s.redriveMu.Lock()
+	defer s.redriveMu.Unlock()
 	r, err := consume.NewDLQReader(s.kafka)
 	if err != nil {
 		return Result{}, s.upstream("redrive: reader", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -71,6 +72,9 @@ type Service struct {
 	lag       *lag.Collector
 	dlqScan   int
 	logger    *slog.Logger
+	// redriveMu serializes the re-drives of this service, so that two
+	// at once never read the same records.
+	redriveMu sync.Mutex
 }
 
 // New returns the service. It opens Kafka clients (which connect lazily)
