@@ -172,6 +172,18 @@ func (s *Service) redriveOne(ctx context.Context, r *consume.DLQReader, actor, r
 	if err != nil {
 		return Result{}, s.upstream("redrive: read", err)
 	}
+	// A record before the replay group's offset was re-driven by a
+	// re-drive of its whole topic (or `outboxpay replay`).
+	pending, err := r.Pending(ctx, []string{topic})
+	if err != nil {
+		return Result{}, s.upstream("redrive: pending records", err)
+	}
+	if !slices.ContainsFunc(pending, func(rg consume.DLQRange) bool {
+		return rg.Partition == partition && offset >= rg.From && offset < rg.End
+	}) {
+		id, err := s.audit(ctx, s.db, actor, ActionRedrive, target, reason, false, "re-driven before, with its topic")
+		return Result{AuditID: id}, err
+	}
 	if err := s.pub.Publish(ctx, []event.Record{consume.ReplayRecord(m)}); err != nil {
 		return Result{}, s.upstream("redrive: produce", err)
 	}

@@ -423,13 +423,18 @@ func TestRedrive(t *testing.T) {
 
 	// replay shares the offsets: it re-drives the record written since,
 	// and the console's re-drive of all then finds nothing.
-	r.produceDLQ(topic, uuid.New())
+	late := r.produceDLQ(topic, uuid.New())[0]
 	n, err := consume.Replay(ctx, r.as(kafkaclient.PrincipalReplay), []string{dlq}, nil)
 	if err != nil || n != 1 {
 		t.Fatalf("replay: %d, %v; want 1", n, err)
 	}
 	if res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq}); err != nil || res.Redriven != 0 {
 		t.Fatalf("redrive all after replay: %+v, %v", res, err)
+	}
+	// Nor does a re-drive of one record the replay group has passed.
+	lp, lo := late.TopicPartition.Partition, int64(late.TopicPartition.Offset)
+	if res, err := r.svc.Redrive(ctx, actor, ops.Redrive{Topic: dlq, Partition: &lp, Offset: &lo}); err != nil || res.Changed {
+		t.Fatalf("redrive one after replay: %+v, %v", res, err)
 	}
 	if n := r.count(topic); n != 4 {
 		t.Errorf("%d records on %s, want 4", n, topic)
