@@ -106,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("ops: new service: %w", err)
 	}
 	if s.pub == nil {
-		if s.ownPub, err = reconcile.NewKafkaPublisher(cfg.Kafka, nil); err != nil {
+		if s.ownPub, err = reconcile.NewKafkaPublisher(cfg.Kafka, map[string]any{"client.id": "outboxpay-operator"}); err != nil {
 			s.lag.Close()
 			return nil, fmt.Errorf("ops: new service: %w", err)
 		}
