@@ -73,6 +73,27 @@ func newRouter(v map[string]string, shown func(key string) string) (Router, Conf
 	return r, errs
 }
 
+// ReadColumns lists the columns Route reads, once each: what a caller
+// reads of a row (as text) to route it.
+func (r Router) ReadColumns() []string {
+	var cols []string
+	seen := map[string]bool{}
+	add := func(c string) {
+		if c != "" && !seen[c] {
+			seen[c] = true
+			cols = append(cols, c)
+		}
+	}
+	add(r.IDField)
+	add(r.RouteBy)
+	add(r.KeyField)
+	add(r.PayloadField)
+	for _, h := range r.Headers {
+		add(h.Column)
+	}
+	return cols
+}
+
 // Columns are the text values of an outbox row by column name, as Postgres
 // outputs them (pgoutput's text format, or ::text in SQL). A NULL is absent.
 type Columns map[string]string

@@ -19,7 +19,7 @@ import (
 
 // The database roles the migrations create, one per component. They are
 // NOLOGIN until [SetRolePasswords] gives them a password; 00004_roles.sql
-// lists what each may do.
+// and 00011_operator_console.sql list what each may do.
 const (
 	// RoleAPI is the HTTP API's role: DML on the tables its requests touch.
 	RoleAPI = "outboxpay_api"
@@ -29,10 +29,14 @@ const (
 	// RoleCDC is the CDC connector's role: REPLICATION, SELECT on the outbox
 	// and the embedded worker's config store.
 	RoleCDC = "outboxpay_cdc"
+	// RoleOperator is the operator console's role: it reads the outbox and
+	// the inbox, changes an outbox row's status and delivery columns, and
+	// appends to the operator's audit and re-drive tables.
+	RoleOperator = "outboxpay_operator"
 )
 
 // Roles returns the roles the migrations create.
-func Roles() []string { return []string{RoleAPI, RoleWorker, RoleCDC} }
+func Roles() []string { return []string{RoleAPI, RoleWorker, RoleCDC, RoleOperator} }
 
 var (
 	// ErrUnknownRole is returned by [SetRolePasswords] for a role that the

@@ -78,6 +78,33 @@ func TestRolesCannot(t *testing.T) {
 			`UPDATE idempotency_keys SET response = '{}'`,
 			`SELECT * FROM connect_connectors`,
 			`DELETE FROM processed_events`,
+			`INSERT INTO operator_audit (actor, action, target, reason, changed) VALUES ('w', 'park', 'x', 'r', true)`,
+			`INSERT INTO dlq_redrives (topic, partition, "offset") VALUES ('t', 0, 0)`,
+		}},
+		{migrations.RoleOperator, []string{
+			`SELECT pg_create_logical_replication_slot('operator_slot', 'pgoutput')`,
+			`SELECT pg_logical_emit_message(true, 'heartbeat', 'forged')`,
+			`SELECT * FROM users`,
+			`SELECT * FROM payments`,
+			`UPDATE payments SET status = 'REFUNDED'`,
+			`INSERT INTO payments (order_id, user_id, amount, status) VALUES (1, 1, 1, 'PAID')`,
+			`SELECT * FROM orders`,
+			`SELECT * FROM idempotency_keys`,
+			`SELECT * FROM connect_connectors`,
+			`UPDATE product_details SET stock = 0`,
+			`INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+			 VALUES ('00000000-0000-0000-0000-000000000001', 'order', '1', 'OrderPaid', '{}')`,
+			`DELETE FROM outbox`,
+			`UPDATE outbox SET type = 'OrderPaid'`,
+			`UPDATE outbox SET handled_by = '{}'`,
+			`UPDATE outbox SET completed_at = now()`,
+			`UPDATE outbox SET published_at = now()`,
+			`INSERT INTO processed_events (consumer_group, event_id) VALUES ('stock', gen_random_uuid())`,
+			`DELETE FROM processed_events`,
+			`UPDATE operator_audit SET reason = 'rewritten'`,
+			`DELETE FROM operator_audit`,
+			`DELETE FROM dlq_redrives`,
+			`UPDATE dlq_redrives SET redriven_at = now()`,
 		}},
 	} {
 		t.Run(tc.role, func(t *testing.T) {
@@ -240,8 +267,8 @@ func TestConcurrentMigrationsOfOneCluster(t *testing.T) {
 		}
 	}
 	var roles int
-	if err := dbs[0].QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)`, pq.Array(migrations.Roles())).Scan(&roles); err != nil || roles != 3 {
-		t.Errorf("%d roles (%v), want 3", roles, err)
+	if err := dbs[0].QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)`, pq.Array(migrations.Roles())).Scan(&roles); err != nil || roles != len(migrations.Roles()) {
+		t.Errorf("%d roles (%v), want %d", roles, err, len(migrations.Roles()))
 	}
 	// What belongs to a database itself (copies of a template do not
 	// inherit it, so it is checked here): no role makes temporary tables.
@@ -262,15 +289,17 @@ func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
 	}
 }
 
-// Sessions of the API's role have a statement timeout and an idle-in-
-// transaction timeout; the other roles' sessions keep the server's
-// defaults (the worker's batches and the connector's stream run long).
+// Sessions of the API's and the operator's roles have a statement timeout
+// and an idle-in-transaction timeout; the other roles' sessions keep the
+// server's defaults (the worker's batches and the connector's stream run
+// long).
 func TestAPIRoleTimeouts(t *testing.T) {
 	_, dbURL := pgtest.NewDB(t)
 	want := map[string][2]string{
-		migrations.RoleAPI:    {"5s", "10s"},
-		migrations.RoleWorker: {"0", "0"},
-		migrations.RoleCDC:    {"0", "0"},
+		migrations.RoleAPI:      {"5s", "10s"},
+		migrations.RoleWorker:   {"0", "0"},
+		migrations.RoleCDC:      {"0", "0"},
+		migrations.RoleOperator: {"10s", "10s"},
 	}
 	for role, w := range want {
 		db, _ := pgtest.AsRole(t, dbURL, role)
@@ -282,5 +311,29 @@ func TestAPIRoleTimeouts(t *testing.T) {
 		if got != w {
 			t.Errorf("%s: (statement_timeout, idle_in_transaction_session_timeout) = %v, want %v", role, got, w)
 		}
+	}
+}
+
+// The operator's role does what the console needs: it reads the outbox and
+// the inbox, moves a row's status with the delivery columns a retry resets,
+// and appends audit and re-drive rows.
+func TestOperatorRoleCan(t *testing.T) {
+	admin, dbURL := pgtest.NewDB(t)
+	mustExec(t, admin, `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload)
+		VALUES ('00000000-0000-0000-0000-000000000001', 'order', '1', 'OrderPaid', '{"orderId": 1}')`)
+	op, _ := pgtest.AsRole(t, dbURL, migrations.RoleOperator)
+	mustExec(t, op,
+		`SELECT id, payload, handled_by FROM outbox`,
+		`SELECT * FROM processed_events`,
+		`UPDATE outbox SET status = 'PARKED', attempts = 0, failed_at = NULL, last_error = NULL, updated_at = now()`,
+		`UPDATE outbox SET status = 'DISCARDED'`,
+		`INSERT INTO operator_audit (actor, action, target, reason, changed) VALUES ('ops', 'park', 'x', 'why', true)`,
+		`INSERT INTO dlq_redrives (topic, partition, "offset", audit_id) SELECT 't', 0, 1, max(id) FROM operator_audit`,
+		`SELECT * FROM operator_audit`,
+		`SELECT * FROM dlq_redrives`,
+	)
+	var status string
+	if err := admin.QueryRow(`SELECT status FROM outbox`).Scan(&status); err != nil || status != "DISCARDED" {
+		t.Errorf("status = %q (%v), want DISCARDED", status, err)
 	}
 }

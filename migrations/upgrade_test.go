@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"testing"
 
@@ -137,5 +138,73 @@ func TestIdempotencyStatusCodeDropped(t *testing.T) {
 	}
 	if hasColumn() {
 		t.Error("status_code back after up again")
+	}
+}
+
+// 00011 keeps the outbox's rows and lets them be PARKED or DISCARDED; down
+// goes back once no row is in either status.
+func TestOperatorConsoleUpgrade(t *testing.T) {
+	cluster := pgtest.Cluster(t)
+	if err := cluster.CreateDatabase(t.Context(), "upgrade_00011", ""); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", cluster.URL("upgrade_00011"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Close()
+		if err := cluster.DropDatabase(context.Background(), "upgrade_00011"); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(query string) error {
+		_, err := db.ExecContext(t.Context(), query)
+		return err
+	}
+	if _, err := p.UpTo(t.Context(), 10); err != nil {
+		t.Fatal(err)
+	}
+	const row = `INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, status)
+		VALUES ('00000000-0000-0000-0000-00000000000%d', 'order', '1', 'OrderPaid', '{}', '%s')`
+	if err := exec(fmt.Sprintf(row, 1, "FAILED")); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(fmt.Sprintf(row, 2, "PARKED")); err == nil {
+		t.Fatal("PARKED accepted before 00011")
+	}
+	if _, err := p.UpTo(t.Context(), 11); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []string{"PARKED", "DISCARDED"} {
+		if err := exec(fmt.Sprintf(row, i+2, s)); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	if err := exec(fmt.Sprintf(row, 4, "LOST")); err == nil {
+		t.Error("an unknown status accepted")
+	}
+	if err := exec(`INSERT INTO operator_audit (actor, action, target, reason, changed) VALUES ('ops', 'shred', 'x', 'r', true)`); err == nil {
+		t.Error("an unknown audit action accepted")
+	}
+	if _, err := p.DownTo(t.Context(), 10); err == nil {
+		t.Fatal("down to 10 with PARKED rows succeeded")
+	}
+	if err := exec(`DELETE FROM outbox WHERE status IN ('PARKED', 'DISCARDED')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(t.Context(), 10); err != nil {
+		t.Fatalf("down to 10: %v", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM outbox WHERE status = 'FAILED'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d FAILED rows after down (%v), want 1", n, err)
+	}
+	if _, err := p.Up(t.Context()); err != nil {
+		t.Fatalf("up again: %v", err)
 	}
 }

@@ -29,12 +29,14 @@ type config struct {
 	DBMaxConns int `env:"DB_MAX_CONNS" envDefault:"20"`
 	// DBConnectTimeout bounds how long start-up waits for the database.
 	DBConnectTimeout time.Duration `env:"DB_CONNECT_TIMEOUT" envDefault:"30s"`
-	// DBAPIPassword, DBWorkerPassword and DBCDCPassword, when set, make
-	// `migrate` give the roles outboxpay_api, outboxpay_worker and
-	// outboxpay_cdc LOGIN and these passwords. Secrets: never logged.
-	DBAPIPassword    string `env:"DB_API_PASSWORD"`
-	DBWorkerPassword string `env:"DB_WORKER_PASSWORD"`
-	DBCDCPassword    string `env:"DB_CDC_PASSWORD"`
+	// DBAPIPassword, DBWorkerPassword, DBCDCPassword and
+	// DBOperatorPassword, when set, make `migrate` give the roles
+	// outboxpay_api, outboxpay_worker, outboxpay_cdc and outboxpay_operator
+	// LOGIN and these passwords. Secrets: never logged.
+	DBAPIPassword      string `env:"DB_API_PASSWORD"`
+	DBWorkerPassword   string `env:"DB_WORKER_PASSWORD"`
+	DBCDCPassword      string `env:"DB_CDC_PASSWORD"`
+	DBOperatorPassword string `env:"DB_OPERATOR_PASSWORD"`
 
 	// APIAddr is where the HTTP API listens; loopback by default. An
 	// address of every interface (0.0.0.0:8080) opens it to the network.

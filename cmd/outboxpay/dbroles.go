@@ -30,14 +30,18 @@ type roleURLs struct {
 	// CDC is the connector's and the embedded worker's config store's
 	// (outboxpay_cdc).
 	CDC string
+	// Operator is the operator console's (outboxpay_operator).
+	Operator string
 }
 
 // rolePasswords returns the role passwords of DB_API_PASSWORD,
-// DB_WORKER_PASSWORD and DB_CDC_PASSWORD, leaving out those unset.
+// DB_WORKER_PASSWORD, DB_CDC_PASSWORD and DB_OPERATOR_PASSWORD, leaving out
+// those unset.
 func (c config) rolePasswords() map[string]string {
 	pw := map[string]string{}
 	for role, v := range map[string]string{
 		migrations.RoleAPI: c.DBAPIPassword, migrations.RoleWorker: c.DBWorkerPassword, migrations.RoleCDC: c.DBCDCPassword,
+		migrations.RoleOperator: c.DBOperatorPassword,
 	} {
 		if v != "" {
 			pw[role] = v
@@ -63,6 +67,7 @@ func devRoles(ctx context.Context, admin *sql.DB, adminURL, dataDir string, logg
 	var urls roleURLs
 	for role, dst := range map[string]*string{
 		migrations.RoleAPI: &urls.API, migrations.RoleWorker: &urls.Worker, migrations.RoleCDC: &urls.CDC,
+		migrations.RoleOperator: &urls.Operator,
 	} {
 		if *dst, err = withUser(adminURL, role, passwords[role]); err != nil {
 			return roleURLs{}, err
@@ -73,33 +78,39 @@ func devRoles(ctx context.Context, admin *sql.DB, adminURL, dataDir string, logg
 
 // loadOrCreatePasswords reads the role passwords kept at path, or makes
 // random ones and keeps them there (mode 0600) when the file does not exist.
+// A role the file lacks (one a newer migration added) gets a random
+// password, and the file is rewritten with it.
 func loadOrCreatePasswords(path string) (map[string]string, error) {
+	pw := map[string]string{}
 	data, err := os.ReadFile(path)
-	if err == nil {
-		var pw map[string]string
-		if err := json.Unmarshal(data, &pw); err != nil {
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &pw); err != nil || pw == nil {
 			return nil, fmt.Errorf("read role passwords %s: not a JSON object of role passwords", path)
 		}
-		for _, role := range migrations.Roles() {
-			if pw[role] == "" {
-				return nil, fmt.Errorf("read role passwords %s: no password for %s", path, role)
-			}
-		}
-		for role := range pw {
+		for role, v := range pw {
 			if !slices.Contains(migrations.Roles(), role) {
 				return nil, fmt.Errorf("read role passwords %s: %q: %w", path, role, migrations.ErrUnknownRole)
 			}
+			if v == "" {
+				return nil, fmt.Errorf("read role passwords %s: no password for %s", path, role)
+			}
 		}
-		return pw, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("read role passwords: %w", err)
 	}
-	pw := map[string]string{}
+	missing := false
 	for _, role := range migrations.Roles() {
+		if _, ok := pw[role]; ok {
+			continue
+		}
+		missing = true
 		if pw[role], err = migrations.NewPassword(); err != nil {
 			return nil, err
 		}
+	}
+	if !missing {
+		return pw, nil
 	}
 	data, err = json.MarshalIndent(pw, "", "  ")
 	if err != nil {

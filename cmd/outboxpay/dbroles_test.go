@@ -37,12 +37,31 @@ func TestLoadOrCreatePasswords(t *testing.T) {
 		}
 	}
 
+	// A file from before a role existed keeps its passwords and gains one
+	// for the new role.
+	older := filepath.Join(t.TempDir(), devRolesFile)
+	if err := os.WriteFile(older, []byte(`{"outboxpay_api": "a", "outboxpay_worker": "b", "outboxpay_cdc": "c"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upgraded, err := loadOrCreatePasswords(older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reread, err := loadOrCreatePasswords(older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upgraded[migrations.RoleAPI] != "a" || upgraded[migrations.RoleCDC] != "c" ||
+		len(upgraded[migrations.RoleOperator]) != 32 || reread[migrations.RoleOperator] != upgraded[migrations.RoleOperator] {
+		t.Errorf("upgraded passwords %v, read again %v", upgraded, reread)
+	}
+
 	for _, tc := range []struct {
 		name, content, want string
 		is                  error
 	}{
 		{"not JSON", "api: x", "not a JSON object", nil},
-		{"a role missing", `{"outboxpay_api": "a", "outboxpay_worker": "b"}`, "no password for outboxpay_cdc", nil},
+		{"an empty password", `{"outboxpay_api": "a", "outboxpay_worker": ""}`, "no password for outboxpay_worker", nil},
 		{"an unknown role", `{"outboxpay_api": "a", "outboxpay_worker": "b", "outboxpay_cdc": "c", "postgres": "d"}`, `"postgres"`, migrations.ErrUnknownRole},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,12 +107,13 @@ func TestMigrateSetsRolePasswords(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := cluster.URL("app")
-	const apiPW, workerPW = "api-secret-1234", "worker-secret-5678"
-	code, stdout, stderr := run(t, []string{"DATABASE_URL=" + admin, "DB_API_PASSWORD=" + apiPW, "DB_WORKER_PASSWORD=" + workerPW}, "migrate")
+	const apiPW, workerPW, operatorPW = "api-secret-1234", "worker-secret-5678", "operator-secret-9012"
+	code, stdout, stderr := run(t, []string{"DATABASE_URL=" + admin, "DB_API_PASSWORD=" + apiPW, "DB_WORKER_PASSWORD=" + workerPW,
+		"DB_OPERATOR_PASSWORD=" + operatorPW}, "migrate")
 	if code != 0 || !strings.Contains(stderr, "database roles can log in") {
 		t.Fatalf("migrate: exit %d\n%s", code, stderr)
 	}
-	for _, secret := range []string{apiPW, workerPW} {
+	for _, secret := range []string{apiPW, workerPW, operatorPW} {
 		if strings.Contains(stdout+stderr, secret) {
 			t.Error("migrate printed a role password")
 		}
@@ -105,6 +125,7 @@ func TestMigrateSetsRolePasswords(t *testing.T) {
 	}{
 		{migrations.RoleAPI, apiPW, true},
 		{migrations.RoleWorker, workerPW, true},
+		{migrations.RoleOperator, operatorPW, true},
 		{migrations.RoleAPI, "wrong", false},
 		{migrations.RoleCDC, "anything", false}, // no DB_CDC_PASSWORD: still NOLOGIN
 	} {

@@ -49,13 +49,13 @@ func newDeps(cfg config) deps {
 }
 
 // databases are the connection pools of the API, of the workers (consumers,
-// reconciler, lag exporter) and of the CDC engine.
+// reconciler, lag exporter), of the CDC engine and of the operator console.
 type databases struct {
-	api, worker, cdc *sql.DB
+	api, worker, cdc, operator *sql.DB
 }
 
 // oneDB is databases that are all db.
-func oneDB(db *sql.DB) databases { return databases{api: db, worker: db, cdc: db} }
+func oneDB(db *sql.DB) databases { return databases{api: db, worker: db, cdc: db, operator: db} }
 
 // closing joins what stop returns into *err: `defer closing(&err, c.Close)`
 // in a function with the named result err reports a failed stop instead of
@@ -68,7 +68,7 @@ func closing(err *error, stop func() error) {
 func (d databases) close() error {
 	var errs []error
 	seen := map[*sql.DB]bool{}
-	for _, db := range []*sql.DB{d.api, d.worker, d.cdc} {
+	for _, db := range []*sql.DB{d.api, d.worker, d.cdc, d.operator} {
 		if db != nil && !seen[db] {
 			seen[db] = true
 			if err := db.Close(); err != nil {

@@ -310,7 +310,8 @@ func openDevDatabases(ctx context.Context, d deps, adminURL string) (databases, 
 	for _, p := range []struct {
 		dst       **sql.DB
 		url, name string
-	}{{&dbs.api, urls.API, "api"}, {&dbs.worker, urls.Worker, "worker"}, {&dbs.cdc, urls.CDC, "cdc"}} {
+	}{{&dbs.api, urls.API, "api"}, {&dbs.worker, urls.Worker, "worker"}, {&dbs.cdc, urls.CDC, "cdc"},
+		{&dbs.operator, urls.Operator, "operator"}} {
 		if *p.dst, err = openDB(ctx, d, p.url, appName(p.name)); err != nil {
 			return databases{}, "", errors.Join(err, dbs.close())
 		}

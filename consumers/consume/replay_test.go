@@ -8,6 +8,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/outboxpay/outboxpay/internal/event"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
 )
 
 func TestReplayMessage(t *testing.T) {
@@ -32,8 +33,8 @@ func TestReplayMessage(t *testing.T) {
 		{"no header: the DLQ's name without its suffix", withDLQ(), event.Topic(event.AggregateOrder)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := replayMessage(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: 1, Offset: 5},
-				Key: []byte("42"), Value: []byte(`{}`), Headers: tc.headers})
+			m := kafkaclient.Message(ReplayRecord(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: 1, Offset: 5},
+				Key: []byte("42"), Value: []byte(`{}`), Headers: tc.headers}), nil, nil)
 			if got := *m.TopicPartition.Topic; got != tc.topic {
 				t.Errorf("topic %q, want %q", got, tc.topic)
 			}

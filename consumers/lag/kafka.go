@@ -32,24 +32,53 @@ type groupState struct {
 	err             error                  // what failed, if anything
 }
 
-// collectKafka reports the high watermark of every partition of the
-// matching topics, and each group's committed offset and lag on every
-// partition of the matching topics it has committed to or is subscribed to.
-// The committed offsets are read before the watermarks, so records that
-// arrive in between never make a lag negative. It returns what failed; the
-// metrics it could compute are sent anyway.
-func (c *Collector) collectKafka(ctx context.Context, ch chan<- prometheus.Metric) error {
+// PartitionEnd is a partition of a matching topic and its watermarks.
+type PartitionEnd struct {
+	Topic     string
+	Partition int32
+	Low       int64 // the first retained offset
+	High      int64 // the offset after the last record
+}
+
+// GroupPartition is a consumer group's position in one partition of a
+// matching topic it has committed to or is subscribed to.
+type GroupPartition struct {
+	Group     string
+	Topic     string
+	Partition int32
+	Committed int64 // -1: nothing committed
+	High      int64
+	// Lag is what the group has not committed yet: High - Committed, or
+	// the whole retained log (High - Low) when it has committed nothing;
+	// never negative.
+	Lag int64
+}
+
+// Offsets is what the Kafka admin API says of the matching topics and the
+// groups, sorted by topic and partition (and group).
+type Offsets struct {
+	Partitions []PartitionEnd
+	Groups     []GroupPartition
+}
+
+// Offsets reads the watermarks of every partition of the matching topics,
+// and each group's committed offset and lag on every partition of them it
+// has committed to or is subscribed to: the data of the lag metrics, for
+// other readers (the operator console). The committed offsets are read
+// before the watermarks, so records that arrive in between never make a
+// lag negative. It returns what failed along with what it could read.
+func (c *Collector) Offsets(ctx context.Context) (Offsets, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
-		return errors.New("collector closed")
+		return Offsets{}, errors.New("collector closed")
 	}
 
 	var errs []error
 	partitions, err := c.topicPartitions(ctx)
 	if err != nil {
 		if len(partitions) == 0 {
-			return err
+			return Offsets{}, err
 		}
 		errs = append(errs, err)
 	}
@@ -68,10 +97,10 @@ func (c *Collector) collectKafka(ctx context.Context, ch chan<- prometheus.Metri
 		errs = append(errs, err)
 	}
 
+	var o Offsets
 	for _, tp := range partitions {
 		if m, ok := marks[tp]; ok {
-			ch <- prometheus.MustNewConstMetric(c.highWatermark, prometheus.GaugeValue, float64(m.high),
-				tp.topic, partitionLabel(tp.partition))
+			o.Partitions = append(o.Partitions, PartitionEnd{Topic: tp.topic, Partition: tp.partition, Low: m.low, High: m.high})
 		}
 	}
 	for _, g := range groups {
@@ -84,17 +113,36 @@ func (c *Collector) collectKafka(ctx context.Context, ch chan<- prometheus.Metri
 			if !ok {
 				continue // its watermarks failed, which is counted already
 			}
-			lag := m.high - m.low
+			gp := GroupPartition{Group: g, Topic: tp.topic, Partition: tp.partition, Committed: -1, High: m.high,
+				Lag: m.high - m.low}
 			if off, ok := st.committed[tp]; ok {
-				ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(off),
-					g, tp.topic, partitionLabel(tp.partition))
-				lag = m.high - off
+				gp.Committed, gp.Lag = off, m.high-off
 			}
-			ch <- prometheus.MustNewConstMetric(c.groupLag, prometheus.GaugeValue, float64(max(lag, 0)),
-				g, tp.topic, partitionLabel(tp.partition))
+			gp.Lag = max(gp.Lag, 0)
+			o.Groups = append(o.Groups, gp)
 		}
 	}
-	return errors.Join(errs...)
+	return o, errors.Join(errs...)
+}
+
+// collectKafka reports the high watermark of every partition of the
+// matching topics, and each group's committed offset and lag (Offsets). It
+// returns what failed; the metrics it could compute are sent anyway.
+func (c *Collector) collectKafka(ctx context.Context, ch chan<- prometheus.Metric) error {
+	o, err := c.Offsets(ctx)
+	for _, p := range o.Partitions {
+		ch <- prometheus.MustNewConstMetric(c.highWatermark, prometheus.GaugeValue, float64(p.High),
+			p.Topic, partitionLabel(p.Partition))
+	}
+	for _, g := range o.Groups {
+		if g.Committed >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(g.Committed),
+				g.Group, g.Topic, partitionLabel(g.Partition))
+		}
+		ch <- prometheus.MustNewConstMetric(c.groupLag, prometheus.GaugeValue, float64(g.Lag),
+			g.Group, g.Topic, partitionLabel(g.Partition))
+	}
+	return err
 }
 
 // matches tells whether a topic is reported.

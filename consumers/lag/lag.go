@@ -179,7 +179,7 @@ func New(opts Options) (*Collector, error) {
 		outboxRows: prometheus.NewDesc(ns+"_outbox_rows",
 			"Outbox rows by status.", []string{"status"}, nil),
 		oldestAge: prometheus.NewDesc(ns+"_outbox_oldest_unfinished_age_seconds",
-			"Age of the oldest outbox row whose status is not COMPLETE; 0 when there is none.", nil, nil),
+			"Age of the oldest outbox row that is INIT, PUBLISHED or FAILED (not COMPLETE, nor set aside by an operator: PARKED, DISCARDED); 0 when there is none.", nil, nil),
 		scrapeSeconds: prometheus.NewDesc(ns+"_lag_exporter_scrape_seconds",
 			"Duration of the last scrape of Kafka and Postgres.", nil, nil),
 	}

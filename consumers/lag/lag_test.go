@@ -194,14 +194,16 @@ func TestOutboxRows(t *testing.T) {
 	c := newCollector(t, lag.Options{DB: db, Kafka: kafkaclient.Config{Bootstrap: kc.Bootstrap()}})
 
 	const rowsHelp = "# HELP outboxpay_outbox_rows Outbox rows by status.\n# TYPE outboxpay_outbox_rows gauge\n"
-	const ageHelp = "# HELP outboxpay_outbox_oldest_unfinished_age_seconds Age of the oldest outbox row whose status is not COMPLETE; 0 when there is none.\n" +
+	const ageHelp = "# HELP outboxpay_outbox_oldest_unfinished_age_seconds Age of the oldest outbox row that is INIT, PUBLISHED or FAILED (not COMPLETE, nor set aside by an operator: PARKED, DISCARDED); 0 when there is none.\n" +
 		"# TYPE outboxpay_outbox_oldest_unfinished_age_seconds gauge\n"
 
 	// An empty outbox: every status at 0, no age.
 	if err := testutil.CollectAndCompare(c, strings.NewReader(rowsHelp+`
 outboxpay_outbox_rows{status="COMPLETE"} 0
+outboxpay_outbox_rows{status="DISCARDED"} 0
 outboxpay_outbox_rows{status="FAILED"} 0
 outboxpay_outbox_rows{status="INIT"} 0
+outboxpay_outbox_rows{status="PARKED"} 0
 outboxpay_outbox_rows{status="PUBLISHED"} 0
 `+ageHelp+`outboxpay_outbox_oldest_unfinished_age_seconds 0
 `), "outboxpay_outbox_rows", "outboxpay_outbox_oldest_unfinished_age_seconds"); err != nil {
@@ -219,13 +221,17 @@ outboxpay_outbox_rows{status="PUBLISHED"} 0
 		{"COMPLETE", "2 hours"},  // older, but finished
 		{"COMPLETE", "3 hours"},
 		{"COMPLETE", "1 minute"},
+		{"PARKED", "4 hours"},    // older, but set aside by an operator
+		{"DISCARDED", "5 hours"}, // older, but given up on by an operator
 	} {
 		insertOutboxRow(t, db, r.status, r.age)
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(rowsHelp+`
 outboxpay_outbox_rows{status="COMPLETE"} 3
+outboxpay_outbox_rows{status="DISCARDED"} 1
 outboxpay_outbox_rows{status="FAILED"} 1
 outboxpay_outbox_rows{status="INIT"} 2
+outboxpay_outbox_rows{status="PARKED"} 1
 outboxpay_outbox_rows{status="PUBLISHED"} 1
 `), "outboxpay_outbox_rows"); err != nil {
 		t.Fatal(err)
@@ -243,8 +249,8 @@ outboxpay_outbox_rows{status="PUBLISHED"} 1
 	if age := got["outboxpay_outbox_oldest_unfinished_age_seconds"]; age != 0 {
 		t.Errorf("oldest unfinished age with every row COMPLETE = %v, want 0", age)
 	}
-	if n := got[`outboxpay_outbox_rows{status="COMPLETE"}`]; n != 7 {
-		t.Errorf("COMPLETE rows = %v, want 7", n)
+	if n := got[`outboxpay_outbox_rows{status="COMPLETE"}`]; n != 9 {
+		t.Errorf("COMPLETE rows = %v, want 9", n)
 	}
 }
 

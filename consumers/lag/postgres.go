@@ -5,9 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/internal/outbox"
 )
+
+// waiting tells whether a row of status s waits for the pipeline or the
+// reconciler, and so counts in the oldest unfinished age.
+func waiting(s outbox.Status) bool {
+	return s == outbox.StatusInit || s == outbox.StatusPublished || s == outbox.StatusFailed
+}
 
 // slotsQuery reads the logical slots of the current database and the WAL
 // each holds back. On a standby (logical slots there exist since Postgres
@@ -24,25 +33,6 @@ SELECT slot_name,
  WHERE slot_type = 'logical' AND database = current_database()
  ORDER BY slot_name`
 
-// outboxQuery counts the outbox rows by status, with the age of each
-// status's oldest unfinished row, in one snapshot, without reading the
-// table: the unfinished rows (completed_at NULL: few, unless the pipeline
-// lags) through outbox_unfinished_idx, and the finished ones (completed_at
-// set, which MarkHandled does with COMPLETE) counted in
-// outbox_completed_at_idx alone (an index-only scan). A row COMPLETE
-// without completed_at (written by hand) counts in the first part, by its
-// status. The age is measured on the database's clock, so the exporter's
-// clock does not matter.
-const outboxQuery = `
-SELECT status, count(*), GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-  FROM outbox
- WHERE completed_at IS NULL
- GROUP BY status
-UNION ALL
-SELECT 'COMPLETE', count(*), 0
-  FROM outbox
- WHERE completed_at IS NOT NULL`
-
 // collectPostgres reports the replication slots and the outbox. Each part
 // is sent when its query succeeds; it returns what failed.
 func (c *Collector) collectPostgres(ctx context.Context, ch chan<- prometheus.Metric) error {
@@ -56,74 +46,82 @@ func (c *Collector) collectPostgres(ctx context.Context, ch chan<- prometheus.Me
 	return errors.Join(errs...)
 }
 
+// Slot is a logical replication slot of the database.
+type Slot struct {
+	Name   string
+	Active bool // a client is streaming from it
+	// LagBytes is the WAL between the server's current position and the
+	// slot's confirmed flush position; -1 when the slot was never
+	// confirmed or was invalidated.
+	LagBytes int64
+}
+
+// Slots reads the logical replication slots of db's database (slotsQuery).
+func Slots(ctx context.Context, db *sql.DB) ([]Slot, error) {
+	rows, err := db.QueryContext(ctx, slotsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("query pg_replication_slots: %w", err)
+	}
+	defer rows.Close()
+	out := []Slot{}
+	for rows.Next() {
+		var (
+			s   Slot
+			lag sql.NullFloat64
+		)
+		if err := rows.Scan(&s.Name, &s.Active, &lag); err != nil {
+			return nil, fmt.Errorf("scan pg_replication_slots: %w", err)
+		}
+		s.LagBytes = -1
+		if lag.Valid {
+			s.LagBytes = int64(max(lag.Float64, 0))
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pg_replication_slots: %w", err)
+	}
+	return out, nil
+}
+
 // collectSlots reports each logical slot's lag in bytes and whether a
 // client is streaming from it. Nothing is sent unless the query succeeds.
 func (c *Collector) collectSlots(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.opts.DB.QueryContext(ctx, slotsQuery)
+	slots, err := Slots(ctx, c.opts.DB)
 	if err != nil {
-		return fmt.Errorf("query pg_replication_slots: %w", err)
+		return err
 	}
-	defer rows.Close()
-	var metrics []prometheus.Metric
-	for rows.Next() {
-		var (
-			name   string
-			active bool
-			lag    sql.NullFloat64
-		)
-		if err := rows.Scan(&name, &active, &lag); err != nil {
-			return fmt.Errorf("scan pg_replication_slots: %w", err)
+	for _, s := range slots {
+		active := 0.0
+		if s.Active {
+			active = 1
 		}
-		activeValue := 0.0
-		if active {
-			activeValue = 1
+		ch <- prometheus.MustNewConstMetric(c.slotActive, prometheus.GaugeValue, active, s.Name)
+		if s.LagBytes >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.slotLag, prometheus.GaugeValue, float64(s.LagBytes), s.Name)
 		}
-		metrics = append(metrics, prometheus.MustNewConstMetric(c.slotActive, prometheus.GaugeValue, activeValue, name))
-		if lag.Valid {
-			metrics = append(metrics, prometheus.MustNewConstMetric(c.slotLag, prometheus.GaugeValue, max(lag.Float64, 0), name))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read pg_replication_slots: %w", err)
-	}
-	for _, m := range metrics {
-		ch <- m
 	}
 	return nil
 }
 
 // collectOutbox reports the outbox rows by status (every known status, 0
-// when it has no rows) and the age of the oldest row that is not COMPLETE
-// (0 when there is none). Nothing is sent unless the query succeeds.
+// when it has no rows; outbox.CountByStatus, COMPLETE counted exactly) and
+// the age of the oldest row still waiting for the pipeline or the
+// reconciler (INIT, PUBLISHED or FAILED; 0 when there is none): rows an
+// operator parked or discarded wait for nobody. Nothing is sent unless the
+// query succeeds.
 func (c *Collector) collectOutbox(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.opts.DB.QueryContext(ctx, outboxQuery)
+	counts, ages, err := outbox.CountByStatus(ctx, c.opts.DB, true)
 	if err != nil {
-		return fmt.Errorf("count rows by status: %w", err)
+		return err
 	}
-	defer rows.Close()
-	// Every status the schema allows is reported, 0 when no row has it.
-	counts := map[string]int64{"INIT": 0, "PUBLISHED": 0, "COMPLETE": 0, "FAILED": 0}
-	oldest := 0.0
-	for rows.Next() {
-		var (
-			status string
-			n      int64
-			age    float64
-		)
-		if err := rows.Scan(&status, &n, &age); err != nil {
-			return fmt.Errorf("scan rows by status: %w", err)
-		}
-		counts[status] += n
-		if status != "COMPLETE" {
-			oldest = max(oldest, age)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read rows by status: %w", err)
-	}
+	var oldest time.Duration
 	for status, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.outboxRows, prometheus.GaugeValue, float64(n), status)
+		ch <- prometheus.MustNewConstMetric(c.outboxRows, prometheus.GaugeValue, float64(n), string(status))
+		if waiting(status) {
+			oldest = max(oldest, ages[status])
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, oldest)
+	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, oldest.Seconds())
 	return nil
 }

@@ -143,31 +143,11 @@ func New(db *sql.DB, connectClient *rest.Client, pub Publisher, router connect.R
 		connect: connectClient,
 		pub:     pub,
 		router:  router,
-		columns: routerColumns(router),
+		columns: router.ReadColumns(),
 		cfg:     cfg.withDefaults(),
 		m:       newMetrics(reg),
 		logger:  logger,
 	}
-}
-
-// routerColumns lists the columns the router reads, once each.
-func routerColumns(r connect.Router) []string {
-	var cols []string
-	seen := map[string]bool{}
-	add := func(c string) {
-		if c != "" && !seen[c] {
-			seen[c] = true
-			cols = append(cols, c)
-		}
-	}
-	add(r.IDField)
-	add(r.RouteBy)
-	add(r.KeyField)
-	add(r.PayloadField)
-	for _, h := range r.Headers {
-		add(h.Column)
-	}
-	return cols
 }
 
 // RunOnce runs one cycle. Callers must hold the reconciler lock (Run does),

@@ -21,6 +21,10 @@ const (
 	PrincipalReplay = "replay"
 	// PrincipalKafkaUI is the read-only kafka-ui of the compose stack.
 	PrincipalKafkaUI = "kafka-ui"
+	// PrincipalOperator is the operator console (internal/ops): it reads
+	// consumer lag and the DLQs, re-drives dead-lettered records (as the
+	// replay tool's group) and publishes retried rows.
+	PrincipalOperator = "operator"
 )
 
 // ReplayGroup is the consumer group of the DLQ replay tool
@@ -78,7 +82,8 @@ func ConsumerGroups() []string {
 
 // Principals returns every non-super principal of the product.
 func Principals() []string {
-	return append([]string{PrincipalConnector, PrincipalReconciler, PrincipalReplay, PrincipalKafkaUI}, ConsumerGroups()...)
+	return append([]string{PrincipalConnector, PrincipalReconciler, PrincipalReplay, PrincipalKafkaUI, PrincipalOperator},
+		ConsumerGroups()...)
 }
 
 // ACLs returns the ACLs of the product's principals: the one set the
@@ -93,6 +98,10 @@ func Principals() []string {
 //   - each consumer group: Read on its topics and its group, Write on its
 //     topics' DLQs.
 //   - replay: Read on the DLQs and its group, Write on the event topics.
+//   - operator: Read on the DLQs and the replay group (DLQ list, depth and
+//     re-drive), Write on the event topics (retry, re-drive: which also
+//     lets it describe them, for lag), IdempotentWrite on the cluster,
+//     Describe on the consumer groups (lag).
 //   - kafka-ui: Read and DescribeConfigs on the topics, Describe on the
 //     groups and the cluster.
 //
@@ -129,6 +138,17 @@ func ACLs() []ACL {
 	}
 	for _, t := range event.DLQTopics() {
 		acls = append(acls, ACL{PrincipalReplay, ResourceTopic, t, false, OpRead})
+	}
+	for _, t := range event.DLQTopics() {
+		acls = append(acls, ACL{PrincipalOperator, ResourceTopic, t, false, OpRead})
+	}
+	acls = append(acls,
+		ACL{PrincipalOperator, ResourceGroup, ReplayGroup, false, OpRead},
+		ACL{PrincipalOperator, ResourceTopic, prefix, true, OpWrite},
+		ACL{PrincipalOperator, ResourceCluster, "", false, OpIdempotentWrite},
+	)
+	for _, g := range ConsumerGroups() {
+		acls = append(acls, ACL{PrincipalOperator, ResourceGroup, g, false, OpDescribe})
 	}
 	acls = append(acls,
 		ACL{PrincipalReplay, ResourceGroup, ReplayGroup, false, OpRead},

@@ -27,9 +27,10 @@ var (
 	ErrConflict = errors.New("not allowed in the target's state")
 	// ErrInvalid: a parameter is out of its range (wrapped with which).
 	ErrInvalid = errors.New("invalid parameter")
-	// ErrUpstream: a dependency (Kafka Connect, Kafka) failed; the operator
-	// API answers 502 without the cause, which may name an address.
-	ErrUpstream = errors.New("a dependency (Kafka Connect, Kafka) failed")
+	// ErrUpstream: Kafka Connect or Kafka refused or could not be reached;
+	// the cause is logged, not returned (its text can name an internal
+	// address). The operator API answers 502.
+	ErrUpstream = errors.New("upstream refused or unreachable")
 )
 
 // Action names, as audit rows hold them.

@@ -18,13 +18,24 @@ import (
 type Status string
 
 // Outbox row statuses: written (INIT), seen on Kafka (PUBLISHED), handled by
-// every consumer group that handles its type (COMPLETE), or given up on (FAILED).
+// every consumer group that handles its type (COMPLETE), given up on by the
+// reconciler (FAILED), set aside by an operator (PARKED: the reconciler
+// leaves it alone until an operator retries it) or given up on by an
+// operator (DISCARDED). A handler that completes a PARKED or DISCARDED row's
+// last group still makes it COMPLETE.
 const (
 	StatusInit      Status = "INIT"
 	StatusPublished Status = "PUBLISHED"
 	StatusComplete  Status = "COMPLETE"
 	StatusFailed    Status = "FAILED"
+	StatusParked    Status = "PARKED"
+	StatusDiscarded Status = "DISCARDED"
 )
+
+// Statuses lists every status, in the order of a row's life.
+func Statuses() []Status {
+	return []Status{StatusInit, StatusPublished, StatusComplete, StatusFailed, StatusParked, StatusDiscarded}
+}
 
 // Insert writes messages as outbox rows within tx, so they commit or roll back
 // with the change they announce, in one statement.

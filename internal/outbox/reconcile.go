@@ -7,6 +7,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -49,10 +50,6 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 	if q.Status != StatusInit && q.Status != StatusPublished {
 		return nil, fmt.Errorf("select stale %s rows: only INIT and PUBLISHED rows go stale", q.Status)
 	}
-	cols := make([]string, len(q.Columns))
-	for i, c := range q.Columns {
-		cols[i] = pq.QuoteIdentifier(c) + "::text"
-	}
 	maxAttempts := q.MaxAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = math.MaxInt32
@@ -62,7 +59,7 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 	// created_at) serve the scan and the order.
 	query := `SELECT id, attempts,
 			EXTRACT(EPOCH FROM now() - CASE WHEN status = 'PUBLISHED' THEN COALESCE(published_at, created_at) ELSE created_at END),
-			` + strings.Join(cols, ", ") + `
+			` + textColumns(q.Columns) + `
 		FROM outbox
 		WHERE completed_at IS NULL AND status = '` + string(q.Status) + `'
 			AND updated_at < now() - $1::bigint * interval '1 microsecond' AND attempts < $2
@@ -90,12 +87,7 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 			return nil, fmt.Errorf("read stale %s rows: %w", q.Status, err)
 		}
 		r.InStatus = time.Duration(secs * float64(time.Second))
-		r.Columns = make(map[string]string, len(values))
-		for i, v := range values {
-			if v.Valid {
-				r.Columns[q.Columns[i]] = v.String
-			}
-		}
+		r.Columns = columnValues(q.Columns, values)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -104,9 +96,54 @@ func LockStale(ctx context.Context, tx Querier, q StaleQuery) ([]StaleRow, error
 	return out, nil
 }
 
+// textColumns is the select list of columns, each as text (column::text,
+// as pgoutput sends it).
+func textColumns(columns []string) string {
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = pq.QuoteIdentifier(c) + "::text"
+	}
+	return strings.Join(cols, ", ")
+}
+
+// columnValues are the values read by textColumns(columns) by column; a
+// NULL is absent.
+func columnValues(columns []string, values []sql.NullString) map[string]string {
+	m := make(map[string]string, len(values))
+	for i, v := range values {
+		if v.Valid {
+			m[columns[i]] = v.String
+		}
+	}
+	return m
+}
+
+// ColumnsOf reads columns of row id as text, as LockStale does (what a
+// router needs to build the row's record): ErrNotFound when the row is not
+// there.
+func ColumnsOf(ctx context.Context, q Execer, id uuid.UUID, columns []string) (map[string]string, error) {
+	if len(columns) == 0 {
+		return nil, fmt.Errorf("read columns of outbox row %s: no columns", id)
+	}
+	values := make([]sql.NullString, len(columns))
+	dest := make([]any, len(values))
+	for i := range values {
+		dest[i] = &values[i]
+	}
+	err := q.QueryRowContext(ctx, `SELECT `+textColumns(columns)+` FROM outbox WHERE id = $1`, id).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read columns of outbox row %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read columns of outbox row %s: %w", id, err)
+	}
+	return columnValues(columns, values), nil
+}
+
 // RecordAttempts counts one delivery attempt on each row of notes: attempts
-// + 1, updated_at = now() and last_error = the row's note. Rows that became
-// COMPLETE or FAILED meanwhile are left alone. It returns how many rows it
+// + 1, updated_at = now() and last_error = the row's note. Rows no longer
+// INIT or PUBLISHED (COMPLETE, FAILED, or parked or discarded by an
+// operator) are left alone. It returns how many rows it
 // changed.
 func RecordAttempts(ctx context.Context, q Execer, notes map[uuid.UUID]string) (int64, error) {
 	if len(notes) == 0 {
@@ -124,7 +161,7 @@ func RecordAttempts(ctx context.Context, q Execer, notes map[uuid.UUID]string) (
 			updated_at = now(),
 			last_error = v.note
 		FROM unnest($1::uuid[], $2::text[]) AS v(id, note)
-		WHERE o.id = v.id AND o.status NOT IN ('COMPLETE', 'FAILED')`, pq.Array(ids), pq.Array(msgs))
+		WHERE o.id = v.id AND o.status IN ('INIT', 'PUBLISHED')`, pq.Array(ids), pq.Array(msgs))
 	if err != nil {
 		return 0, fmt.Errorf("record attempts on %d outbox rows: %w", len(notes), err)
 	}

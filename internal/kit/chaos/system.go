@@ -270,7 +270,8 @@ func startSystem(ctx context.Context, cfg Config, logger *slog.Logger) (_ *syste
 	migrateEnv := with("DATABASE_URL="+s.dbURL,
 		"DB_API_PASSWORD="+roles.passwords[migrations.RoleAPI],
 		"DB_WORKER_PASSWORD="+roles.passwords[migrations.RoleWorker],
-		"DB_CDC_PASSWORD="+roles.passwords[migrations.RoleCDC])
+		"DB_CDC_PASSWORD="+roles.passwords[migrations.RoleCDC],
+		"DB_OPERATOR_PASSWORD="+roles.passwords[migrations.RoleOperator])
 	if err := s.runOnce(ctx, "migrate", migrateEnv, "migrate"); err != nil {
 		return nil, err
 	}
