@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outboxpay/outboxpay/api/operator"
+	"github.com/outboxpay/outboxpay/connect"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
+	"github.com/outboxpay/outboxpay/internal/kafkaclient"
+	"github.com/outboxpay/outboxpay/internal/ops"
 )
 
 // operations builds what the console acts with from d (its operator
@@ -86,4 +90,22 @@ func serveConsole(ctx context.Context, d deps, ln net.Listener, o operator.Opera
 		return err
 	}
 	return serveAs(ctx, "console", ln, h, d.cfg.timeouts(d.cfg.HTTPWriteTimeout))
+}
+
+// opsService is the console's operations: internal/ops on the operator's
+// database pool, Kafka as the operator principal and the Kafka Connect REST
+// API at connectURL.
+func opsService(_ context.Context, d deps, connectURL string) (operator.Operations, func() error, error) {
+	s, err := ops.New(ops.Config{
+		DB:            d.dbs.operator,
+		Kafka:         d.kafkaAs(kafkaclient.PrincipalOperator),
+		Connect:       d.cfg.connectClient(connectURL, 10*time.Second),
+		ConnectorName: d.cfg.ConnectorName,
+		Router:        connect.DefaultRouter,
+		Logger:        d.logger.With("component", "ops"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() error { s.Close(); return nil }, nil
 }

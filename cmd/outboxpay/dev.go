@@ -36,7 +36,8 @@ const devDatabase = "outboxpay"
 // set), the migrations and demo data, the development token issuer (unless
 // an identity provider is configured), the CDC engine with its Kafka Connect
 // REST API, the platform mock, /metrics, then the connector registered, the
-// consumer groups, the reconciler with the lag exporter, and the API. It
+// consumer groups, the reconciler with the lag exporter, the operator
+// console (CONSOLE_ADDR), and the API. It
 // returns the first failure, joined with those of stopping what it started.
 func runDev(ctx context.Context, d deps) (err error) {
 	if d.cfg, err = devCredentials(d.cfg, d.logger); err != nil {
@@ -122,6 +123,14 @@ func runDev(ctx context.Context, d deps) (err error) {
 		}
 		g.Go(func() error { return runGroups(ctx, groups) })
 		g.Go(func() error { return reconcileAndExport(ctx, d, connectURL) })
+		o, closeOps, err := opsService(ctx, d, connectURL)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error {
+			defer closeOps()
+			return serveConsole(ctx, d, servers.console, o)
+		})
 		ln, err := listen(d.logger, "api", d.cfg.APIAddr)
 		if err != nil {
 			return err
@@ -129,6 +138,7 @@ func runDev(ctx context.Context, d deps) (err error) {
 		fmt.Print(banner(devEndpoints{
 			api: ln.Addr(), metrics: servers.metrics.Addr(), connectURL: connectURL, platformURL: d.cfg.PlatformURL,
 			database: databaseURL, kafka: kafka.bootstrap, kafkaUsersFile: kafka.usersFile, tokens: tokens,
+			consoleURL: "http://" + localAddr(servers.console.Addr()),
 		}, d.cfg))
 		return serveAPI(ctx, d, ln)
 	})
@@ -232,6 +242,7 @@ func devLookup(cdcURL string) (func(string) (string, bool), error) {
 // /metrics, with what they serve.
 type devListeners struct {
 	connect, mock, issuer, metrics net.Listener // issuer: nil without dev's issuer
+	console                        net.Listener
 	connectAuth                    connectAuth
 	mockHandler, issuerHandler     http.Handler
 }
@@ -260,6 +271,12 @@ func devServers(d deps, issuer *devtoken.Issuer) (_ devListeners, err error) {
 	if s.metrics, err = listen(d.logger, "metrics", d.cfg.MetricsAddr); err != nil {
 		return s, err
 	}
+	if _, err = consoleCredentials(d.cfg); err != nil {
+		return s, err
+	}
+	if s.console, err = listen(d.logger, "console", d.cfg.ConsoleAddr); err != nil {
+		return s, err
+	}
 	if issuer != nil {
 		if s.issuerHandler, err = issuer.Handler(); err != nil {
 			return s, err
@@ -273,7 +290,7 @@ func devServers(d deps, issuer *devtoken.Issuer) (_ devListeners, err error) {
 
 // close closes the listeners that serve has not closed already.
 func (s devListeners) close() error {
-	for _, ln := range []net.Listener{s.connect, s.mock, s.issuer, s.metrics} {
+	for _, ln := range []net.Listener{s.connect, s.mock, s.issuer, s.metrics, s.console} {
 		if ln != nil {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("close listener: %w", err)

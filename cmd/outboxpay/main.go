@@ -7,6 +7,7 @@
 //	outboxpay api       # serve the HTTP API (DATABASE_URL required)
 //	outboxpay connect   # the CDC engine's Kafka Connect worker (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS required)
 //	outboxpay consumers # the consumer groups; reconcile: the reconciler; platform-mock; replay
+//	outboxpay console   # the operator API and the console page; ops: its actions for scripts
 //	outboxpay migrate   # apply the database migrations (DATABASE_URL required); seed: demo data
 //	outboxpay register-connector  # put the connector config to Kafka Connect, wait until RUNNING
 //	outboxpay healthcheck URL     # exit 0 when URL answers 2xx (container health checks)
@@ -33,6 +34,7 @@ commands:
   connect        run the embedded CDC engine and its Kafka Connect REST API
   consumers      run the consumer groups (stock, data-platform, outbox-tracker)
   reconcile      run the reconciler and the lag exporter
+  console        serve the operator API and the console page (CONSOLE_ADDR)
   platform-mock  serve the mock external data platform
   kafka          run the embedded Kafka (KAFKA_PORTS, state in DATA_DIR/kafka) as its own process
   replay         re-drive dead-lettered records to their topics, once
@@ -115,6 +117,7 @@ func main() {
 		"issuer":             runIssuer,
 		"seed":               runSeed,
 		"register-connector": runRegisterConnector,
+		"console":            func(ctx context.Context, d deps) error { return runConsole(ctx, d, opsService) },
 	}[os.Args[1]]
 	switch {
 	case ok:

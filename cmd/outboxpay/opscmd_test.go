@@ -264,7 +264,7 @@ func TestRunConsole(t *testing.T) {
 		if connectURL != cfg.ConnectURL {
 			t.Errorf("operations of %s, want CONNECT_URL", connectURL)
 		}
-		if err := d.dbs.api.PingContext(ctx); err != nil { // withDB: DATABASE_URL is every pool
+		if err := d.dbs.operator.PingContext(ctx); err != nil { // withDB: DATABASE_URL is every pool
 			t.Errorf("the operator's database: %v", err)
 		}
 		return &consoleOps{known: id}, func() error { released.Store(true); return nil }, nil

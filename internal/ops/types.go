@@ -76,7 +76,8 @@ type Summary struct {
 
 // OutboxSummary counts the outbox's rows by status.
 type OutboxSummary struct {
-	// Rows by status; COMPLETE is the planner's estimate, the rest exact.
+	// Rows by status, exact, but COMPLETE from outbox.EstimateAbove rows
+	// on, which is the planner's estimate.
 	Rows map[outbox.Status]int64 `json:"rows"`
 	// OldestUnfinishedSeconds is the age of the oldest INIT or PUBLISHED row.
 	OldestUnfinishedSeconds float64 `json:"oldest_unfinished_seconds"`

@@ -282,15 +282,23 @@ func (t transition) apply(ctx context.Context, q Execer, id uuid.UUID) (Transiti
 // the oldest row of each status other than COMPLETE (0 for COMPLETE), every
 // status present (0 when it has no rows). The unfinished rows (completed_at
 // NULL) are counted through outbox_unfinished_idx. The finished ones are
-// counted in outbox_completed_at_idx alone (an index-only scan) when exact,
-// else estimated from the planner's statistics (pg_class.reltuples less
-// the unfinished rows), which reads no index at all. A row COMPLETE without
+// counted in outbox_completed_at_idx alone (an index-only scan) when exact;
+// otherwise they are estimated from the planner's statistics
+// (pg_class.reltuples less the unfinished rows), which reads no index at
+// all, unless the estimate is below EstimateAbove (or the table was never
+// analyzed): then they are counted, which costs little. A row COMPLETE without
 // completed_at (written by hand) counts in the first part, by its status.
+// EstimateAbove is the number of finished rows from which CountByStatus,
+// when not exact, estimates them instead of counting.
+const EstimateAbove = 100_000
+
 func CountByStatus(ctx context.Context, q Querier, exact bool) (counts map[Status]int64, oldest map[Status]time.Duration, err error) {
 	complete := `SELECT 'COMPLETE', count(*), 0 FROM outbox WHERE completed_at IS NOT NULL`
 	if !exact {
-		complete = `SELECT 'COMPLETE', GREATEST((SELECT reltuples FROM pg_class WHERE oid = 'outbox'::regclass)::bigint
-			- (SELECT count(*) FROM outbox WHERE completed_at IS NULL), 0), 0`
+		complete = `SELECT 'COMPLETE', CASE WHEN e.n < ` + fmt.Sprint(EstimateAbove) + `
+			THEN (SELECT count(*) FROM outbox WHERE completed_at IS NOT NULL) ELSE e.n END, 0
+			FROM (SELECT GREATEST((SELECT reltuples FROM pg_class WHERE oid = 'outbox'::regclass)::bigint
+				- (SELECT count(*) FROM outbox WHERE completed_at IS NULL), 0) AS n) e`
 	}
 	rows, err := q.QueryContext(ctx, `
 		SELECT status, count(*), GREATEST(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8

@@ -261,7 +261,8 @@ func TestSearchGetHandledAt(t *testing.T) {
 	}
 }
 
-// CountByStatus counts exactly, or estimates COMPLETE from the statistics;
+// CountByStatus counts exactly, or estimates COMPLETE from the statistics
+// when they say there are many;
 // CompletionsSince and CompletionSeries give counts and percentiles of
 // known latencies.
 func TestCountsAndCompletions(t *testing.T) {
@@ -297,6 +298,16 @@ func TestCountsAndCompletions(t *testing.T) {
 		}
 		if o := oldest[outbox.StatusInit]; o < 10*time.Minute || o > 11*time.Minute {
 			t.Errorf("exact=%v: oldest INIT %v, want 10m", exact, o)
+		}
+	}
+	// From EstimateAbove finished rows on, the statistics' figure stands
+	// (here faked: 200,000 rows, 4 of them unfinished).
+	if _, err := admin.Exec(`UPDATE pg_class SET reltuples = 200000 WHERE oid = 'outbox'::regclass`); err != nil {
+		t.Fatal(err)
+	}
+	for exact, want := range map[bool]int64{true: 110, false: 200000 - 4} {
+		if counts, _, err := outbox.CountByStatus(ctx, op, exact); err != nil || counts[outbox.StatusComplete] != want {
+			t.Errorf("exact=%v with 200,000 rows in the statistics: COMPLETE %d, %v; want %d", exact, counts[outbox.StatusComplete], err, want)
 		}
 	}
 	c, err := outbox.CompletionsSince(ctx, op, time.Minute)
