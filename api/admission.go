@@ -8,6 +8,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outboxpay/outboxpay/api/problem"
 )
 
 // admission returns the middleware that bounds the requests in flight.
@@ -92,6 +94,6 @@ func waitFor(c echo.Context, workers chan struct{}, wait time.Duration) bool {
 // overloaded is the refusal of a request past the admission bound.
 func overloaded(c echo.Context) error {
 	c.Response().Header().Set("Retry-After", "1")
-	return &requestError{status: http.StatusServiceUnavailable, kind: "overloaded",
-		detail: "the server is handling as many requests as it can; retry after 1 s"}
+	return &problem.Error{Status: http.StatusServiceUnavailable, Kind: "overloaded",
+		Detail: "the server is handling as many requests as it can; retry after 1 s"}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
+
+	"github.com/outboxpay/outboxpay/api/problem"
 )
 
 // The scopes a token may carry (its space-separated "scope" claim). Each
@@ -169,13 +171,13 @@ func require(scope string) echo.MiddlewareFunc {
 					challenge += fmt.Sprintf(`, error="invalid_token", error_description=%q`, why.Error())
 				}
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, challenge)
-				return &requestError{status: http.StatusUnauthorized, kind: "unauthorized", detail: why.Error()}
+				return &problem.Error{Status: http.StatusUnauthorized, Kind: "unauthorized", Detail: why.Error()}
 			}
 			if !slices.Contains(p.Scopes, scope) {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate,
 					fmt.Sprintf(`Bearer realm="outboxpay", error="insufficient_scope", scope=%q`, scope))
-				return &requestError{status: http.StatusForbidden, kind: "insufficient-scope",
-					detail: fmt.Sprintf("the bearer token lacks the scope %q", scope)}
+				return &problem.Error{Status: http.StatusForbidden, Kind: "insufficient-scope",
+					Detail: fmt.Sprintf("the bearer token lacks the scope %q", scope)}
 			}
 			return next(c)
 		}

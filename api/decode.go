@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/strictjson"
 )
 
@@ -26,19 +27,19 @@ func decodeJSON(c echo.Context, dst any) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, strictjson.ErrMediaType):
-		return &requestError{
-			status: http.StatusUnsupportedMediaType,
-			kind:   "unsupported-media-type",
-			detail: "the request body must be JSON, sent with Content-Type: application/json",
+		return &problem.Error{
+			Status: http.StatusUnsupportedMediaType,
+			Kind:   "unsupported-media-type",
+			Detail: "the request body must be JSON, sent with Content-Type: application/json",
 		}
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &re):
-		return badRequest("the request body could not be read")
+		return problem.BadRequest("the request body could not be read")
 	case errors.As(err, &de):
 		return jsonError(de)
 	default:
-		return badRequest("the request body is not valid JSON: %v", err)
+		return problem.BadRequest("the request body is not valid JSON: %v", err)
 	}
 }
 
@@ -46,24 +47,24 @@ func decodeJSON(c echo.Context, dst any) error {
 func jsonError(de *strictjson.DecodeError) error {
 	switch de.Kind {
 	case strictjson.Member:
-		return badRequest("%v", de.Member)
+		return problem.BadRequest("%v", de.Member)
 	case strictjson.Empty:
-		return badRequest("the request body is empty; it must be a JSON object")
+		return problem.BadRequest("the request body is empty; it must be a JSON object")
 	case strictjson.Truncated:
-		return badRequest("the request body is not valid JSON: it ends too early")
+		return problem.BadRequest("the request body is not valid JSON: it ends too early")
 	case strictjson.Syntax:
-		return badRequest("the request body is not valid JSON (at byte %d): %s", de.Offset, de.Err.Error())
+		return problem.BadRequest("the request body is not valid JSON (at byte %d): %s", de.Offset, de.Err.Error())
 	case strictjson.Type:
 		if de.Field == "" {
-			return badRequest("the request body must be a JSON object, not %s", de.Value)
+			return problem.BadRequest("the request body must be a JSON object, not %s", de.Value)
 		}
-		return badRequest("field %q must be %s, not %s", de.Field, describeType(de.GoType.String()), de.Value)
+		return problem.BadRequest("field %q must be %s, not %s", de.Field, describeType(de.GoType.String()), de.Value)
 	case strictjson.UnknownField:
-		return badRequest("unknown field %s", de.Field)
+		return problem.BadRequest("unknown field %s", de.Field)
 	case strictjson.Trailing:
-		return badRequest("the request body must hold a single JSON object and nothing after it")
+		return problem.BadRequest("the request body must hold a single JSON object and nothing after it")
 	default:
-		return badRequest("the request body is not valid JSON: %v", de.Err)
+		return problem.BadRequest("the request body is not valid JSON: %v", de.Err)
 	}
 }
 
@@ -88,7 +89,7 @@ func pathID(c echo.Context, name string) (int64, error) {
 	s := c.Param(name)
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 || strconv.FormatInt(id, 10) != s {
-		return 0, badRequest("%s must be a positive integer in canonical decimal form (1 to %d, no sign or leading zeros), not %q",
+		return 0, problem.BadRequest("%s must be a positive integer in canonical decimal form (1 to %d, no sign or leading zeros), not %q",
 			name, int64(math.MaxInt64), s)
 	}
 	return id, nil
@@ -98,7 +99,7 @@ func pathID(c echo.Context, name string) (int64, error) {
 func required[T any](v *T, field string) (T, error) {
 	if v == nil {
 		var zero T
-		return zero, badRequest("field %q is required", field)
+		return zero, problem.BadRequest("field %q is required", field)
 	}
 	return *v, nil
 }
@@ -110,7 +111,7 @@ func positive(v *int64, field string) (int64, error) {
 		return 0, err
 	}
 	if n < 1 {
-		return 0, badRequest("field %q must be a positive integer, not %d", field, n)
+		return 0, problem.BadRequest("field %q must be a positive integer, not %d", field, n)
 	}
 	return n, nil
 }
@@ -123,11 +124,11 @@ func idempotencyKey(c echo.Context, maxLen int) (string, error) {
 	}
 	k := values[0]
 	if len(values) > 1 || k == "" || len(k) > maxLen {
-		return "", badRequest("Idempotency-Key must be one value of 1 to %d printable ASCII characters", maxLen)
+		return "", problem.BadRequest("Idempotency-Key must be one value of 1 to %d printable ASCII characters", maxLen)
 	}
 	for _, r := range k {
 		if r < 0x21 || r > 0x7e {
-			return "", badRequest("Idempotency-Key must be one value of 1 to %d printable ASCII characters", maxLen)
+			return "", problem.BadRequest("Idempotency-Key must be one value of 1 to %d printable ASCII characters", maxLen)
 		}
 	}
 	return k, nil

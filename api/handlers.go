@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/shop"
 )
 
@@ -27,8 +28,8 @@ func (h *handlers) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := h.ready(ctx); err != nil {
-		h.logger.WarnContext(c.Request().Context(), "readiness check failed", "err", redact(err))
-		return &requestError{status: http.StatusServiceUnavailable, kind: "not-ready", detail: "not ready"}
+		h.logger.WarnContext(c.Request().Context(), "readiness check failed", "err", problem.Redact(err, "database"))
+		return &problem.Error{Status: http.StatusServiceUnavailable, Kind: "not-ready", Detail: "not ready"}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
@@ -51,8 +52,8 @@ func ownUserID(c echo.Context) (int64, error) {
 func bodyUserID(c echo.Context, userID *int64) (int64, error) {
 	me := principal(c).UserID
 	if userID != nil && *userID != me {
-		return 0, &requestError{status: http.StatusForbidden, kind: "forbidden",
-			detail: `field "userId" must be the bearer token's user (or be left out)`}
+		return 0, &problem.Error{Status: http.StatusForbidden, Kind: "forbidden",
+			Detail: `field "userId" must be the bearer token's user (or be left out)`}
 	}
 	return me, nil
 }
@@ -135,10 +136,10 @@ func (h *handlers) placeOrder(c echo.Context) error {
 		return err
 	}
 	if req.Items == nil {
-		return badRequest("field %q is required", "items")
+		return problem.BadRequest("field %q is required", "items")
 	}
 	if len(req.Items) == 0 || len(req.Items) > shop.MaxOrderLines {
-		return badRequest("field %q must hold 1 to %d items", "items", shop.MaxOrderLines)
+		return problem.BadRequest("field %q must hold 1 to %d items", "items", shop.MaxOrderLines)
 	}
 	lines := make([]shop.OrderLine, len(req.Items))
 	for i, it := range req.Items {
@@ -151,7 +152,7 @@ func (h *handlers) placeOrder(c echo.Context) error {
 			return err
 		}
 		if q > shop.MaxQuantity {
-			return badRequest("field %q must be at most %d, not %d", "items[].quantity", shop.MaxQuantity, q)
+			return problem.BadRequest("field %q must be at most %d, not %d", "items[].quantity", shop.MaxQuantity, q)
 		}
 		lines[i] = shop.OrderLine{ProductDetailID: id, Quantity: int(q)}
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
+
+	"github.com/outboxpay/outboxpay/api/problem"
 )
 
 // RateLimit bounds the requests of one client (see clientKey). A zero Rate
@@ -70,8 +72,8 @@ func rateLimiter(l RateLimit) echo.MiddlewareFunc {
 		IdentifierExtractor: clientKey,
 		DenyHandler: func(c echo.Context, _ string, _ error) error {
 			c.Response().Header().Set("Retry-After", retryAfter)
-			return &requestError{status: http.StatusTooManyRequests, kind: "rate-limited",
-				detail: "too many requests from this client; retry after " + retryAfter + " s"}
+			return &problem.Error{Status: http.StatusTooManyRequests, Kind: "rate-limited",
+				Detail: "too many requests from this client; retry after " + retryAfter + " s"}
 		},
 	})
 }

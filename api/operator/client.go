@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/outboxpay/outboxpay/api"
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/ops"
 )
 
@@ -218,7 +218,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Status: resp.StatusCode}
-		var p api.Problem
+		var p problem.Problem
 		if json.Unmarshal(data, &p) == nil {
 			e.Type, e.Detail = p.Type, p.Detail
 		}

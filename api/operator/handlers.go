@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/ops"
 	"github.com/outboxpay/outboxpay/internal/outbox"
 	"github.com/outboxpay/outboxpay/internal/strictjson"
@@ -137,7 +138,7 @@ func (h *handlers) rowAction(act func(context.Context, ops.Actor, uuid.UUID) (op
 			return err
 		}
 		if body.Reason == nil {
-			return badRequest("field \"reason\" is required")
+			return problem.BadRequest("field \"reason\" is required")
 		}
 		res, err := act(c.Request().Context(), actor(c, *body.Reason), id)
 		if err != nil {
@@ -184,11 +185,11 @@ func (h *handlers) redrive(c echo.Context) error {
 	}
 	switch {
 	case body.Topic == nil:
-		return badRequest("field \"topic\" is required")
+		return problem.BadRequest("field \"topic\" is required")
 	case body.Reason == nil:
-		return badRequest("field \"reason\" is required")
+		return problem.BadRequest("field \"reason\" is required")
 	case (body.Partition == nil) != (body.Offset == nil):
-		return badRequest("fields \"partition\" and \"offset\" go together: both name one record, neither every record of the topic")
+		return problem.BadRequest("fields \"partition\" and \"offset\" go together: both name one record, neither every record of the topic")
 	}
 	res, err := h.ops.Redrive(c.Request().Context(), actor(c, *body.Reason),
 		ops.Redrive{Topic: *body.Topic, Partition: body.Partition, Offset: body.Offset})
@@ -211,14 +212,14 @@ func (h *handlers) connector(c echo.Context) error {
 	}
 	action, ok := connectorActions[c.Param("action")]
 	if !ok {
-		return badRequest("action must be pause, resume or restart, not %q", c.Param("action"))
+		return problem.BadRequest("action must be pause, resume or restart, not %q", c.Param("action"))
 	}
 	var body reasonBody
 	if err := decodeJSON(c, &body); err != nil {
 		return err
 	}
 	if body.Reason == nil {
-		return badRequest("field \"reason\" is required")
+		return problem.BadRequest("field \"reason\" is required")
 	}
 	res, err := h.ops.Connector(c.Request().Context(), actor(c, *body.Reason), action)
 	if err != nil {
@@ -261,17 +262,17 @@ type query struct{ url.Values }
 func queryOf(c echo.Context, known ...string) (query, error) {
 	q, err := url.ParseQuery(c.Request().URL.RawQuery)
 	if err != nil {
-		return query{}, badRequest("the query string does not parse")
+		return query{}, problem.BadRequest("the query string does not parse")
 	}
 	for name, vs := range q {
 		switch {
 		case !contains(known, name):
 			if len(known) == 0 {
-				return query{}, badRequest("%s takes no query parameters, not %q", c.Request().URL.Path, name)
+				return query{}, problem.BadRequest("%s takes no query parameters, not %q", c.Request().URL.Path, name)
 			}
-			return query{}, badRequest("unknown query parameter %q (this route takes %s)", name, strings.Join(known, ", "))
+			return query{}, problem.BadRequest("unknown query parameter %q (this route takes %s)", name, strings.Join(known, ", "))
 		case len(vs) > 1:
-			return query{}, badRequest("query parameter %q is given %d times", name, len(vs))
+			return query{}, problem.BadRequest("query parameter %q is given %d times", name, len(vs))
 		}
 	}
 	return query{q}, nil
@@ -293,7 +294,7 @@ func (q query) duration(name string, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(q.Get(name))
 	if err != nil || d < 0 {
-		return 0, badRequest("%s must be a non-negative Go duration such as 60s or 5m, not %q", name, q.Get(name))
+		return 0, problem.BadRequest("%s must be a non-negative Go duration such as 60s or 5m, not %q", name, q.Get(name))
 	}
 	return d, nil
 }
@@ -306,7 +307,7 @@ func (q query) integer(name string, def int64) (int64, error) {
 	s := q.Get(name)
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || strconv.FormatInt(n, 10) != s {
-		return 0, badRequest("%s must be an integer in canonical decimal form, not %q", name, s)
+		return 0, problem.BadRequest("%s must be an integer in canonical decimal form, not %q", name, s)
 	}
 	return n, nil
 }
@@ -318,7 +319,7 @@ func (q query) limit() (int, error) {
 		return 0, err
 	}
 	if q.Has("limit") && (n < 1 || n > 500) {
-		return 0, badRequest("limit must be between 1 and 500, not %d", n)
+		return 0, problem.BadRequest("limit must be between 1 and 500, not %d", n)
 	}
 	return int(n), nil
 }
@@ -330,7 +331,7 @@ func (q query) uuid(name string) (uuid.UUID, error) {
 	}
 	id, err := parseUUID(q.Get(name))
 	if err != nil {
-		return uuid.Nil, badRequest("%s must be a UUID such as 0190b6f4-8c3a-7c2e-9a55-3f1d2e4b5a6c, not %q", name, q.Get(name))
+		return uuid.Nil, problem.BadRequest("%s must be a UUID such as 0190b6f4-8c3a-7c2e-9a55-3f1d2e4b5a6c, not %q", name, q.Get(name))
 	}
 	return id, nil
 }
@@ -339,7 +340,7 @@ func (q query) uuid(name string) (uuid.UUID, error) {
 func pathUUID(c echo.Context) (uuid.UUID, error) {
 	id, err := parseUUID(c.Param("id"))
 	if err != nil {
-		return uuid.Nil, badRequest("id must be an event id (a UUID such as 0190b6f4-8c3a-7c2e-9a55-3f1d2e4b5a6c), not %q", c.Param("id"))
+		return uuid.Nil, problem.BadRequest("id must be an event id (a UUID such as 0190b6f4-8c3a-7c2e-9a55-3f1d2e4b5a6c), not %q", c.Param("id"))
 	}
 	return id, nil
 }
@@ -368,9 +369,9 @@ func decodeJSON(c echo.Context, dst any) error {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &de):
-		return badRequest("the request body: %s", de.Error())
+		return problem.BadRequest("the request body: %s", de.Error())
 	default:
-		return badRequest("the request body could not be read")
+		return problem.BadRequest("the request body could not be read")
 	}
 }
 
@@ -382,8 +383,8 @@ func console(assets fs.FS) echo.HandlerFunc {
 	built := err == nil
 	return func(c echo.Context) error {
 		if !built {
-			return &requestError{status: http.StatusServiceUnavailable, kind: "console-not-built",
-				detail: "the console's assets were not built: run make build"}
+			return &problem.Error{Status: http.StatusServiceUnavailable, Kind: "console-not-built",
+				Detail: "the console's assets were not built: run make build"}
 		}
 		name := c.Param("*")
 		if name == "" {

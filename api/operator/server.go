@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/logging"
 	"github.com/outboxpay/outboxpay/internal/ops"
@@ -123,8 +124,8 @@ func authenticate(creds *basicauth.Credentials) echo.MiddlewareFunc {
 			user, pass, ok := c.Request().BasicAuth()
 			if !ok || !creds.Verify(user, pass) {
 				c.Response().Header().Set("WWW-Authenticate", challenge)
-				return &requestError{status: http.StatusUnauthorized, kind: "unauthorized",
-					detail: "operator credentials (HTTP Basic) are missing or wrong"}
+				return &problem.Error{Status: http.StatusUnauthorized, Kind: "unauthorized",
+					Detail: "operator credentials (HTTP Basic) are missing or wrong"}
 			}
 			c.Set(actorKey, user)
 			return next(c)
@@ -143,8 +144,8 @@ func guardActions(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !strings.EqualFold(origin, c.Scheme()+"://"+r.Host) {
-			return &requestError{status: http.StatusForbidden, kind: "cross-origin",
-				detail: "an action must come from the console's own origin"}
+			return &problem.Error{Status: http.StatusForbidden, Kind: "cross-origin",
+				Detail: "an action must come from the console's own origin"}
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 			return errMediaType

@@ -20,8 +20,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/outboxpay/outboxpay/api"
 	"github.com/outboxpay/outboxpay/api/operator"
+	"github.com/outboxpay/outboxpay/api/problem"
 	"github.com/outboxpay/outboxpay/internal/basicauth"
 	"github.com/outboxpay/outboxpay/internal/ops"
 	"github.com/outboxpay/outboxpay/internal/outbox"
@@ -141,7 +141,7 @@ type resp struct {
 	status  int
 	header  http.Header
 	body    string
-	problem api.Problem
+	problem problem.Problem
 }
 
 func do(t *testing.T, e *echo.Echo, r req) resp {
@@ -172,8 +172,8 @@ func do(t *testing.T, e *echo.Echo, r req) resp {
 	e.ServeHTTP(w, hr)
 	out := resp{status: w.Code, header: w.Header(), body: w.Body.String()}
 	if w.Code >= 400 {
-		if ct := w.Header().Get("Content-Type"); ct != api.ProblemContentType {
-			t.Errorf("%s %s: %d with Content-Type %q, want %s", r.method, r.target, w.Code, ct, api.ProblemContentType)
+		if ct := w.Header().Get("Content-Type"); ct != problem.ContentType {
+			t.Errorf("%s %s: %d with Content-Type %q, want %s", r.method, r.target, w.Code, ct, problem.ContentType)
 		}
 		if err := json.Unmarshal(w.Body.Bytes(), &out.problem); err != nil {
 			t.Errorf("%s %s: %d body is not a problem: %v: %s", r.method, r.target, w.Code, err, w.Body)

@@ -102,7 +102,7 @@ func opsService(_ context.Context, d deps, connectURL string) (operator.Operatio
 		Connect:       d.cfg.connectClient(connectURL, 10*time.Second),
 		ConnectorName: d.cfg.ConnectorName,
 		Router:        connect.DefaultRouter,
-		Logger:        d.logger.With("component", "ops"),
+		Logger:        d.logger,
 	})
 	if err != nil {
 		return nil, nil, err

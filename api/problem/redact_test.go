@@ -1,4 +1,4 @@
-package api
+package problem
 
 import (
 	"errors"
@@ -29,8 +29,8 @@ func TestRedact(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := redact(c.err); got != c.want {
-				t.Errorf("redact(%v) = %q, want %q", c.err, got, c.want)
+			if got := Redact(c.err, "database"); got != c.want {
+				t.Errorf("Redact(%v) = %q, want %q", c.err, got, c.want)
 			}
 		})
 	}
