@@ -168,11 +168,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 		if page, err = benchconsole.Open(ctx, sys.consoleURL, sys.consoleUser, sys.consolePassword, filepath.Join(tmp, "chromium")); err != nil {
 			return rep, err
 		}
-		defer func() {
-			if page != nil {
-				_, _ = page.Close()
-			}
-		}()
+		defer page.Close()
 	}
 	if o.warmup > 0 {
 		w := o
@@ -200,10 +196,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 			break
 		}
 	}
-	if page != nil {
-		rep.console, err = page.Finish(sys.devOut.Name())
-		page = nil
-		if err != nil {
+	if o.console {
+		if rep.console, err = page.Finish(sys.devOut.Name()); err != nil {
 			return rep, err
 		}
 		log.Info("console closed", "console", rep.console)

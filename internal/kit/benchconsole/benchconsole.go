@@ -31,10 +31,10 @@ type Page struct {
 	opened time.Time
 }
 
-// Live is the page's state as Close found it.
+// Live is the page's state after Open and at Finish.
 type Live struct {
 	// First and Last are the page's live indicator ("live · 12:00:01", the
-	// time of the summary it shows) after Open and at Close.
+	// time of the summary it shows) after Open and at Finish.
 	First, Last string
 	// Open is how long the page was open.
 	Open time.Duration
@@ -65,13 +65,8 @@ func Open(ctx context.Context, base, user, password, dataDir string) (*Page, err
 	return p, nil
 }
 
-// Close waits until the page shows a summary newer than the first one (the
-// page kept polling), then stops the browser.
-func (p *Page) Close() (Live, error) {
-	defer p.b.Close()
-	last, err := p.waitLive(p.first)
-	return Live{First: p.first, Last: last, Open: time.Since(p.opened)}, err
-}
+// Close stops the browser; Finish does too. It may be called more than once.
+func (p *Page) Close() { p.b.Close() }
 
 // waitLive waits until the live indicator says the page shows a summary
 // other than not, and returns its text.
@@ -128,4 +123,37 @@ func CountPolls(path string) (Polls, error) {
 		return n, errors.New("console: its log shows no answered GET /ops/summary: the page did not poll")
 	}
 	return n, nil
+}
+
+// Result is what a benchmark reports of its console; nil: none was open.
+type Result struct {
+	Live  Live
+	Polls Polls
+}
+
+// Finish waits until the page shows a summary newer than the first one (it
+// kept polling), closes it, and counts the polls in the console's log at
+// logPath (CountPolls).
+func (p *Page) Finish(logPath string) (*Result, error) {
+	defer p.Close()
+	last, err := p.waitLive(p.first)
+	if err != nil {
+		return nil, err
+	}
+	p.Close()
+	live := Live{First: p.first, Last: last, Open: time.Since(p.opened)}
+	polls, err := CountPolls(logPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Live: live, Polls: polls}, nil
+}
+
+// String is the report's line: whether a console was open and how it polled.
+func (r *Result) String() string {
+	if r == nil {
+		return "none open (-console opens one)"
+	}
+	return fmt.Sprintf("open in headless chromium on its summary view for %v: %d GET /ops/summary answered 200, %d not (the page polls every 2 s); its live indicator went from %q to %q",
+		r.Live.Open.Round(time.Second), r.Polls.OK, r.Polls.Failed, r.Live.First, r.Live.Last)
 }

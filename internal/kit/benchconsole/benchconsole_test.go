@@ -2,6 +2,7 @@ package benchconsole_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -89,19 +90,18 @@ func TestPageStaysLiveAndItsPollsAreCounted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			live, err := p.Close()
+			res, err := p.Finish(logPath)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(live.First, "live") || live.Last == live.First {
+			if live := res.Live; !strings.HasPrefix(live.First, "live") || live.Last == live.First {
 				t.Errorf("live indicator %q, then %q: want it to move on", live.First, live.Last)
 			}
-			polls, err := benchconsole.CountPolls(logPath)
-			if err != nil {
-				t.Fatal(err)
+			if want := int(s.n.Load()); res.Polls.OK != want || res.Polls.Failed != 0 || want < 2 {
+				t.Errorf("polls %+v; the console answered %d summaries", res.Polls, want)
 			}
-			if want := int(s.n.Load()); polls.OK != want || polls.Failed != 0 || want < 2 {
-				t.Errorf("polls %+v; the console answered %d summaries", polls, want)
+			if line := res.String(); !strings.Contains(line, fmt.Sprintf("%d GET /ops/summary answered 200, 0 not", res.Polls.OK)) {
+				t.Errorf("report line %q", line)
 			}
 		})
 	}
@@ -139,6 +139,10 @@ func TestCountPolls(t *testing.T) {
 				t.Errorf("CountPolls = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+	var none *benchconsole.Result
+	if !strings.HasPrefix(none.String(), "none open") {
+		t.Errorf("no console: %q", none.String())
 	}
 	if _, err := benchconsole.CountPolls(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Error("CountPolls of a missing file: no error")
