@@ -78,6 +78,7 @@ func startConsole(ctx context.Context, bin string, env *benchEnv, eng *enginePro
 			err = errors.Join(err, c.stop())
 		}
 	}()
+	env.sampler.console.Store(int64(c.c.p.Pid()))
 	log.Info("console process started", "pid", c.c.p.Pid(), "url", base+"/console", "log", c.logPath)
 	if err := c.waitListening(ctx, base); err != nil {
 		return c, err

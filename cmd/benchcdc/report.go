@@ -46,7 +46,7 @@ func printReport(w io.Writer, r *results) {
 	fmt.Fprintf(w, "Kafka: kfake in the bench process, 3 brokers, 3 partitions; the engine produces with acks=all, idempotent\n")
 	fmt.Fprintf(w, "Machine: %d CPUs; every process below shares them\n", r.cpus)
 	if r.console != nil {
-		fmt.Fprintf(w, "Console: `outboxpay console` %s; it and chromium count as %q\n", r.console, catOther)
+		fmt.Fprintf(w, "Console: `outboxpay console` %s\n", r.console)
 	} else {
 		fmt.Fprintf(w, "Console: %s\n", r.console)
 	}
