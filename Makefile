@@ -70,15 +70,18 @@ migrate: build
 # by pg_recvlogical and by the engine to Kafka (acks=all), then
 # commit-to-ack latency at 5,000 events/s for 30 s, beside commit-to-decoded at the engine's
 # reader alone (what Postgres, the reader and the machine cost before Kafka). Private
-# Postgres and Kafka; a few minutes.
+# Postgres and Kafka; a few minutes. More with BENCHCDC_FLAGS (go run ./cmd/benchcdc -h):
+# BENCHCDC_FLAGS=-console runs `outboxpay console` beside the engine, its page open in headless
+# chromium during the drain to Kafka and the steady load, to compare with a run without it.
 bench-cdc:
-	$(GO) run ./cmd/benchcdc -go $(GO)
+	$(GO) run ./cmd/benchcdc -go $(GO) $(BENCHCDC_FLAGS)
 
 # Benchmark payments end to end: `outboxpay dev` on a private Postgres, seeded orders paid
 # through the API with vegeta at rising open-loop rates (API_RATE_LIMIT=0), commit-to-COMPLETE
 # from the outbox's timestamps, then pgbench on the payment transaction's SQL. A few minutes.
-# Settings: BENCHE2E_RATES (100,200,400,800 payments/s), BENCHE2E_DURATION (20s per rate);
-# more with BENCHE2E_FLAGS (go run ./cmd/benche2e -h).
+# Settings: BENCHE2E_RATES (100,200,400,800 payments/s), BENCHE2E_DURATION (20s per rate),
+# BENCHE2E_CONSOLE=1 (dev's console open in headless chromium, polling its live summary, through
+# every rate, to compare with a run without it); more with BENCHE2E_FLAGS (go run ./cmd/benche2e -h).
 bench-e2e: build
 	$(GO) run ./cmd/benche2e -bin $(BIN) $(BENCHE2E_FLAGS)
 

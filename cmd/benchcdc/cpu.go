@@ -26,6 +26,8 @@ const (
 	catBench      = "benchcdc process (kfake; (a)'s reader)"
 	catEngine     = "engine process (outboxpay connect)"
 	catFloor      = "floor reader process (steady load)"
+	catConsole    = "console process (outboxpay console, -console)"
+	catBrowser    = "chromium, the console's page (-console)"
 	catWalsender  = "postgres walsender"
 	catPostgres   = "postgres other (backends, wal writer, ...)"
 	catRecv       = "pg_recvlogical"
@@ -38,6 +40,7 @@ const (
 type cpuSampler struct {
 	self, postmaster int
 	engine           atomic.Int64 // the engine process's pid, once started
+	console          atomic.Int64 // the console process's pid, once started (-console)
 }
 
 func newCPUSampler(self, postmaster int) *cpuSampler {
@@ -153,17 +156,42 @@ func (s *cpuSampler) sample() map[int]procTimes {
 	if err != nil {
 		return nil
 	}
-	out := make(map[int]procTimes, len(entries))
+	type stat struct {
+		comm  string
+		ppid  int
+		ticks uint64
+	}
+	stats := make(map[int]stat, len(entries))
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		comm, ppid, ticks, ok := readStat(pid)
-		if !ok {
-			continue
+		if comm, ppid, ticks, ok := readStat(pid); ok {
+			stats[pid] = stat{comm, ppid, ticks}
 		}
-		out[pid] = procTimes{ticks: ticks, cat: s.category(pid, ppid, comm)}
+	}
+	// browser: pid descends from a chromium this process started (-console).
+	browser := func(pid int) bool {
+		for range 8 {
+			st, ok := stats[pid]
+			switch {
+			case !ok:
+				return false
+			case st.ppid == s.self:
+				return strings.HasPrefix(st.comm, "chrom")
+			}
+			pid = st.ppid
+		}
+		return false
+	}
+	out := make(map[int]procTimes, len(stats))
+	for pid, st := range stats {
+		cat := s.category(pid, st.ppid, st.comm)
+		if cat == catOther && browser(pid) {
+			cat = catBrowser
+		}
+		out[pid] = procTimes{ticks: st.ticks, cat: cat}
 	}
 	return out
 }
@@ -174,6 +202,8 @@ func (s *cpuSampler) category(pid, ppid int, comm string) string {
 		return catBench
 	case int64(pid) == s.engine.Load():
 		return catEngine
+	case int64(pid) == s.console.Load():
+		return catConsole
 	case ppid == s.self && comm == filepath.Base(os.Args[0]):
 		return catFloor
 	case comm == "postgres" && s.postmaster != 0 && (pid == s.postmaster || ppid == s.postmaster):

@@ -156,8 +156,11 @@ func (p *engineProc) alive() error {
 	return fmt.Errorf("engine process exited: %v%s", p.c.p.Err(), p.logTail())
 }
 
-func (p *engineProc) logTail() string {
-	data, err := os.ReadFile(p.logPath)
+func (p *engineProc) logTail() string { return logTail(p.logPath) }
+
+// logTail is the end of the log at path, for error messages.
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
 	if err != nil || len(data) == 0 {
 		return ""
 	}

@@ -21,6 +21,9 @@
 // the commit-to-Kafka-ack latency, beside the commit-to-decoded latency of
 // the engine's reader alone on slot A (what Postgres, the reader and the
 // machine cost before the engine can produce anything) and the machine's load average.
+// With -console, `outboxpay console` runs too, on the same database, Kafka
+// and engine, its summary view open in headless chromium (polling every
+// 2 s) during (c) and the steady load; the report says how often it polled.
 // It exits non-zero only on errors: a missed target is reported, not failed.
 //
 // Environment (optional):
@@ -69,6 +72,7 @@ type options struct {
 	goTool     string        // the go command, to build the engine
 	engineBin  string        // a prebuilt outboxpay binary; "" builds one
 	profileDir string        // BENCHCDC_PROFILE_DIR
+	console    bool          // an operator console open during (c) and the steady load
 }
 
 func parseFlags() (options, error) {
@@ -80,6 +84,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.goTool, "go", "go", "the go command, to build ./cmd/outboxpay")
 	flag.StringVar(&o.engineBin, "engine-bin", "", "a prebuilt outboxpay binary (default: build ./cmd/outboxpay)")
+	flag.BoolVar(&o.console, "console", false, "run `outboxpay console` on the bench's database, Kafka and engine, its summary open in headless chromium, during (c) and the steady load")
 	flag.Parse()
 	switch {
 	case flag.NArg() > 0:
@@ -169,9 +174,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (res *results, err er
 }
 
 // stages runs the benchmark proper on a ready environment.
-func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp string, res *results, log *slog.Logger) error {
+func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp string, res *results, log *slog.Logger) (err error) {
 	o := res.opts
-	var err error
 	if res.pgVersion, err = env.serverVersion(ctx); err != nil {
 		return err
 	}
@@ -206,6 +210,18 @@ func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp st
 			log.Warn("stop engine", "err", stopErr)
 		}
 	}()
+	var cons *consoleProc
+	if o.console {
+		log.Info("opening an operator console for (c) and the steady load")
+		if cons, err = startConsole(ctx, engineBin, env, eng, tmp, log); err != nil {
+			return fmt.Errorf("start console: %w", err)
+		}
+		defer func() { // a no-op after finish
+			if stopErr := cons.stop(); stopErr != nil {
+				log.Warn("stop console", "err", stopErr)
+			}
+		}()
+	}
 	if res.engine, res.rssDrain, err = enginePass(ctx, env, eng, o.events, prof, log); err != nil {
 		return fmt.Errorf("(c) engine pass: %w", err)
 	}
@@ -213,6 +229,12 @@ func stages(ctx context.Context, env *benchEnv, tools pgTools, engineBin, tmp st
 	log.Info("steady load", "rate", o.rate, "duration", o.duration)
 	if res.steady, err = steadyLoad(ctx, env, eng, tools, o, tmp, prof, log); err != nil {
 		return fmt.Errorf("steady load: %w", err)
+	}
+	if cons != nil {
+		if res.console, err = cons.finish(); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		log.Info("console closed", "console", res.console)
 	}
 	if res.rssEnd, err = eng.peakRSS(); err != nil {
 		return fmt.Errorf("engine peak RSS: %w", err)

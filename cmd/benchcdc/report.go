@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/benchconsole"
 )
 
 // The issue's targets.
@@ -33,6 +35,7 @@ type results struct {
 	steady    steadyResult
 	profiles  []string
 	took      time.Duration
+	console   *benchconsole.Result // open during (c) and the steady load; nil: none was
 }
 
 func printReport(w io.Writer, r *results) {
@@ -42,6 +45,11 @@ func printReport(w io.Writer, r *results) {
 		r.pgVersion, r.tools.dir)
 	fmt.Fprintf(w, "Kafka: kfake in the bench process, 3 brokers, 3 partitions; the engine produces with acks=all, idempotent\n")
 	fmt.Fprintf(w, "Machine: %d CPUs; every process below shares them\n", r.cpus)
+	if r.console != nil {
+		fmt.Fprintf(w, "Console: `outboxpay console` %s\n", r.console)
+	} else {
+		fmt.Fprintf(w, "Console: %s\n", r.console)
+	}
 	fmt.Fprintf(w, "Backlog: %s single-row outbox transactions (pgbench -c %d -j %d, %d keys) in %s s (%s tps); "+
 		"4 pgoutput slots created before it; WAL end %s\n\n",
 		thousands(r.backlog.events), o.clients, max(1, o.clients/2), aggregateKeys,

@@ -30,6 +30,8 @@ const (
 const (
 	partBench = "bench (vegeta, its queries' client side)"
 	partDev   = "dev (outboxpay dev)"
+	// partBrowser is there with -console only.
+	partBrowser = "chromium (the console's page, -console)"
 )
 
 // pgPart names what a Postgres process does, from pg_stat_activity's
@@ -81,6 +83,7 @@ type cpuSnapshot struct {
 	busy    time.Duration            // the machine's non-idle CPU time since the start (/proc/stat)
 	bench   time.Duration            // this process
 	dev     time.Duration            // dev
+	browser time.Duration            // chromium, with -console
 	pg      map[string]time.Duration // Postgres processes by pgPart
 	unknown bool                     // /proc could not tell (not Linux)
 }
@@ -104,6 +107,7 @@ type cpuSampler struct {
 	busy0     time.Duration
 	bench0    time.Duration
 	dev0      time.Duration
+	browser0  time.Duration
 	base      map[int]time.Duration    // a Postgres process's CPU at the start; absent: started since
 	last      map[int]time.Duration    // its CPU at the last sample it was alive for
 	started   map[int]int64            // its start time (/proc/<pid>/stat starttime)
@@ -122,6 +126,7 @@ func (s *system) startCPUSampler(ctx context.Context, log *slog.Logger) (c *cpuS
 	c.busy0, _ = machineBusy()
 	c.bench0 = procCPU(os.Getpid())
 	c.dev0 = c.devCPU()
+	c.browser0 = browserCPU()
 	c.sample(ctx)
 	for pid, t := range c.last {
 		c.base[pid] = t
@@ -183,7 +188,8 @@ func (c *cpuSampler) snapshot(ctx context.Context) cpuSnapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	snap := cpuSnapshot{at: time.Now(), busy: busy - c.busy0, bench: procCPU(os.Getpid()) - c.bench0, dev: c.devCPU() - c.dev0,
-		pg: map[string]time.Duration{}, unknown: !ok}
+		browser: browserCPU() - c.browser0,
+		pg:      map[string]time.Duration{}, unknown: !ok}
 	for pid, t := range c.last {
 		snap.pg[c.part[pid]] += t - c.base[pid] // base 0: started since
 	}
@@ -308,6 +314,9 @@ func window(a, b cpuSnapshot) cpuWindow {
 	per := func(d time.Duration) float64 { return d.Seconds() / el.Seconds() }
 	w.parts[partBench] = per(b.bench - a.bench)
 	w.parts[partDev] = per(b.dev - a.dev)
+	if b.browser > 0 {
+		w.parts[partBrowser] = per(max(0, b.browser-a.browser)) // a chromium process gone takes its CPU with it
+	}
 	for p, d := range b.pg {
 		w.parts[p] = per(d - a.pg[p])
 	}

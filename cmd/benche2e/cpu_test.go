@@ -135,3 +135,25 @@ func TestCPUSamplerAndStatements(t *testing.T) {
 		t.Errorf("the bench's own time %v, want it counted", st.bench)
 	}
 }
+
+func TestWindowBrowserPart(t *testing.T) {
+	at := time.Now()
+	for _, tc := range []struct {
+		name     string
+		from, to time.Duration // chromium's CPU since the sampler started
+		want     float64
+		has      bool
+	}{
+		{"no console", 0, 0, 0, false},
+		{"console open", time.Second, 3 * time.Second, 1, true},
+		{"a chromium process gone", 3 * time.Second, 2 * time.Second, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := window(cpuSnapshot{at: at, browser: tc.from}, cpuSnapshot{at: at.Add(2 * time.Second), browser: tc.to})
+			got, has := w.parts[partBrowser]
+			if has != tc.has || !near(got, tc.want) {
+				t.Errorf("chromium's part %v (%v), want %v (%v)", got, has, tc.want, tc.has)
+			}
+		})
+	}
+}

@@ -15,7 +15,10 @@
 // rest; over the rates it reads pg_stat_statements (the private cluster
 // preloads it; the extension lives in the postgres database). Then it
 // runs pgbench with the statements shop.Pay runs, on fresh ORDERED orders,
-// while dev still runs, and prints the table and the API/SQL ratio. It
+// while dev still runs, and prints the table and the API/SQL ratio. With
+// -console, dev's console is open in headless chromium on its live summary
+// from before the warm-up until the last rate drained, and the report says
+// how often it polled (from dev's log). It
 // exits non-zero only on errors: a rate not kept up with is reported.
 package main
 
@@ -27,11 +30,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/benchconsole"
 )
 
 // options are the benchmark's knobs.
@@ -45,6 +51,7 @@ type options struct {
 	sqlFor     time.Duration // pgbench duration
 	goTool     string        // to build ./cmd/outboxpay
 	bin        string        // a prebuilt outboxpay; "" builds one
+	console    bool          // keep dev's console open through the rates
 }
 
 // parseRates parses "100,200,400".
@@ -71,6 +78,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.sqlFor, "sql-duration", 20*time.Second, "pgbench duration")
 	flag.StringVar(&o.goTool, "go", "go", "the go command, to build ./cmd/outboxpay")
 	flag.StringVar(&o.bin, "bin", "", "a prebuilt outboxpay binary (default: build ./cmd/outboxpay)")
+	flag.BoolVar(&o.console, "console", os.Getenv("BENCHE2E_CONSOLE") == "1", "keep dev's console open in headless chromium, on its live summary, through the warm-up and every rate (BENCHE2E_CONSOLE=1)")
 	flag.Parse()
 	var err error
 	if o.rates, err = parseRates(*rates); err != nil {
@@ -154,6 +162,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 	if err := sys.seed(ctx, plan.total); err != nil {
 		return rep, err
 	}
+	var page *benchconsole.Page
+	if o.console {
+		log.Info("opening dev's console in headless chromium", "url", sys.consoleURL+"/console")
+		if page, err = benchconsole.Open(ctx, sys.consoleURL, sys.consoleUser, sys.consolePassword, filepath.Join(tmp, "chromium")); err != nil {
+			return rep, err
+		}
+		defer page.Close()
+	}
 	if o.warmup > 0 {
 		w := o
 		w.duration = o.warmup
@@ -179,6 +195,12 @@ func run(ctx context.Context, o options, log *slog.Logger) (rep *report, err err
 			rep.stopped = fmt.Sprintf("%d of %d events of %d/s were not COMPLETE %v after the load", r.events-r.complete, r.events, rate, o.drain)
 			break
 		}
+	}
+	if o.console {
+		if rep.console, err = page.Finish(sys.devOut.Name()); err != nil {
+			return rep, err
+		}
+		log.Info("console closed", "console", rep.console)
 	}
 	stmts, err := sys.statements(ctx, topStatements)
 	if err != nil {

@@ -25,6 +25,7 @@ func (s *system) postmasterPID() int {
 }
 
 type procStat struct {
+	comm  string // the command name
 	ppid  int
 	cpu   time.Duration // user + system
 	start int64         // clock ticks after boot: with the pid, names the process
@@ -54,7 +55,45 @@ func readStat(pid int) (procStat, bool) {
 	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return procStat{}, false
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(ut+st) * clockTick, start: start}, true
+	comm := ""
+	if j := bytes.IndexByte(b, '('); j >= 0 && j < i {
+		comm = string(b[j+1 : i])
+	}
+	return procStat{comm: comm, ppid: ppid, cpu: time.Duration(ut+st) * clockTick, start: start}, true
+}
+
+// browserCPU is the CPU of the chromium this process started (-console)
+// and of its descendants, as far as they run now; 0 if none.
+func browserCPU() time.Duration {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	stats := map[int]procStat{}
+	for _, d := range dirs {
+		if pid, err := strconv.Atoi(d.Name()); err == nil {
+			if st, ok := readStat(pid); ok {
+				stats[pid] = st
+			}
+		}
+	}
+	self := os.Getpid()
+	var total time.Duration
+	for _, st := range stats {
+		for p, up := st, 0; up < 8; up++ { // chromium's processes are a few levels deep
+			if p.ppid == self {
+				if strings.HasPrefix(p.comm, "chrom") {
+					total += st.cpu
+				}
+				break
+			}
+			var ok bool
+			if p, ok = stats[p.ppid]; !ok {
+				break
+			}
+		}
+	}
+	return total
 }
 
 // devRSS is dev's resident set in bytes; 0 if unknown.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/benchconsole"
 )
 
 // keepUpP99 is the bound on commit-to-COMPLETE p99 (and API p99) under which
@@ -143,8 +145,9 @@ type report struct {
 	cpus      int
 	rates     []rateResult
 	sql       *sqlResult
-	stmts     *statementStats // pg_stat_statements over the rates; nil: not read
-	stopped   string          // why the rates stopped rising early; "" if they did not
+	stmts     *statementStats      // pg_stat_statements over the rates; nil: not read
+	stopped   string               // why the rates stopped rising early; "" if they did not
+	console   *benchconsole.Result // dev's console, open through the rates; nil: none was
 }
 
 func ms(d time.Duration) string {
@@ -185,6 +188,7 @@ func codes(m map[int]int) string {
 // print writes the report's table and summary.
 func (rep report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nbench-e2e: payments through `outboxpay dev` (API_RATE_LIMIT=0: the API's rate limit is off), PostgreSQL %s, %d CPUs\n", rep.pgVersion, rep.cpus)
+	fmt.Fprintf(w, "console: %s\n", rep.console)
 	fmt.Fprintf(w, "commit-to-COMPLETE: outbox.completed_at - outbox.created_at of each event (both now() of their transactions), from the database\n")
 	fmt.Fprintf(w, "CPU/s: CPU-seconds per second during the load (pg: the postmaster and its children); CPU-s/1k: CPU-seconds per 1,000 2xx payments from the start of the load until every event was COMPLETE (pg: without the bench's own sessions); load1: the machine's 1-minute load average after it (%d CPUs: more means other work skewed the figures)\n\n", rep.cpus)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outboxpay/outboxpay/internal/kit/benchconsole"
 )
 
 func TestPercentile(t *testing.T) {
@@ -165,6 +167,7 @@ func TestReport(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"API_RATE_LIMIT=0",
+		"console: none open (-console opens one)",
 		"outbox.completed_at - outbox.created_at",
 		"201:2000",
 		"none:4 201:3990 503:6",
@@ -216,10 +219,11 @@ func TestReport(t *testing.T) {
 		t.Errorf("report says the rates stopped early:\n%s", out)
 	}
 
-	none := report{rates: []rateResult{rep.rates[1]}, stopped: "200/s did not drain in 3m0s", sql: rep.sql}
+	none := report{rates: []rateResult{rep.rates[1]}, stopped: "200/s did not drain in 3m0s", sql: rep.sql,
+		console: &benchconsole.Result{Live: benchconsole.Live{First: "live · 12:00:01", Last: "live · 12:01:55", Open: 115 * time.Second}, Polls: benchconsole.Polls{OK: 57, Failed: 1}}}
 	b.Reset()
 	none.print(&b)
-	for _, want := range []string{"kept up with none of the rates", "rates stopped rising: 200/s did not drain in 3m0s",
+	for _, want := range []string{`console: open in headless chromium on its summary view for 1m55s: 57 GET /ops/summary answered 200, 1 not (the page polls every 2 s); its live indicator went from "live · 12:00:01" to "live · 12:01:55"`, "kept up with none of the rates", "rates stopped rising: 200/s did not drain in 3m0s",
 		"API / SQL = 199.5 / 1000 = 0.20 (no rate was clean: the most 2xx/s of any rate)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())

@@ -46,13 +46,16 @@ type system struct {
 	// stats is the postgres database, as the superuser: pg_stat_activity,
 	// pg_stat_statements (whose extension lives there, out of the
 	// product's database).
-	stats   *sql.DB
-	dev     *pgcluster.Process
-	devOut  *os.File
-	apiURL  string
-	issuer  *devtoken.Issuer
-	tools   string // the directory of the Postgres programs
-	detail0 int64  // the first of the product details, consecutive ids
+	stats  *sql.DB
+	dev    *pgcluster.Process
+	devOut *os.File
+	apiURL string
+	// consoleURL, consoleUser and consolePassword are dev's console and
+	// its login, from the banner.
+	consoleURL, consoleUser, consolePassword string
+	issuer                                   *devtoken.Issuer
+	tools                                    string // the directory of the Postgres programs
+	detail0                                  int64  // the first of the product details, consecutive ids
 }
 
 // buildOutboxpay builds ./cmd/outboxpay into tmp.
@@ -103,8 +106,11 @@ func startSystem(ctx context.Context, bin, tmp string, log *slog.Logger) (s *sys
 	return s, nil
 }
 
-// apiLine is the banner's API line.
-var apiLine = regexp.MustCompile(`^\s+API\s+(http://\S+)`)
+// apiLine and consoleLine are the banner's API and console lines.
+var (
+	apiLine     = regexp.MustCompile(`^\s+API\s+(http://\S+)`)
+	consoleLine = regexp.MustCompile(`^\s+Console\s+(http://\S+)/console\s+\(log in as (\S+), password (\S+)\)`)
+)
 
 // startDev starts `outboxpay dev` on the database with every listener on a
 // free loopback port, and waits for its banner.
@@ -130,6 +136,7 @@ func (s *system) startDev(ctx context.Context, bin, dataDir string, log *slog.Lo
 		"CONNECT_ADDR=127.0.0.1:0",
 		"PLATFORM_MOCK_ADDR=127.0.0.1:0",
 		"AUTH_ISSUER_ADDR=127.0.0.1:0",
+		"CONSOLE_ADDR=127.0.0.1:0",
 		fmt.Sprintf("KAFKA_PORTS=%d,%d,%d", ports[0], ports[1], ports[2]),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -141,23 +148,31 @@ func (s *system) startDev(ctx context.Context, bin, dataDir string, log *slog.Lo
 	if s.dev, err = pgcluster.StartProcess(cmd, nil); err != nil {
 		return fmt.Errorf("start dev: %w", err)
 	}
-	found := make(chan string, 1)
+	// The banner, printed at once, names the API, then the console.
+	type endpoints struct{ api, console, user, password string }
+	found := make(chan endpoints, 1)
 	go func() {
+		var ep endpoints
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			fmt.Fprintln(s.devOut, sc.Text())
 			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+				ep.api = m[1]
+			}
+			if m := consoleLine.FindStringSubmatch(sc.Text()); m != nil && ep.api != "" {
+				ep.console, ep.user, ep.password = m[1], m[2], m[3]
+				found <- ep
 			}
 		}
 		_, _ = io.Copy(s.devOut, stdout)
 	}()
 	select {
-	case s.apiURL = <-found:
+	case ep := <-found:
+		s.apiURL, s.consoleURL, s.consoleUser, s.consolePassword = ep.api, ep.console, ep.user, ep.password
 	case <-s.dev.Done():
 		return fmt.Errorf("dev exited before its banner (%v): see its log above", s.dev.Err())
 	case <-time.After(bannerWait):
-		return fmt.Errorf("dev printed no banner in %v", bannerWait)
+		return fmt.Errorf("dev printed no banner with its API and Console lines in %v", bannerWait)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -5,7 +5,8 @@
 // development token issuer (devtoken), test
 // harnesses and fixtures (pgtest, kafkatest, kafkaclustertest, connecttest,
 // eventually, logtest, promtest, runtest, contractdoc), a headless chromium for the
-// console's browser tests (browser) and the chaos harness (chaos).
+// console's browser tests (browser), the console kept open during a
+// benchmark (benchconsole) and the chaos harness (chaos).
 //
 // Imports point one way: the product (api, internal/shop, internal/outbox,
 // connect, consumers, migrations, ...) never imports the kit; cmd/ does, to

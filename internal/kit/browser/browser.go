@@ -42,18 +42,33 @@ type Config struct {
 }
 
 // Browser is one headless chromium with one tab. Its methods fail the test
-// they were started with on error; Run gives the raw chromedp context for
-// anything else.
+// they were started with on error; Context gives the raw chromedp context
+// for anything else.
 type Browser struct {
 	t       testing.TB
 	ctx     context.Context
 	timeout time.Duration
 	stop    func()
+	// stopOnce makes Close idempotent.
+	stopOnce sync.Once
 }
 
 // Start starts chromium headless and stops it when the test ends.
 func Start(t testing.TB, cfg Config) *Browser {
 	t.Helper()
+	b, err := Launch(cfg, t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	b.t = t
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Launch starts chromium headless with its profile in dataDir, for programs
+// (the benchmarks) rather than tests: its owner calls Close. Of its methods,
+// such a Browser has Context and Eval; the others are for tests (Start).
+func Launch(cfg Config, dataDir string) (*Browser, error) {
 	if cfg.ExecPath == "" {
 		cfg.ExecPath = os.Getenv("CHROMIUM")
 	}
@@ -67,14 +82,14 @@ func Start(t testing.TB, cfg Config) *Browser {
 		cfg.Timeout = 15 * time.Second
 	}
 	if _, err := os.Stat(cfg.ExecPath); err != nil {
-		t.Fatalf("browser: no chromium at %s (apt-get install chromium, or set CHROMIUM): %v", cfg.ExecPath, err)
+		return nil, fmt.Errorf("browser: no chromium at %s (apt-get install chromium, or set CHROMIUM): %w", cfg.ExecPath, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(cfg.ExecPath),
 		chromedp.NoSandbox,
 		chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dataDir),
 		chromedp.WindowSize(cfg.Width, cfg.Height),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -85,7 +100,7 @@ func Start(t testing.TB, cfg Config) *Browser {
 	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: ptr(true)}); err != nil {
 		cancelTab()
 		cancelAlloc()
-		t.Fatalf("browser: start %s: %v", cfg.ExecPath, err)
+		return nil, fmt.Errorf("browser: start %s: %w", cfg.ExecPath, err)
 	}
 	paused := chromedp.Events(ctx, fetch.RequestPaused)
 	auths := chromedp.Events(ctx, fetch.AuthRequired)
@@ -93,15 +108,18 @@ func Start(t testing.TB, cfg Config) *Browser {
 	wg.Go(func() { continueRequests(ctx, paused) })
 	wg.Go(func() { answerAuth(ctx, auths, cfg.Username, cfg.Password) })
 
-	b := &Browser{t: t, ctx: ctx, timeout: cfg.Timeout}
+	b := &Browser{ctx: ctx, timeout: cfg.Timeout}
 	b.stop = func() {
 		cancelTab()
 		cancelAlloc()
 		wg.Wait()
 	}
-	t.Cleanup(b.stop)
-	return b
+	return b, nil
 }
+
+// Close stops the browser and waits for it to exit; Start's test does it
+// when it ends.
+func (b *Browser) Close() { b.stopOnce.Do(b.stop) }
 
 // continueRequests lets every request the fetch domain paused go on.
 func continueRequests(ctx context.Context, paused iter.Seq2[fetch.EventRequestPaused, error]) {
