@@ -81,17 +81,37 @@ func TestConsoleInBrowser(t *testing.T) {
 	b := browser.Start(t, browser.Config{Username: sys.User, Password: sys.Password, Timeout: consoleWait})
 	t.Cleanup(func() {
 		if t.Failed() {
-			path := filepath.Join(t.TempDir(), "failure.png")
+			dir, err := os.MkdirTemp("", "console-failure-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "page.png")
 			b.Screenshot(path)
 			t.Logf("the page when the test failed: %s", path)
 		}
 	})
 	step := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	// traffic pays n more orders of user 3, for the summary's charts, and
+	// waits until they are settled.
+	traffic := func(n int) {
+		t.Helper()
+		d := s.detailWithStock(t, int64(n), false)
+		s.charge(t, 3, int64(n)*d.Price)
+		orders := make([]int64, n)
+		for i := range orders {
+			orders[i] = s.order(t, 3, d.ID, 1)
+			s.pay(t, orders[i], 3)
+		}
+		for _, o := range orders {
+			s.waitSettled(t, 3, o)
+		}
+	}
 
 	// a. Log in: the page loads and its live summary answers.
 	b.Open(page + "#/summary")
 	b.WaitText("#live", "live")
 	step("logged in")
+	traffic(3)
 
 	// b. A paid order's events become COMPLETE on the page.
 	detail := s.detailWithStock(t, 2, false)
@@ -104,6 +124,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		return rows.length >= 2 && rows.every((r) => r.dataset.status === 'COMPLETE');
 	})()`)
 	step("order's events COMPLETE")
+	traffic(3)
 
 	// c. The platform refuses every event: the order's PaymentCompleted is
 	// dead-lettered, republished, and FAILED.
@@ -135,7 +156,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.WaitText("#timeline", "Retry")
 	step("retried: COMPLETE")
 	b.WaitText("#event-audit tbody", "platform healed, sending it again")
-	b.Screenshot(filepath.Join(shots, "console-event.png"))
+	traffic(3)
 
 	// d. Re-drive one of its dead-lettered records from the event's page.
 	rec := `#event-dlq tbody tr[data-offset]`
@@ -150,6 +171,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.WaitText("#toast", "Re-drive: done")
 	b.WaitFor("the record marked re-driven", fmt.Sprintf(`document.querySelector('%s')?.classList.contains('done')`, target))
 	step("re-driven")
+	b.WaitText("#timeline", "Redriven")
+	dismissToast(t, b)
+	b.Screenshot(filepath.Join(shots, "console-event.png"))
 
 	// e. Pause and resume the connector.
 	b.Open(page + "#/connector")
@@ -159,6 +183,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	confirm(b, "#btn-resume", "maintenance over")
 	b.WaitFor("connector RUNNING again", `document.querySelector('#connector-state').dataset.state === 'RUNNING'`)
 	step("connector paused and resumed")
+	traffic(3)
 
 	// f. The audit log lists every action, with its actor and reason, on the
 	// page and through the operator API.
@@ -199,7 +224,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.Open(page + "#/summary")
 	b.WaitText("#live", "live")
 	b.WaitFor("the summary's charts drawn", `document.querySelectorAll('#view-summary .chart canvas').length === 4`)
-	b.WaitFor("the rows' tile counts COMPLETE rows", `/COMPLETE/.test(document.querySelector('#rows').innerText)`)
+	b.WaitFor("every row COMPLETE", `(() => {
+		const n = (st) => Number(document.querySelector('#rows [data-status="' + st + '"] .status-count').innerText.replace(/,/g, ''));
+		return n('COMPLETE') > 0 && n('INIT') + n('PUBLISHED') + n('FAILED') === 0;
+	})()`)
+	b.WaitFor("the replication slot active again", `document.querySelector('#slots .dot.on') !== null`)
+	dismissToast(t, b)
 	b.Screenshot(filepath.Join(shots, "console-summary.png"))
 	step("screenshots in " + shots)
 }
@@ -211,6 +241,14 @@ func confirm(b *browser.Browser, button, reason string) {
 	b.Fill("#confirm-reason", reason)
 	b.Click("#confirm-ok")
 	b.WaitFor("the dialog closed", `!document.querySelector('#confirm').open`)
+}
+
+// dismissToast closes the page's outcome message, if it shows one.
+func dismissToast(t *testing.T, b *browser.Browser) {
+	t.Helper()
+	if _, err := browser.Eval[bool](b, `(() => { const t = document.querySelector('#toast'); if (!t.hidden) t.querySelector('.toast-close').click(); return true })()`); err != nil {
+		t.Fatalf("close the page's message: %v", err)
+	}
 }
 
 // eventOf is the id of order's event of type typ, through the operator API.
