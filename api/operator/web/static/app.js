@@ -8,7 +8,7 @@
 (() => {
   const POLL_MS = 2000; // the summary's refresh while the tab is visible
   const KEEP_S = 600; // the charts keep the last 10 minutes
-  const MIN_SPAN_S = 60; // the charts span at least the last minute
+  const MIN_SPAN_S = 30; // the charts span at least the last 30 s
   const WINDOW = '10s'; // the summary's throughput and latency window
   const STATUSES = ['INIT', 'PUBLISHED', 'COMPLETE', 'FAILED', 'PARKED', 'DISCARDED'];
   const UNFINISHED = new Set(['INIT', 'PUBLISHED']);
@@ -347,7 +347,7 @@
 
   // Every chart shows the same span: the last 10 minutes, or less when
   // nothing is known from further back (the page opened, or the first
-  // completion, less than 10 minutes ago), but at least the last minute.
+  // completion, less than 10 minutes ago), but at least the last 30 s.
   function timeRange() {
     const now = Date.now() / 1000;
     const since = Math.min(live.since ?? now, now - MIN_SPAN_S);
