@@ -140,11 +140,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("PaymentCompleted FAILED")
 	b.Click(row + " a")
 	b.WaitText("#event-status", "FAILED")
-	b.WaitText("#event-error", "Last error")
+	b.WaitText("#event-error", "FAILED by the reconciler: not COMPLETE after 2 attempts")
 	// Its dead-lettered records name the platform's refusal.
 	b.WaitFor("its dead-lettered records", `document.querySelectorAll('#event-dlq tbody tr[data-offset]').length > 0`)
-	if reason, _ := b.Text("#event-dlq tbody tr[data-offset] .reason"); strings.TrimSpace(reason) == "" || reason == "–" {
-		t.Errorf("a dead-lettered record of the FAILED row shows no reason: %q", reason)
+	if reason, _ := b.Text("#event-dlq tbody tr[data-offset] .reason"); !strings.Contains(reason, "data platform: 503") {
+		t.Errorf("a dead-lettered record of the FAILED row shows the reason %q, want the platform's 503", reason)
 	}
 	b.WaitText("#timeline", "Failed")
 
@@ -169,7 +169,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	target := fmt.Sprintf(`#event-dlq tbody tr[data-topic="%s"][data-partition="%s"][data-offset="%s"]`, topic, part, off)
 	confirm(b, target+" button.redrive", "replaying one dead letter after the fix")
 	b.WaitText("#toast", "Re-drive: done")
-	b.WaitFor("the record marked re-driven", fmt.Sprintf(`document.querySelector('%s')?.classList.contains('done')`, target))
+	b.WaitFor("the record marked re-driven", fmt.Sprintf(`(() => { const r = document.querySelector('%s'); return r?.classList.contains('done') && r.querySelector('button.redrive').disabled })()`, target))
 	step("re-driven")
 	b.WaitText("#timeline", "Redriven")
 	dismissToast(t, b)
