@@ -6,6 +6,7 @@
 #               run make them first (needs npm once; the binary needs neither Node nor network)
 #   make test   every test, with the race detector
 #   make lint   gofmt, go vet, staticcheck
+#   make screenshots  the console's screenshots in the README (docs/images), by its browser test
 #   make bench-e2e  payments end to end at rising rates, against pgbench (~5 min; not in make test)
 #   make chaos  kill and restart every part under load, then check the invariants (~12 min)
 #   make chaos-replicas  the same with two processes of each consumer group and of the API
@@ -25,7 +26,7 @@ ENGINE         ?= debezium
 COMPOSE_FILES  := -f docker-compose.yml $(if $(filter embedded,$(ENGINE)),-f docker-compose.embedded.yml)
 CONNECT_PORT   ?= 8083
 
-.PHONY: run build web test lint migrate bench-cdc bench-e2e chaos chaos-replicas clean up down logs connector-status
+.PHONY: run build web test lint screenshots migrate bench-cdc bench-e2e chaos chaos-replicas clean up down logs connector-status
 
 # The console's front-end dependencies: npm ci from the committed lockfile (again only when
 # the lockfile changes), then uPlot's built files copied beside the page's own.
@@ -57,6 +58,11 @@ lint: $(STATICCHECK) $(WEB_VENDOR)
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+# The README's screenshots of the console (docs/images/console-summary.png and
+# console-event.png), written by its browser test against `outboxpay dev` (needs chromium).
+screenshots: $(WEB_VENDOR)
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/images $(GO) test -race -count=1 -run '^TestConsoleInBrowser$$' ./cmd/outboxpay/
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -27,6 +27,9 @@ type devSystem struct {
 	API, Connect, Platform, Kafka, Postgres string // as its banner prints them
 	// Metrics is the base URL of dev's /metrics (METRICS_ADDR).
 	Metrics string
+	// Console is the base URL of the operator API; its page is Console +
+	// "/console".
+	Console string
 	// User and Password are the operator credentials of Connect and the
 	// platform mock, from the file dev generated.
 	User, Password string
@@ -87,7 +90,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "DATA_DIR=data", "API_ADDR=127.0.0.1:0",
 		"CONNECT_ADDR=127.0.0.1:0", "KAFKA_PORTS=0,0,0", "PLATFORM_MOCK_ADDR=127.0.0.1:0", "DATABASE_URL=",
-		"KAFKA_BOOTSTRAP_SERVERS=", "METRICS_ADDR=127.0.0.1:0", "AUTH_ISSUER_ADDR=127.0.0.1:0",
+		"KAFKA_BOOTSTRAP_SERVERS=", "METRICS_ADDR=127.0.0.1:0", "AUTH_ISSUER_ADDR=127.0.0.1:0", "CONSOLE_ADDR=127.0.0.1:0",
 		"AUTH_JWKS_URL=", "AUTH_PUBLIC_KEY_FILE=", "AUTH_ISSUER=", "AUTH_SIGNING_KEY_FILE="), env...)
 	d := &devSystem{dir: dir, cmd: cmd, exited: make(chan error, 1), stderr: &logtest.Buffer{}, stdout: &logtest.Buffer{}}
 	cmd.Stderr = d.stderr
@@ -100,8 +103,8 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	}
 
 	fields := map[string]*string{"API": &d.API, "Metrics": &d.Metrics, "Kafka Connect": &d.Connect, "Platform": &d.Platform,
-		"Kafka": &d.Kafka, "Postgres": &d.Postgres}
-	line := regexp.MustCompile(`^  (API|Metrics|Kafka Connect|Platform|Kafka|Postgres)\s+(\S+)`)
+		"Kafka": &d.Kafka, "Postgres": &d.Postgres, "Console": &d.Console}
+	line := regexp.MustCompile(`^  (API|Metrics|Kafka Connect|Platform|Kafka|Postgres|Console)\s+(\S+)`)
 	ready := make(chan struct{})
 	var banner strings.Builder
 	go func() {
@@ -132,6 +135,7 @@ func launchDev(bin, dir string, env ...string) (*devSystem, error) {
 	case <-ready:
 		d.Platform = regexp.MustCompile(`/events$`).ReplaceAllString(d.Platform, "")
 		d.Metrics = regexp.MustCompile(`/metrics$`).ReplaceAllString(d.Metrics, "")
+		d.Console = regexp.MustCompile(`/console$`).ReplaceAllString(d.Console, "")
 		d.Banner = banner.String()
 		users, err := basicauth.ParseFile(filepath.Join(dir, "data", devCredentialsFile))
 		if err != nil || len(users) != 1 {

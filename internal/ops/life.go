@@ -75,7 +75,9 @@ func (s *Service) Life(ctx context.Context, id uuid.UUID) (EventLife, error) {
 
 // timeline orders what is known of an event by time: its commit, its
 // publication, each group's handling, each dead-lettering and re-drive,
-// the reconciler's giving up, the operators' actions, and its completion.
+// the reconciler's giving up, the operators' actions (with the change they
+// made: a retry clears failed_at, its "FAILED -> PUBLISHED" keeps the
+// failure on the timeline), and its completion.
 func timeline(row outbox.Row, handlers []Handler, dlq []DLQRecord, audit []AuditEntry) []Moment {
 	ms := []Moment{{At: row.CreatedAt, What: MomentCommitted}}
 	add := func(at *time.Time, what, detail string) {
@@ -103,7 +105,10 @@ func timeline(row outbox.Row, handlers []Handler, dlq []DLQRecord, audit []Audit
 	for _, e := range audit {
 		at := e.At
 		detail := e.Actor + ": " + e.Reason
-		if !e.Changed {
+		switch {
+		case e.Detail != "": // FAILED -> PUBLISHED, already PARKED, ...
+			detail += " (" + e.Detail + ")"
+		case !e.Changed:
 			detail += " (no change)"
 		}
 		add(&at, e.Action, detail)

@@ -601,6 +601,13 @@ func TestLife(t *testing.T) {
 	if fmt.Sprint(whats) != want {
 		t.Errorf("timeline %v, want %v", whats, want)
 	}
+	// An action's moment names who, why and the change it made.
+	for _, mo := range life.Timeline {
+		if mo.What == ops.ActionRetry && !strings.HasSuffix(mo.Detail, "(PARKED -> PUBLISHED)") ||
+			mo.What == ops.ActionPark && !strings.HasSuffix(mo.Detail, "(FAILED -> PARKED)") {
+			t.Errorf("moment %s: detail %q", mo.What, mo.Detail)
+		}
+	}
 	if _, err := r.svc.Life(ctx, uuid.New()); !errors.Is(err, ops.ErrNotFound) {
 		t.Errorf("life of a missing event: %v", err)
 	}

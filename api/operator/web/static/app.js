@@ -8,6 +8,7 @@
 (() => {
   const POLL_MS = 2000; // the summary's refresh while the tab is visible
   const KEEP_S = 600; // the charts keep the last 10 minutes
+  const MIN_SPAN_S = 30; // the charts span at least the last 30 s
   const WINDOW = '10s'; // the summary's throughput and latency window
   const STATUSES = ['INIT', 'PUBLISHED', 'COMPLETE', 'FAILED', 'PARKED', 'DISCARDED'];
   const UNFINISHED = new Set(['INIT', 'PUBLISHED']);
@@ -225,7 +226,8 @@
 
   // ---- live summary: polled every 2 s while the tab is visible
 
-  const live = { timer: null, inflight: false, again: false, last: null, started: false };
+  // since: the time (s) of the first sample or completion the charts know of.
+  const live = { timer: null, inflight: false, again: false, last: null, started: false, since: null };
 
   const perf = { t: [], tp: [], p50: [], p95: [], p99: [] };
   const lagData = { t: [], groups: new Map() };
@@ -284,6 +286,7 @@
     const end = Math.floor(now / step) * step - step; // the last whole bucket
     for (let t = end - KEEP_S + step; t <= end; t += step) {
       const b = byT.get(t);
+      if (b && b.completed && live.since === null) live.since = t - step;
       perf.t.push(t);
       perf.tp.push(b ? b.per_second : 0);
       perf.p50.push(b && b.completed ? b.p50_ms : null);
@@ -295,6 +298,7 @@
   function addSample(s) {
     const t = Date.parse(s.at) / 1000;
     const w = s.window || {};
+    if (live.since === null || t < live.since) live.since = t;
     if (!perf.t.length || t > perf.t[perf.t.length - 1]) {
       perf.t.push(t);
       perf.tp.push(w.per_second ?? null);
@@ -341,10 +345,13 @@
     trimArrays(statusData.t, Object.values(statusData.rows));
   }
 
-  // Every chart shows the same last 10 minutes, however few samples it has.
+  // Every chart shows the same span: the last 10 minutes, or less when
+  // nothing is known from further back (the page opened, or the first
+  // completion, less than 10 minutes ago), but at least the last 30 s.
   function timeRange() {
     const now = Date.now() / 1000;
-    return [now - KEEP_S, now];
+    const since = Math.min(live.since ?? now, now - MIN_SPAN_S);
+    return [Math.max(now - KEEP_S, since), now];
   }
 
   // fromZero: counts and rates start at 0, with some room above the top.
