@@ -137,23 +137,29 @@ type dlqSpan struct {
 	from, end int64
 }
 
+// spanArgs are the parameters $1 to $4 of a query that unnests spans as
+// k(topic, partition, f, e).
+func spanArgs(spans []dlqSpan) []any {
+	topics := make([]string, len(spans))
+	parts, froms, ends := make([]int64, len(spans)), make([]int64, len(spans)), make([]int64, len(spans))
+	for i, sp := range spans {
+		topics[i], parts[i], froms[i], ends[i] = sp.topic, int64(sp.partition), sp.from, sp.end
+	}
+	return []any{pq.Array(topics), pq.Array(parts), pq.Array(froms), pq.Array(ends)}
+}
+
 // redrivenIn counts the re-driven records within each span.
 func (s *Service) redrivenIn(ctx context.Context, spans []dlqSpan) (map[dlqSpan]int64, error) {
 	out := map[dlqSpan]int64{}
 	if len(spans) == 0 {
 		return out, nil
 	}
-	topics := make([]string, len(spans))
-	parts, froms, ends := make([]int64, len(spans)), make([]int64, len(spans)), make([]int64, len(spans))
-	for i, sp := range spans {
-		topics[i], parts[i], froms[i], ends[i] = sp.topic, int64(sp.partition), sp.from, sp.end
-	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT k.topic, k.partition, k.f, k.e,
 		       (SELECT count(*) FROM dlq_redrives r
 		         WHERE r.topic = k.topic AND r.partition = k.partition AND r."offset" >= k.f AND r."offset" < k.e)
 		  FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS k(topic, partition, f, e)`,
-		pq.Array(topics), pq.Array(parts), pq.Array(froms), pq.Array(ends))
+		spanArgs(spans)...)
 	if err != nil {
 		return nil, fmt.Errorf("count re-driven records: %w", err)
 	}
@@ -180,16 +186,11 @@ func (s *Service) redrivenWithin(ctx context.Context, spans []dlqSpan) (map[reco
 	if len(spans) == 0 {
 		return out, nil
 	}
-	topics := make([]string, len(spans))
-	parts, froms, ends := make([]int64, len(spans)), make([]int64, len(spans)), make([]int64, len(spans))
-	for i, sp := range spans {
-		topics[i], parts[i], froms[i], ends[i] = sp.topic, int64(sp.partition), sp.from, sp.end
-	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT r.topic, r.partition, r."offset"
 		  FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS k(topic, partition, f, e)
 		  JOIN dlq_redrives r ON r.topic = k.topic AND r.partition = k.partition AND r."offset" >= k.f AND r."offset" < k.e`,
-		pq.Array(topics), pq.Array(parts), pq.Array(froms), pq.Array(ends))
+		spanArgs(spans)...)
 	if err != nil {
 		return nil, fmt.Errorf("read re-driven records: %w", err)
 	}

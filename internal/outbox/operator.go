@@ -290,7 +290,7 @@ func (t transition) apply(ctx context.Context, q Execer, id uuid.UUID) (Transiti
 // completed_at (written by hand) counts in the first part, by its status.
 // EstimateAbove is the number of finished rows from which CountByStatus,
 // when not exact, estimates them instead of counting.
-const EstimateAbove = 100_000
+const EstimateAbove = 10_000
 
 func CountByStatus(ctx context.Context, q Querier, exact bool) (counts map[Status]int64, oldest map[Status]time.Duration, err error) {
 	complete := `SELECT 'COMPLETE', count(*), 0 FROM outbox WHERE completed_at IS NOT NULL`

@@ -447,9 +447,9 @@
     fill($('#rows'), STATUSES.map((st) => {
       const n = rows[st] ?? 0;
       const alarm = n > 0 && (st === 'FAILED' ? 'bad' : (st === 'PARKED' || st === 'DISCARDED') ? 'warn' : '');
-      return h('a', { class: `status-cell ${alarm || ''}`, href: `#/events?status=${st}`, 'data-status': st, title: st === 'COMPLETE' && n >= 100000 ? "the planner's estimate" : `list the ${st} rows` },
+      return h('a', { class: `status-cell ${alarm || ''}`, href: `#/events?status=${st}`, 'data-status': st, title: st === 'COMPLETE' && n >= 10000 ? "the planner's estimate" : `list the ${st} rows` },
         h('span', { class: 'status-name' }, st),
-        h('span', { class: 'status-count', title: fmtNum(n) }, (st === 'COMPLETE' && n >= 100000 ? '≈ ' : '') + fmtCount(n)));
+        h('span', { class: 'status-count', title: fmtNum(n) }, (st === 'COMPLETE' && n >= 10000 ? '≈ ' : '') + fmtCount(n)));
     }));
 
     const oldest = (s.outbox && s.outbox.oldest_unfinished_seconds) || 0;
