@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -417,4 +418,20 @@ func TestOpsAgainstDev(t *testing.T) {
 	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 || !strings.Contains(stderr.String(), "401") {
 		t.Errorf("ops summary with a wrong password: %v, stderr %q", err, stderr.String())
 	}
+}
+
+// A console opened with its credentials in the URL
+// (http://user:password@host/console) works: the page calls the operator
+// API against its origin, since fetch refuses a URL that carries
+// credentials, which every path relative to such a page would.
+func TestConsoleOpenedWithCredentialsInURL(t *testing.T) {
+	sys := sharedDev(t)
+	u, err := neturl.Parse(sys.Console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword(sys.User, sys.Password)
+	b := browser.Start(t, browser.Config{Timeout: consoleWait})
+	b.Open(u.String() + "/console#/audit")
+	b.WaitText("#live", "live")
 }

@@ -63,7 +63,10 @@
     }
     let res;
     try {
-      res = await fetch(path, opts);
+      // Against the origin, not the page's URL: a page opened as
+      // http://user:password@host/console would make every relative
+      // request carry credentials in its URL, which fetch refuses.
+      res = await fetch(new URL(path, location.origin), opts);
     } catch {
       throw new Problem(0, 'No answer', 'the console cannot reach its server');
     }
