@@ -15,25 +15,7 @@ import (
 // 00006 keeps the keys it finds (user_id was always set), scopes them to
 // their user, and goes back down while no two users share a key.
 func TestIdempotencyKeysPerUserUpgrade(t *testing.T) {
-	cluster := pgtest.Cluster(t)
-	if err := cluster.CreateDatabase(t.Context(), "upgrade_00006", ""); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("postgres", cluster.URL("upgrade_00006"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if err := cluster.DropDatabase(context.Background(), "upgrade_00006"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	// The migrations of this folder, as the package embeds them.
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := upgradeDB(t, "upgrade_00006")
 	exec := func(query string) error {
 		_, err := db.ExecContext(t.Context(), query)
 		return err
@@ -74,24 +56,7 @@ func TestIdempotencyKeysPerUserUpgrade(t *testing.T) {
 // keys and the API's UPDATE (response); down brings the column back as the
 // 201 every stored response was.
 func TestIdempotencyStatusCodeDropped(t *testing.T) {
-	cluster := pgtest.Cluster(t)
-	if err := cluster.CreateDatabase(t.Context(), "upgrade_00008", ""); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("postgres", cluster.URL("upgrade_00008"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if err := cluster.DropDatabase(context.Background(), "upgrade_00008"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := upgradeDB(t, "upgrade_00008")
 	hasColumn := func() bool {
 		t.Helper()
 		var n int
@@ -144,24 +109,7 @@ func TestIdempotencyStatusCodeDropped(t *testing.T) {
 // 00011 keeps the outbox's rows and lets them be PARKED or DISCARDED; down
 // goes back once no row is in either status.
 func TestOperatorConsoleUpgrade(t *testing.T) {
-	cluster := pgtest.Cluster(t)
-	if err := cluster.CreateDatabase(t.Context(), "upgrade_00011", ""); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("postgres", cluster.URL("upgrade_00011"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if err := cluster.DropDatabase(context.Background(), "upgrade_00011"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := upgradeDB(t, "upgrade_00011")
 	exec := func(query string) error {
 		_, err := db.ExecContext(t.Context(), query)
 		return err
@@ -207,4 +155,30 @@ func TestOperatorConsoleUpgrade(t *testing.T) {
 	if _, err := p.Up(t.Context()); err != nil {
 		t.Fatalf("up again: %v", err)
 	}
+}
+
+// upgradeDB creates the database name in the test cluster, dropped when the
+// test ends, and a goose provider of the migrations of this folder (as the
+// package embeds them) on it, at no version yet.
+func upgradeDB(t *testing.T, name string) (*sql.DB, *goose.Provider) {
+	t.Helper()
+	cluster := pgtest.Cluster(t)
+	if err := cluster.CreateDatabase(t.Context(), name, ""); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", cluster.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Close()
+		if err := cluster.DropDatabase(context.Background(), name); err != nil {
+			t.Errorf("drop database: %v", err)
+		}
+	})
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, p
 }
